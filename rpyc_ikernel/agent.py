@@ -415,6 +415,7 @@ class Session:
         self._input_answer = None
         self._input_prompt = None
         self._input_waiting = False
+        self.requests = 0  # calls of run/poll: how many round trips cells cost
 
     # ------------------------------------------------------------ output from the cell
     def write_stream(self, name: str, text: str, block: bool) -> None:
@@ -450,6 +451,7 @@ class Session:
         self, code: str, filename: str, wait: float, allow_stdin: bool = False, silent: bool = False
     ) -> str:
         """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip."""
+        self.requests += 1
         with self._cond:
             if self.cell is not None:
                 return json.dumps({"busy": True, "events": [], "done": False})
@@ -463,10 +465,14 @@ class Session:
             executor.submit(cell)
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
-        return self.poll(wait)
+        return self._poll(wait)
 
     def poll(self, wait: float) -> str:
         """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON."""
+        self.requests += 1
+        return self._poll(wait)
+
+    def _poll(self, wait: float) -> str:
         deadline = time.monotonic() + wait
         with self._cond:
             while True:

@@ -24,7 +24,7 @@ from rpyc.utils.factory import connect_stream
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
-CONNECT_TIMEOUT = 4.0  # seconds to reach the board and load the agent
+CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent
 CALL_TIMEOUT = 8.0  # seconds any single request may take beyond its own wait
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish

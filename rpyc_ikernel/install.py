@@ -65,9 +65,7 @@ def install(args: argparse.Namespace) -> Path:
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
         for logo in RESOURCES.glob("logo-*"):
             shutil.copy(logo, spec_dir / logo.name)
-        destination = KernelSpecManager().install_kernel_spec(
-            str(spec_dir), args.name, replace=True, **target
-        )
+        destination = KernelSpecManager().install_kernel_spec(str(spec_dir), args.name, **target)
     return Path(destination)
 
 

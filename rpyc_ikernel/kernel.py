@@ -101,7 +101,7 @@ class RPycKernel(IPythonKernel):
                 reply = self._run_on_board(code, count, silent, allow_stdin, user_expressions or {})
             else:
                 reply = {"status": "ok", "user_expressions": {}}
-        reply["execution_count"] = count
+        reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
         reply.setdefault("payload", [])
         reply.setdefault("user_expressions", {})
         return reply

@@ -1,0 +1,45 @@
+"""Fixtures: real board servers on 127.0.0.1, the kernelspec in a temporary prefix, real kernels."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from helpers import BoardServer, KernelSession, install_kernelspec, start_board  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kernelspec_prefix(tmp_path_factory) -> Path:
+    """The rpyc kernelspec installed in a temporary prefix that Jupyter is told to search."""
+    prefix = tmp_path_factory.mktemp("jupyter-prefix")
+    install_kernelspec(prefix)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def board() -> BoardServer:
+    """Our board server (python -m rpyc_ikernel.server) on a free loopback port."""
+    server = start_board()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def kernel(kernelspec_prefix, board) -> KernelSession:
+    """A real rpyc kernel, started through jupyter_client, whose default board is `board`."""
+    session = KernelSession.start(board_port=board.port)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_board_env(monkeypatch):
+    # Tests choose their board explicitly; a developer's own settings must not leak in.
+    for name in ("RPYC_IKERNEL_HOST", "RPYC_IKERNEL_PORT"):
+        if name in os.environ:
+            monkeypatch.delenv(name)

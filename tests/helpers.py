@@ -1,0 +1,179 @@
+"""Test helpers: start real board servers and real kernels, and run cells collecting their output."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_client.manager import KernelManager
+
+REPO = Path(__file__).resolve().parent.parent
+PLAIN_BOARD = Path(__file__).with_name("plain_board.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class BoardServer:
+    """A board server process on 127.0.0.1."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_board(
+    command: list[str] | None = None,
+    port: int | None = None,
+    cwd: Path | None = None,
+    env: dict | None = None,
+) -> BoardServer:
+    """Start a board server on a free (or given) port and wait until it accepts connections."""
+    port = port or free_port()
+    if command is None:
+        command = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+    log = Path(os.environ.get("TMPDIR", "/tmp"), f"rpyc-board-{port}-{os.getpid()}.log")
+    handle = log.open("w")
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        cwd=cwd or REPO,
+        env=env,
+    )
+    server = BoardServer(process, port, log)
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        server.stop()
+        raise RuntimeError(f"board server did not start: {server.output()}") from None
+    return server
+
+
+def install_kernelspec(prefix: Path) -> None:
+    """Install the kernelspec into prefix with the real installer, and point Jupyter at it."""
+    subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+    )
+    data_dir = str(prefix / "share" / "jupyter")
+    paths = [data_dir, *filter(None, os.environ.get("JUPYTER_PATH", "").split(os.pathsep))]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(dict.fromkeys(paths))
+
+
+@dataclass
+class CellResult:
+    """The execute_reply of a cell and the IOPub messages it caused, in order."""
+
+    reply: dict
+    outputs: list = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["status"]
+
+    def stream(self, name: str = "stdout") -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in self.outputs
+            if m["msg_type"] == "stream" and m["content"]["name"] == name
+        )
+
+    def of_type(self, msg_type: str) -> list:
+        return [m["content"] for m in self.outputs if m["msg_type"] == msg_type]
+
+    @property
+    def result(self) -> dict | None:
+        results = self.of_type("execute_result")
+        return results[0]["data"] if results else None
+
+    @property
+    def error(self) -> dict | None:
+        errors = self.of_type("error")
+        return errors[0] if errors else None
+
+
+@dataclass
+class KernelSession:
+    """A running rpyc kernel and a blocking client to it."""
+
+    manager: KernelManager
+    client: object
+
+    @classmethod
+    def start(cls, board_port: int | None = None, env: dict | None = None, kernel_name: str = "rpyc"):
+        kernel_env = dict(os.environ)
+        if board_port is not None:
+            kernel_env["RPYC_IKERNEL_HOST"] = "127.0.0.1"
+            kernel_env["RPYC_IKERNEL_PORT"] = str(board_port)
+        kernel_env.update(env or {})
+        manager = KernelManager(kernel_name=kernel_name)
+        manager.start_kernel(env=kernel_env)
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        return cls(manager, client)
+
+    def run(
+        self, code: str, timeout: float = 60, allow_stdin: bool = False, stdin_hook=None, **kwargs
+    ) -> CellResult:
+        outputs = []
+
+        def keep(msg):
+            if msg["msg_type"] not in ("status", "execute_input"):
+                outputs.append(msg)
+
+        reply = self.client.execute_interactive(
+            code,
+            timeout=timeout,
+            output_hook=keep,
+            allow_stdin=allow_stdin,
+            stdin_hook=stdin_hook,
+            **kwargs,
+        )
+        return CellResult(reply["content"], outputs)
+
+    def request(self, method: str, *args, **kwargs) -> dict:
+        """Send a shell request (complete, inspect, ...) and return its reply content."""
+        msg_id = getattr(self.client, method)(*args, **kwargs)
+        while True:
+            reply = self.client.get_shell_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply["content"]
+
+    def stop(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=False)

@@ -1,0 +1,51 @@
+"""The board side stays light: standard library + rpyc, Python 3.7 syntax, runs as a lone file."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import KernelSession, start_board
+
+PACKAGE = Path(__file__).resolve().parent.parent / "rpyc_ikernel"
+BOARD_FILES = ["agent.py", "server.py"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("name", BOARD_FILES)
+def test_board_files_import_only_stdlib_and_rpyc(name):
+    allowed = set(sys.stdlib_module_names) | {"rpyc"}
+    assert imported_modules(PACKAGE / name) <= allowed
+
+
+@pytest.mark.parametrize("name", BOARD_FILES)
+def test_board_files_parse_as_python_3_7(name):
+    ast.parse((PACKAGE / name).read_text(), feature_version=(3, 7))
+
+
+def test_server_file_runs_alone_when_copied_to_a_board(tmp_path, kernelspec_prefix):
+    shutil.copy(PACKAGE / "server.py", tmp_path / "server.py")
+    server = start_board(command=[sys.executable, "server.py", "--host", "127.0.0.1"], cwd=tmp_path)
+    session = KernelSession.start(board_port=server.port)
+    try:
+        cell = session.run(
+            "import sys\nprint(sorted(m for m in sys.modules if m.startswith('rpyc_ikernel')))"
+        )
+        assert cell.stream() == "[]\n"
+        assert "listening on 127.0.0.1:" in server.output()
+    finally:
+        session.stop()
+        server.stop()

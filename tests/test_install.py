@@ -1,0 +1,84 @@
+"""Kernelspec install/uninstall through the real command line, into temporary prefixes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run_install(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", *args], capture_output=True, text=True, env=env
+    )
+
+
+def kernelspecs(prefix) -> dict:
+    env = dict(os.environ, JUPYTER_PATH=str(prefix / "share" / "jupyter"))
+    listing = subprocess.run(
+        [sys.executable, "-m", "jupyter_client.kernelspecapp", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    specs = json.loads(listing.stdout)["kernelspecs"]
+    # only those in this prefix: a developer's venv may hold its own rpyc kernelspec too
+    return {name: spec for name, spec in specs.items() if spec["resource_dir"].startswith(str(prefix))}
+
+
+def test_install_writes_spec_logos_and_board_env(tmp_path):
+    result = run_install(
+        "--prefix",
+        str(tmp_path),
+        "--name",
+        "rpyc-pi",
+        "--display-name",
+        "Board (pi)",
+        "--host",
+        "raspberrypi.local",
+        "--port",
+        "18813",
+    )
+    assert result.returncode == 0, result.stderr
+    spec_dir = tmp_path / "share" / "jupyter" / "kernels" / "rpyc-pi"
+    spec = json.loads((spec_dir / "kernel.json").read_text())
+    assert spec["argv"] == [sys.executable, "-m", "rpyc_ikernel", "-f", "{connection_file}"]
+    assert spec["language"] == "python"
+    assert spec["display_name"] == "Board (pi)"
+    assert spec["env"] == {"RPYC_IKERNEL_HOST": "raspberrypi.local", "RPYC_IKERNEL_PORT": "18813"}
+    assert {p.name for p in spec_dir.glob("logo-*.png")} >= {"logo-32x32.png", "logo-64x64.png"}
+    listed = kernelspecs(tmp_path)
+    assert listed["rpyc-pi"]["spec"]["display_name"] == "Board (pi)"
+
+
+def test_default_name_is_rpyc_and_no_env_without_host(tmp_path):
+    assert run_install("--prefix", str(tmp_path)).returncode == 0
+    listed = kernelspecs(tmp_path)
+    assert "rpyc" in listed
+    assert "env" not in listed["rpyc"]["spec"] or not listed["rpyc"]["spec"]["env"]
+
+
+def test_uninstall_removes_it(tmp_path):
+    assert run_install("--prefix", str(tmp_path)).returncode == 0
+    result = run_install("--prefix", str(tmp_path), "--uninstall")
+    assert result.returncode == 0, result.stderr
+    assert "rpyc" not in kernelspecs(tmp_path)
+    again = run_install("--prefix", str(tmp_path), "--uninstall")
+    assert again.returncode == 1
+    assert "No kernelspec named 'rpyc'" in again.stderr
+
+
+def test_user_install_goes_to_the_user_data_dir(tmp_path):
+    env = dict(os.environ, JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    assert run_install("--user", env=env).returncode == 0
+    assert (tmp_path / "data" / "kernels" / "rpyc" / "kernel.json").is_file()
+    assert run_install("--user", "--uninstall", env=env).returncode == 0
+    assert not (tmp_path / "data" / "kernels" / "rpyc").exists()
+
+
+def test_bad_port_is_refused(tmp_path):
+    result = run_install("--prefix", str(tmp_path), "--port", "http")
+    assert result.returncode == 2
+    assert "invalid int value" in result.stderr
