@@ -163,40 +163,54 @@ class Board:
         )
 
     def connect(self) -> BoardLink:
-        """Open the link (if not open): TCP connect, load the agent, attach our session."""
+        """Open the main link (if not open): connect, load the agent, attach our session."""
         with self._lock:
             if self.connected:
                 return self._link
             self.close()
             deadline = time.monotonic() + self.connect_timeout
-            try:
-                stream = SocketStream.connect(
-                    self.address.host, self.address.port, timeout=self.connect_timeout, nodelay=True
-                )
-            except OSError as exc:
-                raise BoardUnreachable(
-                    f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
-                ) from None
-            try:
-                conn = connect_stream(
-                    stream,
-                    KernelSideService,
-                    config={"sync_request_timeout": self.connect_timeout, "allow_pickle": False},
-                )
-            except Exception as exc:
-                stream.close()
-                raise self._not_rpyc(exc) from None
+            conn, agent = self.open_connection()
             try:
                 remaining = max(0.5, deadline - time.monotonic())
-                agent = self._load_agent(conn, remaining)
-                session = _call(conn, agent.attach, self.session_id, timeout=remaining)
-                info = json.loads(_call(conn, agent.board_info, timeout=remaining))
+                session = call(conn, agent.attach, self.session_id, timeout=remaining)
+                info = json.loads(call(conn, agent.board_info, timeout=remaining))
             except Exception as exc:
                 conn.close()
                 raise self._not_rpyc(exc) from None
-            conn._config["sync_request_timeout"] = CALL_TIMEOUT
             self._link = BoardLink(conn=conn, session=session, agent=agent, info=info)
             return self._link
+
+    def open_connection(self) -> tuple[rpyc.Connection, object]:
+        """A new connection to this board with the agent loaded: (conn, agent module netref).
+
+        The main link uses one; side jobs that must not wait behind a running cell (live images,
+        file transfer) open their own and close it when done.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        try:
+            stream = SocketStream.connect(
+                self.address.host, self.address.port, timeout=self.connect_timeout, nodelay=True
+            )
+        except OSError as exc:
+            raise BoardUnreachable(
+                f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
+            ) from None
+        try:
+            conn = connect_stream(
+                stream,
+                KernelSideService,
+                config={"sync_request_timeout": self.connect_timeout, "allow_pickle": False},
+            )
+        except Exception as exc:
+            stream.close()
+            raise self._not_rpyc(exc) from None
+        try:
+            agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
+        except Exception as exc:
+            conn.close()
+            raise self._not_rpyc(exc) from None
+        conn._config["sync_request_timeout"] = CALL_TIMEOUT
+        return conn, agent
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
         reason = "no answer" if isinstance(exc, BoardConnectionLost) else f"{type(exc).__name__}: {exc}"
@@ -207,9 +221,9 @@ class Board:
 
     def _load_agent(self, conn: rpyc.Connection, timeout: float):
         """Send the agent's source into the board process once; later connections reuse it."""
-        _call(conn, conn.execute, _LOADER, timeout=timeout)
-        loader = _call(conn, conn.namespace.get, "_rpyc_ikernel_load", timeout=timeout)
-        return _call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
+        call(conn, conn.execute, _LOADER, timeout=timeout)
+        loader = call(conn, conn.namespace.get, "_rpyc_ikernel_load", timeout=timeout)
+        return call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
 
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
@@ -252,7 +266,7 @@ class Board:
     def answer_input(self, value: str | None) -> None:
         """Hand the user's answer (None for end of input) to the waiting input() on the board."""
         link = self.connect()
-        _call(link.conn, link.session.provide_input, value or "", value is None, timeout=CALL_TIMEOUT)
+        call(link.conn, link.session.provide_input, value or "", value is None, timeout=CALL_TIMEOUT)
 
     def interrupt(self) -> bool:
         """Stop the running cell (KeyboardInterrupt on the board). True if one was running."""
@@ -260,13 +274,13 @@ class Board:
         if link is None or link.conn.closed:
             return False
         try:
-            return bool(_call(link.conn, link.session.interrupt, timeout=CALL_TIMEOUT))
+            return bool(call(link.conn, link.session.interrupt, timeout=CALL_TIMEOUT))
         except Exception:
             return False
 
     def _request(self, link: BoardLink, method: Callable, *args, wait: float) -> dict:
         try:
-            text = _call(link.conn, method, *args, timeout=wait + CALL_TIMEOUT)
+            text = call(link.conn, method, *args, timeout=wait + CALL_TIMEOUT)
         except BoardError:
             self.close()
             raise
@@ -275,20 +289,20 @@ class Board:
     # ------------------------------------------------------------ introspection
     def complete(self, code: str, cursor_pos: int) -> dict:
         link = self.connect()
-        return json.loads(_call(link.conn, link.session.complete, code, cursor_pos, timeout=CALL_TIMEOUT))
+        return json.loads(call(link.conn, link.session.complete, code, cursor_pos, timeout=CALL_TIMEOUT))
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict:
         link = self.connect()
-        text = _call(link.conn, link.session.inspect, code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
+        text = call(link.conn, link.session.inspect, code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 
     def evaluate(self, expressions: dict) -> dict:
         link = self.connect()
-        text = _call(link.conn, link.session.evaluate, json.dumps(expressions), timeout=CALL_TIMEOUT)
+        text = call(link.conn, link.session.evaluate, json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
 
 
-def _call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
+def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
     """Call a remote method, waiting at most `timeout` seconds; link problems become BoardError."""
     try:
         result = rpyc.async_(method)(*args)
