@@ -72,6 +72,8 @@ def _state() -> types.ModuleType:
         state.original_stderr = sys.stderr
         state.original_input = builtins.input
         state.original_sleep = time.sleep
+        state.boot_id = uuid.uuid4().hex  # tells a restarted board process from a reconnect
+        state.started = time.time()
         sys.modules[STATE_MODULE] = state
     return state
 
@@ -416,6 +418,9 @@ class Session:
         self._input_prompt = None
         self._input_waiting = False
         self.requests = 0  # calls of run/poll: how many round trips cells cost
+        self.cell_id = None  # the kernel's id of the current or last cell
+        self._seq = 0  # numbers the answers to run/poll
+        self._unacked = None  # (seq, answer) until the kernel acknowledges it
 
     # ------------------------------------------------------------ output from the cell
     def write_stream(self, name: str, text: str, block: bool) -> None:
@@ -448,14 +453,28 @@ class Session:
 
     # ------------------------------------------------------------ the kernel's calls
     def run(
-        self, code: str, filename: str, wait: float, allow_stdin: bool = False, silent: bool = False
+        self,
+        code: str,
+        filename: str,
+        wait: float,
+        allow_stdin: bool = False,
+        silent: bool = False,
+        cell_id: str = None,
     ) -> str:
-        """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip."""
+        """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip.
+
+        A repeated cell_id means the kernel lost our answer to this very call: the cell is not started
+        twice, the unacknowledged answer is sent again instead.
+        """
         self.requests += 1
         with self._cond:
+            if cell_id is not None and cell_id == self.cell_id:
+                return self._poll(wait, None)
             if self.cell is not None:
                 return json.dumps({"busy": True, "events": [], "done": False})
             self._reply = None
+            self._unacked = None
+            self.cell_id = cell_id
             cell = CellRun(self, code, filename, allow_stdin, silent)
             self.cell = cell
         _state().last_session = self
@@ -465,41 +484,51 @@ class Session:
             executor.submit(cell)
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
-        return self._poll(wait)
-
-    def poll(self, wait: float) -> str:
-        """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON."""
-        self.requests += 1
-        return self._poll(wait)
-
-    def _poll(self, wait: float) -> str:
-        deadline = time.monotonic() + wait
         with self._cond:
-            while True:
-                if self._reply is not None or self._input_waiting:
+            return self._poll(wait, None)
+
+    def poll(self, wait: float, ack: int = None) -> str:
+        """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON.
+
+        `ack` is the seq of the last answer the kernel received; if it is not our last answer, that
+        answer was lost with a dropped connection and is sent again, so no output is ever lost.
+        """
+        self.requests += 1
+        with self._cond:
+            return self._poll(wait, ack)
+
+    def _poll(self, wait: float, ack) -> str:
+        if self._unacked is not None and ack != self._unacked[0]:
+            return self._unacked[1]
+        deadline = time.monotonic() + wait
+        while True:
+            if self._reply is not None or self._input_waiting:
+                break
+            now = time.monotonic()
+            if self._events:
+                due = self._first_pending + FLUSH_DELAY
+                if now >= due or self._pending >= FLUSH_SIZE:
                     break
-                now = time.monotonic()
-                if self._events:
-                    due = self._first_pending + FLUSH_DELAY
-                    if now >= due or self._pending >= FLUSH_SIZE:
-                        break
-                    timeout = min(due, deadline) - now
-                else:
-                    timeout = deadline - now
-                if timeout <= 0:
-                    break
-                self._cond.wait(timeout)
-            events = self._take_events()
-            done = self._reply is not None
-            message = {"events": events, "done": done}
-            if done:
-                message["reply"] = self._reply
-                self._reply = None
-            elif self._input_waiting and self._input_prompt is not None:
-                message["input"] = self._input_prompt
-                self._input_prompt = None
-            self._cond.notify_all()
-        return json.dumps(message)
+                timeout = min(due, deadline) - now
+            else:
+                timeout = deadline - now
+            if timeout <= 0:
+                break
+            self._cond.wait(timeout)
+        events = self._take_events()
+        done = self._reply is not None
+        self._seq += 1
+        message = {"events": events, "done": done, "seq": self._seq, "running": self.cell is not None}
+        if done:
+            message["reply"] = self._reply
+            self._reply = None
+        elif self._input_waiting and self._input_prompt is not None:
+            message["input"] = self._input_prompt
+            self._input_prompt = None
+        self._cond.notify_all()
+        text = json.dumps(message)
+        self._unacked = (self._seq, text)
+        return text
 
     def _take_events(self) -> list:
         events = self._events
@@ -792,5 +821,8 @@ def board_info() -> str:
             "hostname": platform.node(),
             "pid": os.getpid(),
             "main_thread_executor": sys.modules.get(EXECUTOR_MODULE) is not None,
+            "boot_id": _state().boot_id,
+            "agent_loaded": _state().started,
+            "time": time.time(),
         }
     )

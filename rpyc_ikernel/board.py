@@ -8,13 +8,17 @@ never a long cell.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
+import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import rpyc
@@ -22,12 +26,18 @@ from rpyc.core.service import MasterService, VoidService
 from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
+from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
 CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent
 CALL_TIMEOUT = 8.0  # seconds any single request may take beyond its own wait
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
+POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
+RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
+BANNER_WAIT = 0.3  # how long to wait for a board's token challenge before assuming an open server
+BANNER_WAIT_WITH_TOKEN = 1.0  # the same when the user gave a token (a slow link still gets asked)
 
 AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
 AGENT_VERSION = hashlib.sha256(AGENT_SOURCE.encode("utf-8")).hexdigest()[:16]
@@ -71,12 +81,20 @@ class BoardError(Exception):
     """A problem with the board link, with a message a user can act on."""
 
 
+class BoardAuthError(BoardError):
+    """The board wants a token we do not have, refused ours, or failed TLS verification."""
+
+
 class BoardUnreachable(BoardError):
     """The board could not be reached or did not answer as an rpyc server."""
 
 
 class BoardConnectionLost(BoardError):
     """The link broke while a request was in flight."""
+
+
+class BoardRestarted(BoardConnectionLost):
+    """The link came back, but to a new board process: the running cell and the namespace are gone."""
 
 
 @dataclass
@@ -102,6 +120,53 @@ class Address:
                 f"RPYC_IKERNEL_PORT={port_text!r} is not a port number; set it to e.g. 18812"
             ) from exc
         return cls(host, port)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to prove who we are to a board and how to check who it is (token, TLS)."""
+
+    token: str | None = None  # given by the user; else the local token file is tried
+    tls: bool = False
+    ca: str | None = None  # CA bundle that signed the board's certificate (default: system CAs)
+    certfile: str | None = None  # a client certificate, for boards started with --ca
+    keyfile: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: dict | None = None) -> Credentials:
+        """RPYC_IKERNEL_TOKEN, RPYC_IKERNEL_TLS, RPYC_IKERNEL_CA, RPYC_IKERNEL_CERTFILE/KEYFILE."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            token=environ.get("RPYC_IKERNEL_TOKEN") or None,
+            tls=_flag(environ.get("RPYC_IKERNEL_TLS")) or bool(environ.get("RPYC_IKERNEL_CA")),
+            ca=environ.get("RPYC_IKERNEL_CA") or None,
+            certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
+            keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
+        )
+
+    def overridden(self, **changes) -> Credentials:
+        """These credentials with the given non-None values replaced (connect_remote's keywords)."""
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if changes.get("ca") or changes.get("certfile"):
+            changes.setdefault("tls", True)
+        return replace(self, **changes)
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+@dataclass
+class Notice:
+    """Something the user should see once in the cell (a reconnect, a restarted board)."""
+
+    text: str
 
 
 @dataclass
@@ -143,11 +208,21 @@ def _describe_socket_error(exc: BaseException) -> str:
 class Board:
     """A board reached through rpyc classic; keeps one session (namespace) on it across reconnects."""
 
-    def __init__(self, address: Address, session_id: str, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: Address,
+        session_id: str,
+        credentials: Credentials | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.address = address
         self.session_id = session_id
+        self.credentials = credentials or Credentials()
         self.connect_timeout = connect_timeout
+        self.security = "not connected"  # what the last handshake established, for status()
         self._link: BoardLink | None = None
+        self._boot_id: str | None = None  # identity of the board process we last talked to
+        self._notices: list[Notice] = []
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ connection
@@ -162,14 +237,14 @@ class Board:
             ' or pick a board with # exec(self.connect_remote("HOST", port=PORT))'
         )
 
-    def connect(self) -> BoardLink:
+    def connect(self, deadline: float | None = None) -> BoardLink:
         """Open the main link (if not open): connect, load the agent, attach our session."""
         with self._lock:
             if self.connected:
                 return self._link
             self.close()
-            deadline = time.monotonic() + self.connect_timeout
-            conn, agent = self.open_connection()
+            deadline = self._deadline(deadline)
+            conn, agent = self.open_connection(deadline)
             try:
                 remaining = max(0.5, deadline - time.monotonic())
                 session = call(conn, agent.attach, self.session_id, timeout=remaining)
@@ -177,32 +252,48 @@ class Board:
             except Exception as exc:
                 conn.close()
                 raise self._not_rpyc(exc) from None
+            if self._boot_id is not None:
+                if info.get("boot_id") == self._boot_id:
+                    self._notices.append(Notice(f"reconnected to board {self.address}; variables kept"))
+                else:
+                    self._notices.append(
+                        Notice(
+                            f"reconnected to board {self.address}, which restarted: variables from"
+                            " earlier cells are gone"
+                        )
+                    )
+            self._boot_id = info.get("boot_id")
             self._link = BoardLink(conn=conn, session=session, agent=agent, info=info)
             return self._link
 
-    def open_connection(self) -> tuple[rpyc.Connection, object]:
+    def take_notices(self) -> list[Notice]:
+        """Notices gathered since the last call (reconnects), oldest first."""
+        notices, self._notices = self._notices, []
+        return notices
+
+    def _deadline(self, deadline: float | None) -> float:
+        own = time.monotonic() + self.connect_timeout
+        return own if deadline is None else min(own, deadline)
+
+    def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
         """A new connection to this board with the agent loaded: (conn, agent module netref).
 
         The main link uses one; side jobs that must not wait behind a running cell (live images,
         file transfer) open their own and close it when done.
         """
-        deadline = time.monotonic() + self.connect_timeout
-        try:
-            stream = SocketStream.connect(
-                self.address.host, self.address.port, timeout=self.connect_timeout, nodelay=True
-            )
-        except OSError as exc:
-            raise BoardUnreachable(
-                f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
-            ) from None
+        deadline = self._deadline(deadline)
+        sock, early_bytes = self._open_socket(deadline)
         try:
             conn = connect_stream(
-                stream,
+                _ReplayStream(sock, early_bytes),
                 KernelSideService,
-                config={"sync_request_timeout": self.connect_timeout, "allow_pickle": False},
+                config={
+                    "sync_request_timeout": max(0.5, deadline - time.monotonic()),
+                    "allow_pickle": False,
+                },
             )
         except Exception as exc:
-            stream.close()
+            sock.close()
             raise self._not_rpyc(exc) from None
         try:
             agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
@@ -211,6 +302,105 @@ class Board:
             raise self._not_rpyc(exc) from None
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
         return conn, agent
+
+    def _open_socket(self, deadline: float) -> tuple[socket.socket, bytes]:
+        """TCP connect, keepalive, then TLS and the token handshake when the board asks for them.
+
+        Returns the socket and any bytes an open server already sent (rpyc's ClassicService speaks
+        first), which the rpyc stream must still read.
+        """
+        try:
+            sock = socket.create_connection(
+                (self.address.host, self.address.port), timeout=max(0.1, deadline - time.monotonic())
+            )
+        except OSError as exc:
+            raise BoardUnreachable(
+                f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
+            ) from None
+        _tune_socket(sock)
+        try:
+            if self.credentials.tls:
+                sock = self._wrap_tls(sock)
+            self.security, early_bytes = self._authenticate(sock, deadline)
+            if self.credentials.tls:
+                self.security += ", TLS (certificate verified)"
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock, early_bytes
+
+    def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        try:
+            return self.credentials.tls_context().wrap_socket(sock, server_hostname=self.address.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise BoardAuthError(
+                f"TLS: board {self.address} showed a certificate we do not trust ({exc.verify_message});"
+                " pass ca= the CA file that signed it"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise BoardUnreachable(
+                f"TLS handshake with board {self.address} failed ({_describe_socket_error(exc)});"
+                " is the board server started with --certfile/--keyfile?"
+            ) from None
+
+    def _authenticate(self, sock: socket.socket, deadline: float) -> tuple[str, bytes]:
+        """Answer the board's token challenge, if it sends one.
+
+        Returns what was established and the bytes read that belong to rpyc (an open server's first
+        frame starts with a zero byte; our challenge with the letter R).
+        """
+        explicit = self.credentials.token
+        token = explicit or read_token_file(default_token_path())
+        sock.settimeout(BANNER_WAIT_WITH_TOKEN if explicit else BANNER_WAIT)
+        try:
+            first = sock.recv(1)
+        except (socket.timeout, ssl.SSLError):
+            first = b""
+        except OSError as exc:
+            raise BoardUnreachable(f"board {self.address} dropped the connection ({exc})") from None
+        if first != AUTH_BANNER[:1]:
+            if explicit:
+                self._notices.append(
+                    Notice(f"board {self.address} does not check tokens: anyone who reaches it can run code")
+                )
+            return "no authentication (open rpyc server)", first
+        sock.settimeout(max(0.2, deadline - time.monotonic()))
+        try:
+            banner = first + read_line(sock)
+        except (OSError, EOFError, ValueError):
+            banner = first
+        if not banner.startswith(AUTH_BANNER):
+            said = banner[:40].decode("ascii", "replace") or "nothing"
+            raise BoardUnreachable(
+                f"board {self.address} is not an rpyc server (it said {said!r}); check the port"
+            )
+        if not token:
+            raise BoardAuthError(
+                f"board {self.address} requires a token: pass token=... to connect_remote, set"
+                f" RPYC_IKERNEL_TOKEN, or install the kernelspec with --token (the board server printed"
+                f" it at first start and keeps it in {default_token_path()} on the board)"
+            )
+        board_nonce = banner[len(AUTH_BANNER) :]
+        kernel_nonce = secrets.token_hex(16).encode("ascii")
+        answer = kernel_nonce + b" " + proof(token, b"kernel", board_nonce, kernel_nonce).encode("ascii")
+        try:
+            sock.sendall(answer + b"\n")
+            reply = read_line(sock)
+        except (OSError, EOFError, ValueError) as exc:
+            raise BoardAuthError(f"board {self.address} closed the connection during the token check ({exc})")
+        if reply.startswith(b"DENIED"):
+            reason = reply[7:].decode("ascii", "replace")
+            raise BoardAuthError(
+                f"board {self.address} refused our token ({reason}); give the token the board server"
+                " printed (token=... or RPYC_IKERNEL_TOKEN)"
+            )
+        expected = proof(token, b"board", kernel_nonce, board_nonce).encode("ascii")
+        if not (reply.startswith(b"OK ") and hmac.compare_digest(reply[3:], expected)):
+            raise BoardAuthError(
+                f"board {self.address} does not know our token (its proof is wrong); not sending code to it"
+            )
+        return "token (challenge-response)", b""
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
         reason = "no answer" if isinstance(exc, BoardConnectionLost) else f"{type(exc).__name__}: {exc}"
@@ -242,18 +432,26 @@ class Board:
     # ------------------------------------------------------------ cells
     def run_cell(
         self, code: str, filename: str, allow_stdin: bool = False, silent: bool = False
-    ) -> Iterator[list | InputRequest | CellOutcome]:
-        """Run code on the board; yields output events as they come, then one CellOutcome."""
-        link = self.connect()
-        message = self._request(
-            link, link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, wait=FIRST_WAIT
+    ) -> Iterator[list | InputRequest | Notice | CellOutcome]:
+        """Run code on the board; yields output events as they come, then one CellOutcome.
+
+        A link that drops while the cell runs is re-established (the board keeps running the cell and
+        keeps its output until we acknowledge it), so nothing is lost; a board that restarted or stays
+        away ends the cell with BoardConnectionLost.
+        """
+        cell_id = uuid.uuid4().hex
+        self.connect()
+        yield from self.take_notices()
+        message = self._cell_request(
+            lambda link: (link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, cell_id)
         )
         if message.get("busy"):
             raise BoardError(
                 "the board is still running an earlier cell of this kernel; interrupt it"
-                " (Kernel > Interrupt) or restart the board server"
+                " (Kernel > Interrupt) or wait for it"
             )
         while True:
+            yield from self.take_notices()
             yield from message["events"]
             if "input" in message:
                 yield InputRequest(message["input"]["prompt"], message["input"]["password"])
@@ -261,7 +459,50 @@ class Board:
                 reply = message["reply"]
                 yield CellOutcome(reply=reply, result=reply.pop("result", None))
                 return
-            message = self._request(link, link.session.poll, POLL_WAIT, wait=POLL_WAIT)
+            if not message.get("running", True) and not message["events"]:
+                raise BoardError(f"board {self.address} no longer runs this cell and has no result for it")
+            ack = message["seq"]
+            message = self._cell_request(lambda link, ack=ack: (link.session.poll, POLL_WAIT, ack))
+
+    def _cell_request(self, build: Callable) -> dict:
+        """One run/poll call; on a dropped link, reconnect within RECONNECT_WINDOW and repeat it."""
+        deadline = None
+        while True:
+            link = self._link if self.connected else None
+            try:
+                if link is None:
+                    link = self._reconnect_for_cell(deadline)
+                method, *args = build(link)
+                return json.loads(call(link.conn, method, *args, timeout=POLL_WAIT + POLL_MARGIN))
+            except BoardRestarted:
+                raise
+            except BoardConnectionLost as exc:
+                self.close()
+                if deadline is None:
+                    deadline = time.monotonic() + RECONNECT_WINDOW
+                if time.monotonic() >= deadline:
+                    raise BoardConnectionLost(
+                        f"lost the connection to board {self.address} while this cell ran ({exc}); the cell"
+                        " may still be running there. The next cell reconnects."
+                    ) from None
+
+    def _reconnect_for_cell(self, deadline: float | None) -> BoardLink:
+        boot_id = self._boot_id
+        while True:
+            try:
+                link = self.connect(deadline)
+            except BoardUnreachable as exc:
+                if deadline is None or time.monotonic() + 0.25 >= deadline:
+                    raise BoardConnectionLost(str(exc)) from None
+                time.sleep(0.25)
+                continue
+            if boot_id is not None and self._boot_id != boot_id:
+                self.take_notices()
+                raise BoardRestarted(
+                    f"board {self.address} restarted while this cell ran: the cell's work and the"
+                    " variables from earlier cells are gone"
+                )
+            return link
 
     def answer_input(self, value: str | None) -> None:
         """Hand the user's answer (None for end of input) to the waiting input() on the board."""
@@ -278,14 +519,6 @@ class Board:
         except Exception:
             return False
 
-    def _request(self, link: BoardLink, method: Callable, *args, wait: float) -> dict:
-        try:
-            text = call(link.conn, method, *args, timeout=wait + CALL_TIMEOUT)
-        except BoardError:
-            self.close()
-            raise
-        return json.loads(text)
-
     # ------------------------------------------------------------ introspection
     def complete(self, code: str, cursor_pos: int) -> dict:
         link = self.connect()
@@ -300,6 +533,34 @@ class Board:
         link = self.connect()
         text = call(link.conn, link.session.evaluate, json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
+
+
+class _ReplayStream(SocketStream):
+    """A SocketStream that first hands out bytes already read from the socket during the handshake."""
+
+    __slots__ = ("early",)
+
+    def __init__(self, sock: socket.socket, early: bytes = b"") -> None:
+        super().__init__(sock)
+        self.early = early
+
+    def poll(self, timeout) -> bool:
+        return bool(self.early) or super().poll(timeout)
+
+    def read(self, count: int) -> bytes:
+        if not self.early:
+            return super().read(count)
+        head, self.early = self.early[:count], self.early[count:]
+        return head + (super().read(count - len(head)) if count > len(head) else b"")
+
+
+def _tune_socket(sock: socket.socket) -> None:
+    """No Nagle delay for small requests; TCP keepalive so a board that vanished is noticed when idle."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):

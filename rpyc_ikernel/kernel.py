@@ -16,7 +16,7 @@ import uuid
 from ipykernel.ipkernel import IPythonKernel
 
 from . import __version__
-from .board import Address, Board, BoardError, CellOutcome, InputRequest
+from .board import Address, Board, BoardError, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
 
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
@@ -35,7 +35,7 @@ class RPycKernel(IPythonKernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
-        self.board = Board(Address.from_environment(), self.session_id)
+        self.board = Board(Address.from_environment(), self.session_id, Credentials.from_environment())
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
@@ -50,18 +50,37 @@ class RPycKernel(IPythonKernel):
 
     # ------------------------------------------------------------ commands users type in cells
     def connect_remote(
-        self, host: str | None = None, port: int | None = None, timeout: float | None = None
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls: bool | None = None,
+        ca: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ) -> None:
-        """Use the board at host:port from now on (defaults: RPYC_IKERNEL_HOST/PORT, else 127.0.0.1:18812)."""
+        """Use the board at host:port from now on.
+
+        Unset values come from RPYC_IKERNEL_HOST/PORT/TOKEN/TLS/CA (environment or kernelspec), else
+        127.0.0.1:18812, the local token file and no TLS. The board is connected at once, so a mistake
+        shows in this cell; on failure the previous board stays selected.
+        """
         default = Address.from_environment()
         address = Address(host or default.host, int(port) if port is not None else default.port)
-        board = Board(address, self.session_id, **({"connect_timeout": timeout} if timeout else {}))
+        credentials = Credentials.from_environment().overridden(
+            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile
+        )
+        options = {"connect_timeout": float(timeout)} if timeout else {}
+        board = Board(address, self.session_id, credentials, **options)
         board.connect()
+        board.take_notices()
         self.board.close()
         self.board = board
         info = board.info
         print(
             f"Connected to board {address}: Python {info.get('python', '?')} on {info.get('platform', '?')}"
+            f" [{board.security}]"
         )
 
     # ------------------------------------------------------------ execution
@@ -135,6 +154,8 @@ class RPycKernel(IPythonKernel):
                     return self._finish_cell(item, count, silent, user_expressions)
                 if isinstance(item, InputRequest):
                     self._answer_input(item)
+                elif isinstance(item, Notice):
+                    self._publish_event(["stream", "stderr", f"rpyc_ikernel: {item.text}\n"])
                 else:
                     self._publish_event(item)
         except BoardError as exc:

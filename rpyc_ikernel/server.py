@@ -13,20 +13,131 @@ completion, live images and interrupts keep working while a cell runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import logging
 import os
 import queue
+import secrets
 import signal
+import socket
+import ssl
 import sys
 import threading
 import types
 
 from rpyc.core.service import SlaveService
+from rpyc.utils.authenticators import AuthenticationError
 from rpyc.utils.server import ThreadedServer
 
 DEFAULT_PORT = 18812
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+# ----------------------------------------------------------------------------- token authentication
+# A challenge-response run on the raw socket before rpyc starts, so the token never crosses the wire:
+#   board  -> kernel: "RPYC_IKERNEL AUTH 1 <board nonce>\n"
+#   kernel -> board : "<kernel nonce> <HMAC(token, 'kernel|' + board nonce + '|' + kernel nonce)>\n"
+#   board  -> kernel: "OK <HMAC(token, 'board|' + kernel nonce + '|' + board nonce)>\n"  or "DENIED <why>\n"
+# The kernel checks the board's proof too, so it never sends code to a board that does not know the token.
+# The kernel side imports these helpers from here: one definition of the protocol.
+
+AUTH_BANNER = b"RPYC_IKERNEL AUTH 1 "
+AUTH_TIMEOUT = 10.0  # seconds a peer has to complete the handshake
+_MAX_LINE = 512
+
+
+def default_token_path() -> str:
+    """Where the token is kept: $RPYC_IKERNEL_TOKEN_FILE, else <config dir>/rpyc_ikernel/token."""
+    explicit = os.environ.get("RPYC_IKERNEL_TOKEN_FILE")
+    if explicit:
+        return explicit
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(config, "rpyc_ikernel", "token")
+
+
+def read_token_file(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def load_or_create_token(path: str) -> tuple:
+    """(token, created): the stored token, or a new random one written with mode 0600."""
+    token = read_token_file(path)
+    if token:
+        return token, False
+    token = secrets.token_urlsafe(24)
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token, True
+
+
+def proof(token: str, role: bytes, first: bytes, second: bytes) -> str:
+    """HMAC-SHA256 of role|first|second keyed with the token, as hex."""
+    message = role + b"|" + first + b"|" + second
+    return hmac.new(token.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def read_line(sock: socket.socket) -> bytes:
+    """One newline-terminated line (without the newline); reads byte-wise so nothing after it is consumed."""
+    data = bytearray()
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise EOFError("peer closed the connection")
+        data += chunk
+        if len(data) > _MAX_LINE:
+            raise ValueError("line too long")
+    return bytes(data[:-1])
+
+
+class BoardAuthenticator:
+    """rpyc authenticator for the board: optional TLS, then the token challenge-response."""
+
+    def __init__(self, token: str | None, tls_context: ssl.SSLContext | None = None) -> None:
+        self.token = token
+        self.tls_context = tls_context
+
+    def __call__(self, sock: socket.socket):
+        sock.settimeout(AUTH_TIMEOUT)
+        try:
+            if self.tls_context is not None:
+                sock = self.tls_context.wrap_socket(sock, server_side=True)
+            if self.token is not None:
+                self._challenge(sock)
+        except (OSError, EOFError, ValueError) as exc:
+            raise AuthenticationError(str(exc)) from None
+        sock.settimeout(None)
+        return sock, None
+
+    def _challenge(self, sock: socket.socket) -> None:
+        board_nonce = secrets.token_hex(16).encode("ascii")
+        sock.sendall(AUTH_BANNER + board_nonce + b"\n")
+        answer = read_line(sock).split(b" ")
+        if len(answer) != 2 or not answer[0]:
+            sock.sendall(b"DENIED this board requires a token\n")
+            raise AuthenticationError("client sent no token")
+        kernel_nonce, kernel_proof = answer
+        expected = proof(self.token, b"kernel", board_nonce, kernel_nonce)
+        if not hmac.compare_digest(expected.encode("ascii"), kernel_proof):
+            sock.sendall(b"DENIED wrong token\n")
+            raise AuthenticationError("wrong token")
+        sock.sendall(b"OK " + proof(self.token, b"board", kernel_nonce, board_nonce).encode("ascii") + b"\n")
+
+
+def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None) -> ssl.SSLContext:
+    """TLS for the board's side; with `ca`, kernels must also present a certificate signed by it."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 class MainThreadExecutor:
@@ -105,6 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PORT,
         help="TCP port (default %d; 0 picks a free one)" % DEFAULT_PORT,
     )
+    auth = parser.add_argument_group("authentication and TLS")
+    auth.add_argument(
+        "--token",
+        help="the token kernels must prove they know (default: $RPYC_IKERNEL_TOKEN, else the token file,"
+        " created with a random token at first start)",
+    )
+    auth.add_argument("--token-file", help="where the token is stored (default %s)" % default_token_path())
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept any client, like rpyc's classic server: anyone who reaches the port can run code",
+    )
+    auth.add_argument("--certfile", help="TLS certificate (PEM); with --keyfile, connections are encrypted")
+    auth.add_argument("--keyfile", help="TLS private key (PEM)")
+    auth.add_argument(
+        "--ca", help="also require kernels to present a TLS client certificate signed by this CA"
+    )
     parser.add_argument(
         "--threads-only",
         action="store_true",
@@ -114,16 +242,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_server(host: str, port: int) -> ThreadedServer:
+def make_server(host: str, port: int, authenticator: BoardAuthenticator | None = None) -> ThreadedServer:
     """A classic rpyc server bound to host:port (port 0 picks a free port)."""
     return ThreadedServer(
         SlaveService,
         hostname=host,
         port=port,
         reuse_addr=True,
+        authenticator=authenticator,
         protocol_config={"allow_all_attrs": True, "allow_pickle": True},
         logger=logging.getLogger("rpyc_ikernel.server"),
     )
+
+
+def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
+    """The authenticator the options ask for, printing what a user needs to know (never the stored token)."""
+    tls = None
+    if args.certfile:
+        tls = server_tls_context(args.certfile, args.keyfile, args.ca)
+    if args.no_auth:
+        print(
+            "rpyc_ikernel server: WARNING: --no-auth: anyone who can reach this port can run any code"
+            " on this machine. Use it only on a network you trust.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return BoardAuthenticator(None, tls) if tls else None
+    token = args.token or os.environ.get("RPYC_IKERNEL_TOKEN")
+    if token:
+        print(
+            "rpyc_ikernel server: kernels must give the token set with --token/RPYC_IKERNEL_TOKEN", flush=True
+        )
+    else:
+        path = args.token_file or default_token_path()
+        token, created = load_or_create_token(path)
+        if created:
+            print(
+                "rpyc_ikernel server: new token (give it to the kernel as token=... or RPYC_IKERNEL_TOKEN):"
+            )
+            print("    %s" % token)
+            print("  stored in %s (mode 0600)" % path, flush=True)
+        else:
+            print("rpyc_ikernel server: kernels must give the token stored in %s" % path, flush=True)
+    return BoardAuthenticator(token, tls)
 
 
 def main(argv: list | None = None) -> int:
@@ -133,7 +294,12 @@ def main(argv: list | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
     )
     try:
-        server = make_server(args.host, args.port)
+        authenticator = build_authenticator(args)
+    except (OSError, ssl.SSLError) as exc:
+        print("rpyc_ikernel server: cannot set up authentication/TLS: %s" % exc, file=sys.stderr)
+        return 2
+    try:
+        server = make_server(args.host, args.port, authenticator)
     except OSError as exc:
         print(
             "rpyc_ikernel server: cannot listen on %s:%s: %s (is another server running? try --port)"

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Board servers create a token file on first start and kernels on this machine read it: give the whole
+# test run (and every process it starts) its own config dir, never the developer's.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="rpyc-ikernel-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+os.environ.pop("RPYC_IKERNEL_TOKEN", None)
+os.environ.pop("RPYC_IKERNEL_TOKEN_FILE", None)
 
 from helpers import BoardServer, KernelSession, install_kernelspec, start_board  # noqa: E402
 
