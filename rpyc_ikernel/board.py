@@ -42,6 +42,7 @@ BANNER_WAIT_WITH_TOKEN = 1.0  # the same when the user gave a token (a slow link
 AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
 AGENT_VERSION = hashlib.sha256(AGENT_SOURCE.encode("utf-8")).hexdigest()[:16]
 AGENT_MODULE = "_rpyc_ikernel_agent"
+SESSION_METHODS = ("run", "poll", "interrupt", "provide_input", "complete", "inspect", "evaluate")
 
 _LOADER = """
 def _rpyc_ikernel_load(source, version):
@@ -193,6 +194,8 @@ class BoardLink:
     session: object
     agent: object
     info: dict = field(default_factory=dict)
+    # the session's methods as netrefs fetched once at connect: calling one is a single round trip
+    methods: dict = field(default_factory=dict)
 
 
 def _describe_socket_error(exc: BaseException) -> str:
@@ -249,8 +252,9 @@ class Board:
                 remaining = max(0.5, deadline - time.monotonic())
                 session = call(conn, agent.attach, self.session_id, timeout=remaining)
                 info = json.loads(call(conn, agent.board_info, timeout=remaining))
+                methods = {name: getattr(session, name) for name in SESSION_METHODS}
             except Exception as exc:
-                conn.close()
+                close_connection(conn, dead=True)
                 raise self._not_rpyc(exc) from None
             if self._boot_id is not None:
                 if info.get("boot_id") == self._boot_id:
@@ -263,7 +267,7 @@ class Board:
                         )
                     )
             self._boot_id = info.get("boot_id")
-            self._link = BoardLink(conn=conn, session=session, agent=agent, info=info)
+            self._link = BoardLink(conn=conn, session=session, agent=agent, info=info, methods=methods)
             return self._link
 
     def take_notices(self) -> list[Notice]:
@@ -298,7 +302,7 @@ class Board:
         try:
             agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
         except Exception as exc:
-            conn.close()
+            close_connection(conn, dead=True)
             raise self._not_rpyc(exc) from None
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
         return conn, agent
@@ -420,10 +424,7 @@ class Board:
         with self._lock:
             link, self._link = self._link, None
         if link is not None:
-            try:
-                link.conn.close()
-            except Exception:
-                pass
+            close_connection(link.conn)
 
     @property
     def info(self) -> dict:
@@ -443,7 +444,7 @@ class Board:
         self.connect()
         yield from self.take_notices()
         message = self._cell_request(
-            lambda link: (link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, cell_id)
+            lambda link: (link.methods["run"], code, filename, FIRST_WAIT, allow_stdin, silent, cell_id)
         )
         if message.get("busy"):
             raise BoardError(
@@ -462,7 +463,7 @@ class Board:
             if not message.get("running", True) and not message["events"]:
                 raise BoardError(f"board {self.address} no longer runs this cell and has no result for it")
             ack = message["seq"]
-            message = self._cell_request(lambda link, ack=ack: (link.session.poll, POLL_WAIT, ack))
+            message = self._cell_request(lambda link, ack=ack: (link.methods["poll"], POLL_WAIT, ack))
 
     def _cell_request(self, build: Callable) -> dict:
         """One run/poll call; on a dropped link, reconnect within RECONNECT_WINDOW and repeat it."""
@@ -507,7 +508,7 @@ class Board:
     def answer_input(self, value: str | None) -> None:
         """Hand the user's answer (None for end of input) to the waiting input() on the board."""
         link = self.connect()
-        call(link.conn, link.session.provide_input, value or "", value is None, timeout=CALL_TIMEOUT)
+        call(link.conn, link.methods["provide_input"], value or "", value is None, timeout=CALL_TIMEOUT)
 
     def interrupt(self) -> bool:
         """Stop the running cell (KeyboardInterrupt on the board). True if one was running."""
@@ -515,23 +516,23 @@ class Board:
         if link is None or link.conn.closed:
             return False
         try:
-            return bool(call(link.conn, link.session.interrupt, timeout=CALL_TIMEOUT))
+            return bool(call(link.conn, link.methods["interrupt"], timeout=CALL_TIMEOUT))
         except Exception:
             return False
 
     # ------------------------------------------------------------ introspection
     def complete(self, code: str, cursor_pos: int) -> dict:
         link = self.connect()
-        return json.loads(call(link.conn, link.session.complete, code, cursor_pos, timeout=CALL_TIMEOUT))
+        return json.loads(call(link.conn, link.methods["complete"], code, cursor_pos, timeout=CALL_TIMEOUT))
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict:
         link = self.connect()
-        text = call(link.conn, link.session.inspect, code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
+        text = call(link.conn, link.methods["inspect"], code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 
     def evaluate(self, expressions: dict) -> dict:
         link = self.connect()
-        text = call(link.conn, link.session.evaluate, json.dumps(expressions), timeout=CALL_TIMEOUT)
+        text = call(link.conn, link.methods["evaluate"], json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
 
 
@@ -563,6 +564,17 @@ def _tune_socket(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
+def close_connection(conn: rpyc.Connection, dead: bool = False) -> None:
+    """Close without hanging: rpyc's close() waits for the peer's answer, which a dead link never sends."""
+    try:
+        if dead:
+            conn._channel.close()
+        conn._config["sync_request_timeout"] = 1.0
+        conn.close()
+    except Exception:
+        pass
+
+
 def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
     """Call a remote method, waiting at most `timeout` seconds; link problems become BoardError."""
     try:
@@ -570,12 +582,12 @@ def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
         result.set_expiry(timeout)
         return result.value
     except rpyc.AsyncResultTimeout:
-        conn.close()
+        close_connection(conn, dead=True)
         raise BoardConnectionLost(
             f"the board did not answer within {timeout:.0f} s; the link looks dead"
         ) from None
     except (EOFError, OSError) as exc:
-        conn.close()
+        close_connection(conn, dead=True)
         raise BoardConnectionLost(
             f"lost the connection to the board ({_describe_socket_error(exc)})"
         ) from None

@@ -17,13 +17,26 @@ DEFAULT_NAME = "rpyc"
 DEFAULT_DISPLAY_NAME = "Python (board via rpyc)"
 
 
-def kernel_json(display_name: str, host: str | None, port: int | None) -> dict:
-    """The kernel.json for this Python; host/port become the kernel's default board."""
+def kernel_json(
+    display_name: str,
+    host: str | None,
+    port: int | None,
+    token: str | None = None,
+    tls: bool = False,
+    ca: str | None = None,
+) -> dict:
+    """The kernel.json for this Python; host/port/token/TLS become the kernel's default board."""
     env = {}
     if host:
         env["RPYC_IKERNEL_HOST"] = host
     if port is not None:
         env["RPYC_IKERNEL_PORT"] = str(port)
+    if token:
+        env["RPYC_IKERNEL_TOKEN"] = token
+    if tls or ca:
+        env["RPYC_IKERNEL_TLS"] = "1"
+    if ca:
+        env["RPYC_IKERNEL_CA"] = os.path.abspath(ca)
     spec = {
         "argv": [sys.executable, "-m", "rpyc_ikernel", "-f", "{connection_file}"],
         "display_name": display_name,
@@ -61,11 +74,13 @@ def install(args: argparse.Namespace) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp, args.name)
         spec_dir.mkdir()
-        spec = kernel_json(args.display_name, args.host, args.port)
+        spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca)
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
         for logo in RESOURCES.glob("logo-*"):
             shutil.copy(logo, spec_dir / logo.name)
         destination = KernelSpecManager().install_kernel_spec(str(spec_dir), args.name, **target)
+    if args.token:
+        Path(destination, "kernel.json").chmod(0o600)  # it holds a secret
     return Path(destination)
 
 
@@ -99,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in Jupyter")
     parser.add_argument("--host", help="default board address for this kernelspec (RPYC_IKERNEL_HOST)")
     parser.add_argument("--port", type=int, help="default board port for this kernelspec (RPYC_IKERNEL_PORT)")
+    parser.add_argument(
+        "--token", help="the board's token (RPYC_IKERNEL_TOKEN); kernel.json is then mode 0600"
+    )
+    parser.add_argument("--tls", action="store_true", help="connect with TLS (RPYC_IKERNEL_TLS)")
+    parser.add_argument(
+        "--ca", help="CA file that signed the board's certificate (RPYC_IKERNEL_CA); implies --tls"
+    )
     parser.add_argument("--uninstall", action="store_true", help="remove the kernelspec instead")
     return parser
 

@@ -1,0 +1,151 @@
+"""Safe by default: token challenge-response, TLS, and clear errors when they do not match."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import KernelSession, start_board
+from proxy import Proxy
+
+SERVER = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+
+
+def token_file() -> Path:
+    return Path(os.environ["XDG_CONFIG_HOME"], "rpyc_ikernel", "token")
+
+
+def test_default_server_creates_a_private_token_and_local_kernels_use_it(board, kernel):
+    path = token_file()
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert kernel.run("1 + 1").result == {"text/plain": "2"}
+    status = kernel.run("# exec(print(self.board.security))").stream()
+    assert status.startswith("token")
+
+
+def test_token_never_crosses_the_wire(kernelspec_prefix, tmp_path):
+    secret = "s3cret-token-that-must-not-leak"
+    server = start_board(command=[*SERVER, "--token", secret])
+    proxy = Proxy(server.port)
+    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": secret})
+    try:
+        assert session.run("'authenticated'").result == {"text/plain": "'authenticated'"}
+        assert secret.encode() not in bytes(proxy.sent_by_client)
+        assert len(proxy.sent_by_client) > 0
+    finally:
+        session.stop()
+        proxy.close()
+        server.stop()
+
+
+def test_wrong_token_runs_no_code(kernelspec_prefix, tmp_path):
+    marker = tmp_path / "ran"
+    server = start_board(command=[*SERVER, "--token", "right"])
+    session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "wrong"})
+    try:
+        cell = session.run(f"open({str(marker)!r}, 'w').write('x')")
+        assert cell.reply["ename"] == "BoardAuthError"
+        assert "refused our token" in cell.reply["evalue"]
+        assert not marker.exists()
+    finally:
+        session.stop()
+        server.stop()
+
+
+def test_missing_token_is_a_clear_error(kernelspec_prefix, tmp_path):
+    server = start_board(command=[*SERVER, "--token-file", str(tmp_path / "board-token")])
+    # the kernel's own config dir has no token for this board
+    session = KernelSession.start(board_port=server.port, env={"XDG_CONFIG_HOME": str(tmp_path / "empty")})
+    try:
+        cell = session.run("1")
+        assert cell.reply["ename"] == "BoardAuthError"
+        assert "requires a token" in cell.reply["evalue"]
+        token = (tmp_path / "board-token").read_text().strip()
+        connect = session.run(
+            f'# exec(self.connect_remote("127.0.0.1", port={server.port}, token={token!r}))\n2'
+        )
+        assert connect.result == {"text/plain": "2"}
+    finally:
+        session.stop()
+        server.stop()
+
+
+def test_no_auth_warns_and_accepts_anyone(kernelspec_prefix, tmp_path):
+    server = start_board(command=[*SERVER, "--no-auth"])
+    session = KernelSession.start(board_port=server.port, env={"XDG_CONFIG_HOME": str(tmp_path / "empty")})
+    try:
+        assert session.run("3").result == {"text/plain": "3"}
+        assert "WARNING: --no-auth" in server.output()
+        assert session.run("# exec(print(self.board.security))").stream().startswith("no authentication")
+    finally:
+        session.stop()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> dict:
+    """A CA, a board certificate for 127.0.0.1 signed by it, and an unrelated self-signed one."""
+    directory = tmp_path_factory.mktemp("certs")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=rpyc_ikernel test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "board.key", "-out", "board.csr",
+            "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "board.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "board.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem",
+            "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")  # fmt: skip
+    return {name: str(directory / name) for name in ("ca.pem", "board.pem", "board.key", "other.pem")}
+
+
+@pytest.fixture()
+def tls_board(certificates):
+    server = start_board(command=[*SERVER, "--certfile", certificates["board.pem"], "--keyfile",
+                                  certificates["board.key"]])  # fmt: skip
+    yield server
+    server.stop()
+
+
+def test_tls_with_the_right_ca_works_end_to_end(kernelspec_prefix, tls_board, certificates):
+    proxy = Proxy(tls_board.port)
+    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_CA": certificates["ca.pem"]})
+    try:
+        cell = session.run("print('over tls')\n'secret-output'")
+        assert cell.stream() == "over tls\n"
+        assert "TLS (certificate verified)" in session.run("# exec(print(self.board.security))").stream()
+        assert b"secret-output" not in bytes(proxy.sent_by_client)
+        assert b"print('over tls')" not in bytes(proxy.sent_by_client)  # the code is encrypted too
+    finally:
+        session.stop()
+        proxy.close()
+
+
+def test_tls_with_an_untrusted_certificate_is_refused(kernelspec_prefix, tls_board, certificates):
+    session = KernelSession.start(
+        board_port=tls_board.port, env={"RPYC_IKERNEL_CA": certificates["other.pem"]}
+    )
+    try:
+        cell = session.run("1")
+        assert cell.reply["ename"] == "BoardAuthError"
+        assert "certificate we do not trust" in cell.reply["evalue"]
+    finally:
+        session.stop()
+
+
+def test_tls_client_against_a_plain_board_is_a_clear_error(kernelspec_prefix, board, certificates):
+    session = KernelSession.start(board_port=board.port, env={"RPYC_IKERNEL_CA": certificates["ca.pem"]})
+    try:
+        cell = session.run("1")
+        assert cell.reply["ename"] == "BoardUnreachable"
+        assert "TLS handshake" in cell.reply["evalue"]
+    finally:
+        session.stop()
