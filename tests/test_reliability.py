@@ -108,6 +108,7 @@ def test_dead_host_mid_cell_ends_the_cell_within_ten_seconds(proxied):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_long_cells_never_time_out(kernelspec_prefix, board):
     """90 s cells, one printing now and then and one silent, run side by side in two kernels."""
     second_board = start_board()  # our server runs one cell at a time: one board per kernel
