@@ -149,3 +149,16 @@ def test_tls_client_against_a_plain_board_is_a_clear_error(kernelspec_prefix, bo
         assert "TLS handshake" in cell.reply["evalue"]
     finally:
         session.stop()
+
+
+def test_token_is_printed_at_first_start_only(tmp_path):
+    path = tmp_path / "token"
+    first = start_board(command=[*SERVER, "--token-file", str(path)])
+    first.stop()
+    token = path.read_text().strip()
+    assert len(token) >= 24
+    assert token in first.output()
+    second = start_board(command=[*SERVER, "--token-file", str(path)])
+    second.stop()
+    assert token not in second.output()
+    assert str(path) in second.output()
