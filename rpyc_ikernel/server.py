@@ -13,15 +13,12 @@ completion, live images and interrupts keep working while a cell runs.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
+import base64
 import logging
 import os
 import queue
-import secrets
 import signal
 import socket
-import ssl
 import sys
 import threading
 import types
@@ -69,7 +66,7 @@ def load_or_create_token(path: str) -> tuple:
     token = read_token_file(path)
     if token:
         return token, False
-    token = secrets.token_urlsafe(24)
+    token = base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -77,10 +74,44 @@ def load_or_create_token(path: str) -> tuple:
     return token, True
 
 
+def _sha256_class():
+    # CPython's built-in SHA-256: hashlib would load OpenSSL's libcrypto, ~4 MB of a small board's RAM
+    for name in ("_sha2", "_sha256"):
+        try:
+            return __import__(name).sha256
+        except ImportError:
+            continue
+    import hashlib
+
+    return hashlib.sha256
+
+
+def hmac_sha256(key: bytes, message: bytes) -> str:
+    """HMAC-SHA256 (RFC 2104) as hex, equal to hmac.new(key, message, 'sha256').hexdigest()."""
+    sha256 = _sha256_class()
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = sha256(bytes(byte ^ 0x36 for byte in key) + message).digest()
+    return sha256(bytes(byte ^ 0x5C for byte in key) + inner).hexdigest()
+
+
+def same_digest(first: bytes, second: bytes) -> bool:
+    """Constant-time comparison (hmac.compare_digest without importing hmac)."""
+    try:
+        from _operator import _compare_digest
+    except ImportError:
+        from hmac import compare_digest as _compare_digest
+    return _compare_digest(first, second)
+
+
+def new_nonce() -> bytes:
+    return os.urandom(16).hex().encode("ascii")
+
+
 def proof(token: str, role: bytes, first: bytes, second: bytes) -> str:
     """HMAC-SHA256 of role|first|second keyed with the token, as hex."""
-    message = role + b"|" + first + b"|" + second
-    return hmac.new(token.encode("utf-8"), message, hashlib.sha256).hexdigest()
+    return hmac_sha256(token.encode("utf-8"), role + b"|" + first + b"|" + second)
 
 
 def read_line(sock: socket.socket) -> bytes:
@@ -99,7 +130,7 @@ def read_line(sock: socket.socket) -> bytes:
 class BoardAuthenticator:
     """rpyc authenticator for the board: optional TLS, then the token challenge-response."""
 
-    def __init__(self, token: str | None, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, token: str | None, tls_context: ssl.SSLContext | None = None) -> None:  # noqa: F821
         self.token = token
         self.tls_context = tls_context
 
@@ -116,7 +147,7 @@ class BoardAuthenticator:
         return sock, None
 
     def _challenge(self, sock: socket.socket) -> None:
-        board_nonce = secrets.token_hex(16).encode("ascii")
+        board_nonce = new_nonce()
         sock.sendall(AUTH_BANNER + board_nonce + b"\n")
         answer = read_line(sock).split(b" ")
         if len(answer) != 2 or not answer[0]:
@@ -124,14 +155,16 @@ class BoardAuthenticator:
             raise AuthenticationError("client sent no token")
         kernel_nonce, kernel_proof = answer
         expected = proof(self.token, b"kernel", board_nonce, kernel_nonce)
-        if not hmac.compare_digest(expected.encode("ascii"), kernel_proof):
+        if not same_digest(expected.encode("ascii"), kernel_proof):
             sock.sendall(b"DENIED wrong token\n")
             raise AuthenticationError("wrong token")
         sock.sendall(b"OK " + proof(self.token, b"board", kernel_nonce, board_nonce).encode("ascii") + b"\n")
 
 
-def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None) -> ssl.SSLContext:
+def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None) -> ssl.SSLContext:  # noqa: F821
     """TLS for the board's side; with `ca`, kernels must also present a certificate signed by it."""
+    import ssl  # only when TLS is asked for: it costs memory on a small board
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
     if ca:
@@ -295,7 +328,7 @@ def main(argv: list | None = None) -> int:
     )
     try:
         authenticator = build_authenticator(args)
-    except (OSError, ssl.SSLError) as exc:
+    except OSError as exc:  # ssl.SSLError is an OSError
         print("rpyc_ikernel server: cannot set up authentication/TLS: %s" % exc, file=sys.stderr)
         return 2
     try:

@@ -162,3 +162,15 @@ def test_token_is_printed_at_first_start_only(tmp_path):
     second.stop()
     assert token not in second.output()
     assert str(path) in second.output()
+
+
+def test_board_hmac_matches_the_standard_library():
+    import hmac
+    import os as _os
+
+    from rpyc_ikernel.server import hmac_sha256
+
+    for size in (0, 1, 32, 64, 65, 200):
+        key = _os.urandom(size)
+        message = _os.urandom(size * 3 + 1)
+        assert hmac_sha256(key, message) == hmac.new(key, message, "sha256").hexdigest()
