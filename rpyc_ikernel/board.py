@@ -302,6 +302,18 @@ class Board:
         return json.loads(text)
 
 
+def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
+    """Make a side connection fit for bulk data: compression as asked, no Nagle delay on the board.
+
+    rpyc compresses large messages by default; zlib costs more than it saves for binary data on a
+    fast link (see DESIGN.md's measurements), so transfers turn it off on their own connection.
+    The main link keeps rpyc's defaults.
+    """
+    conn._channel.compress = compress
+    board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
+    call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
+
+
 def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
     """Call a remote method, waiting at most `timeout` seconds; link problems become BoardError."""
     try:

@@ -18,6 +18,9 @@ from ipykernel.ipkernel import IPythonKernel
 from . import __version__
 from .board import Address, Board, BoardError, CellOutcome, InputRequest
 from .commands import compile_command, find_commands, has_board_code
+from .transfer import ProgressDisplay, TransferResult, format_size
+from .transfer import download as download_file
+from .transfer import upload as upload_file
 
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
 
@@ -63,6 +66,24 @@ class RPycKernel(IPythonKernel):
         print(
             f"Connected to board {address}: Python {info.get('python', '?')} on {info.get('platform', '?')}"
         )
+
+    def upload(self, local_path: str, remote_path: str | None = None, compress: bool = False) -> None:
+        """Copy a file of this machine to the board, in chunks, with progress and a checksum check."""
+        progress = self._transfer_progress(f"upload {local_path}")
+        result = upload_file(self.board, local_path, remote_path, progress.update, compress=compress)
+        print(_transfer_summary("Uploaded", result.source, f"board:{result.destination}", result))
+
+    def download(self, remote_path: str, local_path: str | None = None, compress: bool = False) -> None:
+        """Copy a board file to this machine, in chunks, with progress and a checksum check."""
+        progress = self._transfer_progress(f"download board:{remote_path}")
+        result = download_file(self.board, remote_path, local_path, progress.update, compress=compress)
+        print(_transfer_summary("Downloaded", f"board:{result.source}", result.destination, result))
+
+    def _transfer_progress(self, label: str) -> ProgressDisplay:
+        def publish(msg_type: str, data: dict, transient: dict) -> None:
+            self._publish_bundle(msg_type, data, {}, transient)
+
+        return ProgressDisplay(label, publish)
 
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
@@ -249,3 +270,10 @@ class RPycKernel(IPythonKernel):
     def do_shutdown(self, restart: bool) -> dict:
         self.board.close()
         return super().do_shutdown(restart)
+
+
+def _transfer_summary(verb: str, source: str, destination: str, result: TransferResult) -> str:
+    return (
+        f"{verb} {source} -> {destination}: {format_size(result.size)} in {result.seconds:.2f} s"
+        f" ({format_size(result.rate)}/s), sha256 {result.sha256[:12]}... matches on both sides"
+    )
