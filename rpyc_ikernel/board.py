@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import rpyc
 from rpyc.core.service import MasterService, VoidService
@@ -104,6 +105,23 @@ class Address:
         return cls(host, port)
 
 
+class Tunnel(Protocol):
+    """A local end for a board that is not dialled directly (an adb forward, see adb.AdbForward).
+
+    The Board opens it before it connects and closes it with its link, so the tunnel lives exactly
+    as long as the board is in use and is made again on a reconnect.
+    """
+
+    def open(self) -> Address:
+        """Make the tunnel if it is not there; the local address to dial. Idempotent."""
+
+    def close(self) -> None:
+        """Remove the tunnel (connections already made through it may finish)."""
+
+    def describe(self) -> str:
+        """One line for users: what the tunnel connects."""
+
+
 @dataclass
 class CellOutcome:
     """The end of a cell on the board: the reply fields and the result bundle, if any."""
@@ -143,10 +161,17 @@ def _describe_socket_error(exc: BaseException) -> str:
 class Board:
     """A board reached through rpyc classic; keeps one session (namespace) on it across reconnects."""
 
-    def __init__(self, address: Address, session_id: str, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: Address,
+        session_id: str,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        tunnel: Tunnel | None = None,
+    ) -> None:
         self.address = address
         self.session_id = session_id
         self.connect_timeout = connect_timeout
+        self.tunnel = tunnel
         self._link: BoardLink | None = None
         self._lock = threading.RLock()
 
@@ -186,11 +211,10 @@ class Board:
         The main link uses one; side jobs that must not wait behind a running cell (live images,
         file transfer) open their own and close it when done.
         """
+        dial = self.tunnel.open() if self.tunnel is not None else self.address
         deadline = time.monotonic() + self.connect_timeout
         try:
-            stream = SocketStream.connect(
-                self.address.host, self.address.port, timeout=self.connect_timeout, nodelay=True
-            )
+            stream = SocketStream.connect(dial.host, dial.port, timeout=self.connect_timeout, nodelay=True)
         except OSError as exc:
             raise BoardUnreachable(
                 f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
@@ -234,10 +258,29 @@ class Board:
                 link.conn.close()
             except Exception:
                 pass
+        if self.tunnel is not None:
+            self.tunnel.close()
 
     @property
     def info(self) -> dict:
         return self._link.info if self._link else {}
+
+    def status(self, samples: int = 5) -> dict:
+        """Fresh facts about the board (agent board_status) and the median round trip in seconds."""
+        link = self.connect()
+        facts = json.loads(call(link.conn, link.agent.board_status, timeout=CALL_TIMEOUT))
+        ping = link.agent.ping
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            call(link.conn, ping, timeout=CALL_TIMEOUT)
+            times.append(time.perf_counter() - started)
+        facts["latency"] = sorted(times)[len(times) // 2]
+        return facts
+
+    def security(self) -> dict:
+        """How the link is protected. This link is plain rpyc over TCP: no authentication, no TLS."""
+        return {"auth": None, "tls": False}
 
     # ------------------------------------------------------------ cells
     def run_cell(
