@@ -16,8 +16,10 @@ import uuid
 from ipykernel.ipkernel import IPythonKernel
 
 from . import __version__
+from .adb import adb_board, adb_requested
 from .board import Address, Board, BoardError, CellOutcome, InputRequest
 from .commands import compile_command, find_commands, has_board_code
+from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
 from .transfer import download as download_file
 from .transfer import upload as upload_file
@@ -38,7 +40,11 @@ class RPycKernel(IPythonKernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
-        self.board = Board(Address.from_environment(), self.session_id)
+        self.board = (
+            adb_board(self.session_id)
+            if adb_requested()
+            else Board(Address.from_environment(), self.session_id)
+        )
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
@@ -56,6 +62,8 @@ class RPycKernel(IPythonKernel):
         self, host: str | None = None, port: int | None = None, timeout: float | None = None
     ) -> None:
         """Use the board at host:port from now on (defaults: RPYC_IKERNEL_HOST/PORT, else 127.0.0.1:18812)."""
+        if host is None and adb_requested():  # the default board of an `install --adb` preset
+            return self.connect_adb(port=port, timeout=timeout)
         default = Address.from_environment()
         address = Address(host or default.host, int(port) if port is not None else default.port)
         board = Board(address, self.session_id, **({"connect_timeout": timeout} if timeout else {}))
@@ -66,6 +74,39 @@ class RPycKernel(IPythonKernel):
         print(
             f"Connected to board {address}: Python {info.get('python', '?')} on {info.get('platform', '?')}"
         )
+
+    def connect_adb(
+        self, serial: str | None = None, port: int | None = None, timeout: float | None = None
+    ) -> None:
+        """Use the board on USB from now on: `adb forward` a free local port to its server port.
+
+        serial picks one of several devices; port is the board server's port on the device (18812,
+        or the preset's). The forward is removed when the kernel leaves this board or shuts down.
+        """
+        board = adb_board(self.session_id, serial, port, **({"connect_timeout": timeout} if timeout else {}))
+        try:
+            board.connect()
+        except BaseException:
+            board.close()  # removes the forward made for it
+            raise
+        self.board.close()
+        self.board = board
+        info = board.info
+        print(
+            f"Connected to board {board.address} (adb forward from 127.0.0.1:{board.tunnel.local_port}):"
+            f" Python {info.get('python', '?')} on {info.get('platform', '?')}"
+        )
+
+    def status(self) -> None:
+        """Show the board: address, Python, platform, uptime, latency, auth and TLS."""
+        facts, error = None, None
+        try:
+            facts = self.board.status()
+        except BoardError as exc:
+            error = str(exc)
+        tunnel = self.board.tunnel.describe() if self.board.tunnel is not None else None
+        rows = status_lines(str(self.board.address), tunnel, facts, error, self.board.security())
+        print(format_rows(rows))
 
     def upload(self, local_path: str, remote_path: str | None = None, compress: bool = False) -> None:
         """Copy a file of this machine to the board, in chunks, with progress and a checksum check."""
