@@ -912,15 +912,14 @@ def _describe_os_error(exc: OSError, path: str) -> str:
     return "%s on the board: %s" % (exc.strerror or exc, path)
 
 
-def _new_transfer(transfer: _Transfer) -> str:
+def _new_transfer(handle: str, transfer: _Transfer) -> None:
+    """Register a transfer under the kernel's handle; drop those abandoned long ago."""
     now = time.monotonic()
-    for handle, old in list(TRANSFERS.items()):
+    for old_handle, old in list(TRANSFERS.items()):
         if now - old.touched > TRANSFER_IDLE_LIMIT:
-            TRANSFERS.pop(handle, None)
+            TRANSFERS.pop(old_handle, None)
             old.discard()
-    handle = uuid.uuid4().hex
     TRANSFERS[handle] = transfer
-    return handle
 
 
 def _transfer(handle: str, kind: str):
@@ -931,8 +930,11 @@ def _transfer(handle: str, kind: str):
     return transfer
 
 
-def open_upload(path: str, default_name: str, size: int, mode: int) -> str:
-    """Start writing a file of `size` bytes to path (a directory or a trailing "/" gets default_name)."""
+def open_upload(handle: str, path: str, default_name: str, size: int, mode: int) -> str:
+    """Start writing a file of `size` bytes to path (a directory or a trailing "/" gets default_name).
+
+    The kernel picks the handle, so it can abandon a transfer whose reply it never saw.
+    """
     target = os.path.expanduser(path or default_name)
     if target.endswith(("/", os.sep)) or os.path.isdir(target):
         target = os.path.join(target, default_name)
@@ -962,8 +964,8 @@ def open_upload(path: str, default_name: str, size: int, mode: int) -> str:
         os.chmod(temp_path, mode & 0o777)
     except OSError:
         pass
-    handle = _new_transfer(_Transfer("upload", target, os.fdopen(descriptor, "wb"), temp_path))
-    return json.dumps({"handle": handle, "path": target})
+    _new_transfer(handle, _Transfer("upload", target, os.fdopen(descriptor, "wb"), temp_path))
+    return json.dumps({"path": target})
 
 
 def write_chunk(handle: str, data: bytes) -> str:
@@ -973,7 +975,7 @@ def write_chunk(handle: str, data: bytes) -> str:
         return _error("the upload was abandoned on the board (the board agent was restarted?); try again")
     try:
         transfer.file.write(data)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: aborted meanwhile from another connection
         TRANSFERS.pop(handle, None)
         transfer.discard()
         return _error(_describe_os_error(exc, transfer.path))
@@ -1003,7 +1005,7 @@ def finish_upload(handle: str, expected_sha256: str) -> str:
     return json.dumps({"path": transfer.path, "size": transfer.size, "sha256": digest})
 
 
-def open_download(path: str) -> str:
+def open_download(handle: str, path: str) -> str:
     """Start reading a board file; returns its absolute path, size and permission bits."""
     target = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(target):
@@ -1014,14 +1016,12 @@ def open_download(path: str) -> str:
             return _error("no such directory on the board: %s" % directory)
         return _error("no such file on the board: %s" % target)
     try:
-        handle = open(target, "rb")
-        stats = os.fstat(handle.fileno())
+        reader = open(target, "rb")
+        stats = os.fstat(reader.fileno())
     except OSError as exc:
         return _error(_describe_os_error(exc, target))
-    transfer_handle = _new_transfer(_Transfer("download", target, handle))
-    return json.dumps(
-        {"handle": transfer_handle, "path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777}
-    )
+    _new_transfer(handle, _Transfer("download", target, reader))
+    return json.dumps({"path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777})
 
 
 def read_chunk(handle: str, size: int):
@@ -1031,7 +1031,7 @@ def read_chunk(handle: str, size: int):
         return _error("the download was abandoned on the board (the board agent was restarted?); try again")
     try:
         data = transfer.file.read(size)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         TRANSFERS.pop(handle, None)
         transfer.discard()
         return _error(_describe_os_error(exc, transfer.path))

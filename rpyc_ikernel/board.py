@@ -268,13 +268,17 @@ class Board:
     def status(self, samples: int = 5) -> dict:
         """Fresh facts about the board (agent board_status) and the median round trip in seconds."""
         link = self.connect()
-        facts = json.loads(call(link.conn, link.agent.board_status, timeout=CALL_TIMEOUT))
-        ping = link.agent.ping
-        times = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            call(link.conn, ping, timeout=CALL_TIMEOUT)
-            times.append(time.perf_counter() - started)
+        try:
+            facts = json.loads(call(link.conn, link.agent.board_status, timeout=CALL_TIMEOUT))
+            ping = link.agent.ping
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                call(link.conn, ping, timeout=CALL_TIMEOUT)
+                times.append(time.perf_counter() - started)
+        except (EOFError, OSError) as exc:  # the plain look-ups (link.agent.ping) outside call()
+            self.close()
+            raise BoardConnectionLost(f"lost the connection to the board ({_describe_socket_error(exc)})")
         facts["latency"] = sorted(times)[len(times) // 2]
         return facts
 
@@ -355,6 +359,17 @@ def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
     conn._channel.compress = compress
     board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
     call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
+
+
+def drop_connection(conn: rpyc.Connection) -> None:
+    """Close at once. rpyc's close() first waits for the board to answer a goodbye request (up to
+    the request timeout); after an interrupt the link may be stuck mid-message and never answer.
+    """
+    try:
+        conn._channel.close()
+    except Exception:
+        pass
+    conn.close()
 
 
 def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):

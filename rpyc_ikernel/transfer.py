@@ -21,7 +21,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .board import CALL_TIMEOUT, Board, BoardError, call, tune_for_bulk
+from .board import (
+    CALL_TIMEOUT,
+    Board,
+    BoardConnectionLost,
+    BoardError,
+    call,
+    drop_connection,
+    tune_for_bulk,
+)
 
 CHUNK_SIZE = 512 * 1024  # bytes per round trip: big enough to fill a link, small for a 256 MB board
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
@@ -68,41 +76,23 @@ def upload(
     except PermissionError:
         raise TransferError(f"upload: permission denied reading {source}")
     started = time.monotonic()
-    with reader, _side_link(board, compress) as (conn, agent):
+    with reader, _side_link(board, compress) as (conn, agent), _on_board(board, conn, "upload") as transfer:
         stats = os.fstat(reader.fileno())
-        opened = _answer(
-            call(
-                conn,
-                agent.open_upload,
-                remote_path or "",
-                source.name,
-                stats.st_size,
-                stats.st_mode & 0o777,
-                timeout=CALL_TIMEOUT,
-            ),
-            "upload",
-        )
-        handle, finished = opened["handle"], False
+        mode = stats.st_mode & 0o777
+        opened = transfer.open(agent.open_upload, remote_path or "", source.name, stats.st_size, mode)
         digest, done = hashlib.sha256(), 0
         write_chunk = agent.write_chunk
-        try:
-            while True:
-                chunk = reader.read(chunk_size)
-                if not chunk:
-                    break
-                _answer(call(conn, write_chunk, handle, chunk, timeout=CALL_TIMEOUT), "upload")
-                digest.update(chunk)
-                done += len(chunk)
-                if on_progress is not None:
-                    on_progress(done, max(done, stats.st_size))
-            result = _answer(
-                call(conn, agent.finish_upload, handle, digest.hexdigest(), timeout=CALL_TIMEOUT), "upload"
-            )
-            finished = True
-        finally:
-            if not finished:
-                _abandon(conn, agent, handle)
-    return TransferResult(str(source), result["path"], done, time.monotonic() - started, digest.hexdigest())
+        while True:
+            chunk = reader.read(chunk_size)
+            if not chunk:
+                break
+            transfer.request(write_chunk, chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, max(done, stats.st_size))
+        transfer.finish(agent.finish_upload, digest.hexdigest())
+    return TransferResult(str(source), opened["path"], done, time.monotonic() - started, digest.hexdigest())
 
 
 def download(
@@ -115,47 +105,124 @@ def download(
 ) -> TransferResult:
     """Copy a board file here (a local directory, or no local path, keeps the file's name)."""
     started = time.monotonic()
-    with _side_link(board, compress) as (conn, agent):
-        opened = _answer(call(conn, agent.open_download, remote_path, timeout=CALL_TIMEOUT), "download")
-        handle, finished, temp_path = opened["handle"], False, None
-        try:
-            target = _local_target(local_path, opened["path"])
-            descriptor, temp_path = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=".part", dir=target.parent
-            )
+    with _side_link(board, compress) as (conn, agent), _on_board(board, conn, "download") as transfer:
+        opened = transfer.open(agent.open_download, remote_path)
+        target = _local_target(local_path, opened["path"])
+        with _LocalFile(target) as writer:
             digest, done = hashlib.sha256(), 0
             read_chunk = agent.read_chunk
-            with os.fdopen(descriptor, "wb") as writer:
-                while True:
-                    chunk = call(conn, read_chunk, handle, chunk_size, timeout=CALL_TIMEOUT)
-                    if isinstance(chunk, str):
-                        _answer(chunk, "download")
-                    if not chunk:
-                        break
-                    writer.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if on_progress is not None:
-                        on_progress(done, max(done, opened["size"]))
-            sent = _answer(call(conn, agent.finish_download, handle, timeout=CALL_TIMEOUT), "download")
-            finished = True
+            while True:
+                chunk = transfer.request(read_chunk, chunk_size)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if on_progress is not None:
+                    on_progress(done, max(done, opened["size"]))
+            sent = transfer.finish(agent.finish_download)
             if (sent["size"], sent["sha256"]) != (done, digest.hexdigest()):
                 raise TransferError(
                     f"download: checksum mismatch: the board sent {sent['size']} bytes with sha256"
                     f" {sent['sha256']}, {done} bytes with sha256 {digest.hexdigest()} arrived;"
                     f" {target} was not written"
                 )
-            os.chmod(temp_path, opened["mode"])
-            os.replace(temp_path, target)
-            temp_path = None
-        except OSError as exc:
-            raise TransferError(f"download: cannot write {exc.filename or local_path}: {exc.strerror or exc}")
-        finally:
-            if temp_path is not None:
-                os.unlink(temp_path)
-            if not finished:
-                _abandon(conn, agent, handle)
+            writer.keep(opened["mode"])
     return TransferResult(opened["path"], str(target), done, time.monotonic() - started, digest.hexdigest())
+
+
+class _BoardTransfer:
+    """The board's end of one transfer, named by a handle the kernel picks.
+
+    The kernel picks the handle so that it can abandon a transfer whose opening reply never
+    arrived (an interrupt at that moment): the board then drops it and its temporary file.
+    """
+
+    def __init__(self, conn, what: str) -> None:
+        self.conn = conn
+        self.what = what
+        self.handle = uuid.uuid4().hex
+        self.pending = False  # the board may hold state for this handle
+
+    def open(self, method, *args) -> dict:
+        self.pending = True
+        try:
+            return self._answer(call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT))
+        except TransferError:
+            self.pending = False  # refused: the board kept nothing
+            raise
+
+    def request(self, method, *args):
+        """One chunk's round trip; bytes pass through, a JSON error becomes TransferError."""
+        reply = call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT)
+        return self._answer(reply) if isinstance(reply, str) else reply
+
+    def finish(self, method, *args) -> dict:
+        reply = self._answer(call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT))
+        self.pending = False
+        return reply
+
+    def _answer(self, text: str) -> dict:
+        reply = json.loads(text)
+        if "error" in reply:
+            raise TransferError(f"{self.what}: {reply['error']}")
+        return reply
+
+
+@contextmanager
+def _on_board(board: Board, conn, what: str):
+    """A _BoardTransfer that is abandoned on the board unless it finished."""
+    transfer = _BoardTransfer(conn, what)
+    try:
+        yield transfer
+    finally:
+        if transfer.pending:
+            _abandon(board, conn, transfer.handle)
+
+
+class _LocalFile:
+    """A download's local file: written under a temporary name, renamed into place by keep()."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.temp_path: str | None = None
+        self.file = None
+
+    def __enter__(self) -> _LocalFile:
+        try:
+            descriptor, self.temp_path = tempfile.mkstemp(
+                prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent
+            )
+        except OSError as exc:
+            raise self._error(exc)
+        self.file = os.fdopen(descriptor, "wb")
+        return self
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            raise self._error(exc)
+
+    def keep(self, mode: int) -> None:
+        try:
+            self.file.close()
+            os.chmod(self.temp_path, mode)
+            os.replace(self.temp_path, self.target)
+        except OSError as exc:
+            raise self._error(exc)
+        self.temp_path = None
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
+        if self.temp_path is not None:
+            try:
+                os.unlink(self.temp_path)
+            except OSError:
+                pass
+
+    def _error(self, exc: OSError) -> TransferError:
+        return TransferError(f"download: cannot write {self.target}: {exc.strerror or exc}")
 
 
 def _local_target(local_path: str | os.PathLike | None, remote_path: str) -> Path:
@@ -178,25 +245,27 @@ def _side_link(board: Board, compress: bool):
     try:
         tune_for_bulk(conn, agent, compress)
         yield conn, agent
+    except (EOFError, TimeoutError, ConnectionError) as exc:
+        # a plain netref look-up (agent.write_chunk) failing; calls through call() are BoardErrors
+        raise BoardConnectionLost(f"lost the connection to the board during the transfer ({exc!r})")
     finally:
         conn.close()
 
 
-def _answer(text: str, what: str) -> dict:
-    reply = json.loads(text)
-    if "error" in reply:
-        raise TransferError(f"{what}: {reply['error']}")
-    return reply
+def _abandon(board: Board, conn, handle: str) -> None:
+    """Tell the board to drop a failed or interrupted transfer and remove its temporary file.
 
-
-def _abandon(conn, agent, handle: str) -> None:
-    """Tell the board to drop a transfer that failed or was interrupted (best effort)."""
-    if conn.closed:
-        return
+    It goes over a fresh connection: an interrupt may have stopped this one in mid-message.
+    """
+    drop_connection(conn)
     try:
-        call(conn, agent.abort_transfer, handle, timeout=2.0)
-    except BoardError:
-        pass
+        fresh, agent = board.open_connection()
+        try:
+            call(fresh, agent.abort_transfer, handle, timeout=2.0)
+        finally:
+            fresh.close()
+    except (BoardError, EOFError, OSError):
+        pass  # best effort: the board drops abandoned transfers after TRANSFER_IDLE_LIMIT anyway
 
 
 # --------------------------------------------------------------------------- progress in the cell

@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import sys
+import time
 import uuid
 
 import pytest
@@ -145,12 +147,46 @@ def test_the_board_keeps_an_upload_whose_checksum_does_not_match_out_of_place(bo
     conn, agent = Board(Address("127.0.0.1", board.port), uuid.uuid4().hex).open_connection()
     try:
         target = tmp_path / "firmware.bin"
-        opened = json.loads(call(conn, agent.open_upload, str(target), "x", 5, 0o644, timeout=5))
-        call(conn, agent.write_chunk, opened["handle"], b"hello", timeout=5)
-        reply = json.loads(call(conn, agent.finish_upload, opened["handle"], "0" * 64, timeout=5))
+        handle = uuid.uuid4().hex
+        opened = json.loads(call(conn, agent.open_upload, handle, str(target), "x", 5, 0o644, timeout=5))
+        assert opened == {"path": str(target)}
+        call(conn, agent.write_chunk, handle, b"hello", timeout=5)
+        reply = json.loads(call(conn, agent.finish_upload, handle, "0" * 64, timeout=5))
         assert reply["error"].startswith("checksum mismatch: the board received sha256")
         assert not target.exists() and leftovers(tmp_path) == []
-        again = json.loads(call(conn, agent.write_chunk, opened["handle"], b"more", timeout=5))
+        again = json.loads(call(conn, agent.write_chunk, handle, b"more", timeout=5))
         assert "abandoned" in again["error"]
     finally:
         conn.close()
+
+
+def test_an_interrupted_transfer_leaves_no_partial_file_and_the_kernel_goes_on(kernel, tmp_path):
+    big = tmp_path / "big.bin"
+    with big.open("wb") as handle:
+        for _ in range(16):
+            handle.write(os.urandom(1024 * 1024))
+    (tmp_path / "board").mkdir()
+    remote = tmp_path / "board" / "big.bin"
+    kernel.client.execute(f"# exec(self.upload({str(big)!r}, {str(remote)!r}, compress=True))")
+    deadline = time.monotonic() + 10
+    while not kernel_shows_progress(kernel) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kernel.manager.interrupt_kernel()
+    reply = kernel.client.get_shell_msg(timeout=30)["content"]
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert not remote.exists()
+    deadline = time.monotonic() + 5
+    while leftovers(tmp_path / "board") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(tmp_path / "board") == []
+    assert kernel.run("1 + 1").result == {"text/plain": "2"}
+
+
+def kernel_shows_progress(kernel) -> bool:
+    while True:
+        try:
+            msg = kernel.client.get_iopub_msg(timeout=0.01)
+        except queue.Empty:
+            return False
+        if msg["msg_type"] == "display_data":
+            return True
