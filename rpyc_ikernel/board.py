@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import rpyc
 from rpyc.core.service import MasterService, VoidService
@@ -163,6 +164,23 @@ class Credentials:
         return context
 
 
+class Tunnel(Protocol):
+    """A local end for a board that is not dialled directly (an adb forward, see adb.AdbForward).
+
+    The Board opens it before it connects and closes it with its link, so the tunnel lives exactly
+    as long as the board is in use and is made again on a reconnect.
+    """
+
+    def open(self) -> Address:
+        """Make the tunnel if it is not there; the local address to dial. Idempotent."""
+
+    def close(self) -> None:
+        """Remove the tunnel (connections already made through it may finish)."""
+
+    def describe(self) -> str:
+        """One line for users: what the tunnel connects."""
+
+
 @dataclass
 class Notice:
     """Something the user should see once in the cell (a reconnect, a restarted board)."""
@@ -217,11 +235,13 @@ class Board:
         session_id: str,
         credentials: Credentials | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        tunnel: Tunnel | None = None,
     ) -> None:
         self.address = address
         self.session_id = session_id
-        self.credentials = credentials or Credentials()
+        self.credentials = credentials if credentials is not None else Credentials.from_environment()
         self.connect_timeout = connect_timeout
+        self.tunnel = tunnel
         self.security = "not connected"  # what the last handshake established, for status()
         self._link: BoardLink | None = None
         self._boot_id: str | None = None  # identity of the board process we last talked to
@@ -313,9 +333,10 @@ class Board:
         Returns the socket and any bytes an open server already sent (rpyc's ClassicService speaks
         first), which the rpyc stream must still read.
         """
+        dial = self.tunnel.open() if self.tunnel is not None else self.address
         try:
             sock = socket.create_connection(
-                (self.address.host, self.address.port), timeout=max(0.1, deadline - time.monotonic())
+                (dial.host, dial.port), timeout=max(0.1, deadline - time.monotonic())
             )
         except OSError as exc:
             raise BoardUnreachable(
@@ -425,10 +446,29 @@ class Board:
             link, self._link = self._link, None
         if link is not None:
             close_connection(link.conn)
+        if self.tunnel is not None:
+            self.tunnel.close()
 
     @property
     def info(self) -> dict:
         return self._link.info if self._link else {}
+
+    def status(self, samples: int = 5) -> dict:
+        """Fresh facts about the board (agent board_status) and the median round trip in seconds."""
+        link = self.connect()
+        try:
+            facts = json.loads(call(link.conn, link.agent.board_status, timeout=CALL_TIMEOUT))
+            ping = link.agent.ping
+            times = []
+            for _ in range(samples):
+                started = time.perf_counter()
+                call(link.conn, ping, timeout=CALL_TIMEOUT)
+                times.append(time.perf_counter() - started)
+        except (EOFError, OSError) as exc:  # the plain look-ups (link.agent.ping) outside call()
+            self.close()
+            raise BoardConnectionLost(f"lost the connection to the board ({_describe_socket_error(exc)})")
+        facts["latency"] = sorted(times)[len(times) // 2]
+        return facts
 
     # ------------------------------------------------------------ cells
     def run_cell(
@@ -562,6 +602,18 @@ def _tune_socket(sock: socket.socket) -> None:
     for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
         if hasattr(socket, option):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
+    """Make a side connection fit for bulk data: compression as asked, no Nagle delay on the board.
+
+    rpyc compresses large messages by default; zlib costs more than it saves for binary data on a
+    fast link (see DESIGN.md's measurements), so transfers turn it off on their own connection.
+    The main link keeps rpyc's defaults.
+    """
+    conn._channel.compress = compress
+    board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
+    call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
 
 
 def close_connection(conn: rpyc.Connection, dead: bool = False) -> None:

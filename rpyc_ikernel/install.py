@@ -1,4 +1,7 @@
-"""Install or remove the ``rpyc`` kernelspec: ``python3 -m rpyc_ikernel.install [options]``."""
+"""Install, remove or list rpyc_ikernel kernelspecs: ``python3 -m rpyc_ikernel.install [options]``.
+
+One kernelspec per board ("preset"): its env names the board, so picking a kernel picks the board.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from .adb import adb_requested
+from .board import DEFAULT_HOST, DEFAULT_PORT
+
 RESOURCES = Path(__file__).with_name("resources")
 DEFAULT_NAME = "rpyc"
 DEFAULT_DISPLAY_NAME = "Python (board via rpyc)"
@@ -24,8 +30,12 @@ def kernel_json(
     token: str | None = None,
     tls: bool = False,
     ca: str | None = None,
+    adb_serial: str | None = None,
 ) -> dict:
-    """The kernel.json for this Python; host/port/token/TLS become the kernel's default board."""
+    """The kernel.json for this Python; host/port (or adb), token and TLS become the kernel's default board.
+
+    adb_serial None: a board on the network; "" : the only adb device; else that device's serial.
+    """
     env = {}
     if host:
         env["RPYC_IKERNEL_HOST"] = host
@@ -37,6 +47,10 @@ def kernel_json(
         env["RPYC_IKERNEL_TLS"] = "1"
     if ca:
         env["RPYC_IKERNEL_CA"] = os.path.abspath(ca)
+    if adb_serial is not None:
+        env["RPYC_IKERNEL_ADB"] = "1"
+        if adb_serial:
+            env["RPYC_IKERNEL_ADB_SERIAL"] = adb_serial
     spec = {
         "argv": [sys.executable, "-m", "rpyc_ikernel", "-f", "{connection_file}"],
         "display_name": display_name,
@@ -62,10 +76,14 @@ def _target(args: argparse.Namespace) -> dict:
     return {"user": True}
 
 
-def _spec_dir(target: dict, name: str) -> Path:
+def _kernels_dir(target: dict) -> Path:
     if "prefix" in target:
-        return Path(target["prefix"], "share", "jupyter", "kernels", name)
-    return Path(KernelSpecManager().user_kernel_dir, name)
+        return Path(target["prefix"], "share", "jupyter", "kernels")
+    return Path(KernelSpecManager().user_kernel_dir)
+
+
+def _spec_dir(target: dict, name: str) -> Path:
+    return _kernels_dir(target) / name
 
 
 def install(args: argparse.Namespace) -> Path:
@@ -74,7 +92,7 @@ def install(args: argparse.Namespace) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp, args.name)
         spec_dir.mkdir()
-        spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca)
+        spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
         for logo in RESOURCES.glob("logo-*"):
             shutil.copy(logo, spec_dir / logo.name)
@@ -95,10 +113,56 @@ def uninstall(args: argparse.Namespace) -> Path:
     return Path(KernelSpecManager().remove_kernel_spec(args.name))
 
 
+def presets(args: argparse.Namespace) -> list[dict]:
+    """Installed kernelspecs that start rpyc_ikernel (in the chosen place, else all Jupyter sees)."""
+    if args.prefix or args.user or args.sys_prefix:
+        manager = KernelSpecManager(kernel_dirs=[str(_kernels_dir(_target(args)))])
+    else:
+        manager = KernelSpecManager()
+    found = []
+    for name, entry in sorted(manager.get_all_specs().items()):
+        spec = entry["spec"]
+        if spec.get("argv", [])[1:3] != ["-m", "rpyc_ikernel"]:
+            continue
+        found.append(
+            {
+                "name": name,
+                "display_name": spec.get("display_name", name),
+                "board": describe_board(spec.get("env") or {}),
+                "where": entry["resource_dir"],
+            }
+        )
+    return found
+
+
+def describe_board(env: dict) -> str:
+    """What a kernelspec's env says about its board, for --list."""
+    port = env.get("RPYC_IKERNEL_PORT") or str(DEFAULT_PORT)
+    if adb_requested(env):
+        return f"adb {env.get('RPYC_IKERNEL_ADB_SERIAL') or '(the only device)'}, port {port}"
+    if not env.get("RPYC_IKERNEL_HOST") and not env.get("RPYC_IKERNEL_PORT"):
+        return f"default (RPYC_IKERNEL_HOST, else {DEFAULT_HOST}:{DEFAULT_PORT})"
+    return f"{env.get('RPYC_IKERNEL_HOST') or DEFAULT_HOST}:{port}"
+
+
+def list_presets(args: argparse.Namespace) -> int:
+    found = presets(args)
+    if not found:
+        print("No rpyc_ikernel kernelspecs found; install one with python3 -m rpyc_ikernel.install")
+        return 0
+    columns = [("NAME", "name"), ("DISPLAY NAME", "display_name"), ("BOARD", "board"), ("WHERE", "where")]
+    widths = [max(len(title), *(len(row[key]) for row in found)) for title, key in columns]
+    lines = [[title for title, _ in columns]] + [[row[key] for _, key in columns] for row in found]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.install",
-        description="Install the rpyc_ikernel kernelspec: Jupyter kernels whose code runs on a board.",
+        description="Install the rpyc_ikernel kernelspec: Jupyter kernels whose code runs on a board."
+        " Install one per board (--name/--display-name/--host/--port or --adb) to pick boards by kernel.",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -121,12 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ca", help="CA file that signed the board's certificate (RPYC_IKERNEL_CA); implies --tls"
     )
+    parser.add_argument(
+        "--adb",
+        nargs="?",
+        const="",
+        metavar="SERIAL",
+        help="the board is on USB: connect through `adb forward` (to the device SERIAL, or the only one);"
+        " --port is then the board server's port on the device",
+    )
     parser.add_argument("--uninstall", action="store_true", help="remove the kernelspec instead")
+    parser.add_argument(
+        "--list", action="store_true", help="list the installed rpyc_ikernel kernelspecs and their boards"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.host and args.adb is not None:
+        parser.error("--host and --adb exclude each other: a board on USB is reached through adb")
+    if args.list:
+        return list_presets(args)
     try:
         if args.uninstall:
             path = uninstall(args)

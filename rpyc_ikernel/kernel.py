@@ -16,8 +16,13 @@ import uuid
 from ipykernel.ipkernel import IPythonKernel
 
 from . import __version__
+from .adb import adb_board, adb_requested
 from .board import Address, Board, BoardError, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
+from .status import format_rows, status_lines
+from .transfer import ProgressDisplay, TransferResult, format_size
+from .transfer import download as download_file
+from .transfer import upload as upload_file
 
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
 
@@ -35,7 +40,11 @@ class RPycKernel(IPythonKernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
-        self.board = Board(Address.from_environment(), self.session_id, Credentials.from_environment())
+        self.board = (
+            adb_board(self.session_id)
+            if adb_requested()
+            else Board(Address.from_environment(), self.session_id, Credentials.from_environment())
+        )
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
@@ -66,6 +75,8 @@ class RPycKernel(IPythonKernel):
         127.0.0.1:18812, the local token file and no TLS. The board is connected at once, so a mistake
         shows in this cell; on failure the previous board stays selected.
         """
+        if host is None and adb_requested():  # the default board of an `install --adb` preset
+            return self.connect_adb(port=port, timeout=timeout)
         default = Address.from_environment()
         address = Address(host or default.host, int(port) if port is not None else default.port)
         credentials = Credentials.from_environment().overridden(
@@ -82,6 +93,57 @@ class RPycKernel(IPythonKernel):
             f"Connected to board {address}: Python {info.get('python', '?')} on {info.get('platform', '?')}"
             f" [{board.security}]"
         )
+
+    def connect_adb(
+        self, serial: str | None = None, port: int | None = None, timeout: float | None = None
+    ) -> None:
+        """Use the board on USB from now on: `adb forward` a free local port to its server port.
+
+        serial picks one of several devices; port is the board server's port on the device (18812,
+        or the preset's). The forward is removed when the kernel leaves this board or shuts down.
+        """
+        board = adb_board(self.session_id, serial, port, **({"connect_timeout": timeout} if timeout else {}))
+        try:
+            board.connect()
+        except BaseException:
+            board.close()  # removes the forward made for it
+            raise
+        self.board.close()
+        self.board = board
+        info = board.info
+        print(
+            f"Connected to board {board.address} (adb forward from 127.0.0.1:{board.tunnel.local_port}):"
+            f" Python {info.get('python', '?')} on {info.get('platform', '?')}"
+        )
+
+    def status(self) -> None:
+        """Show the board: address, Python, platform, uptime, latency, auth and TLS."""
+        facts, error = None, None
+        try:
+            facts = self.board.status()
+        except BoardError as exc:
+            error = str(exc)
+        tunnel = self.board.tunnel.describe() if self.board.tunnel is not None else None
+        rows = status_lines(str(self.board.address), tunnel, facts, error, self.board.security)
+        print(format_rows(rows))
+
+    def upload(self, local_path: str, remote_path: str | None = None, compress: bool = False) -> None:
+        """Copy a file of this machine to the board, in chunks, with progress and a checksum check."""
+        progress = self._transfer_progress(f"upload {local_path}")
+        result = upload_file(self.board, local_path, remote_path, progress.update, compress=compress)
+        print(_transfer_summary("Uploaded", result.source, f"board:{result.destination}", result))
+
+    def download(self, remote_path: str, local_path: str | None = None, compress: bool = False) -> None:
+        """Copy a board file to this machine, in chunks, with progress and a checksum check."""
+        progress = self._transfer_progress(f"download board:{remote_path}")
+        result = download_file(self.board, remote_path, local_path, progress.update, compress=compress)
+        print(_transfer_summary("Downloaded", f"board:{result.source}", result.destination, result))
+
+    def _transfer_progress(self, label: str) -> ProgressDisplay:
+        def publish(msg_type: str, data: dict, transient: dict) -> None:
+            self._publish_bundle(msg_type, data, {}, transient)
+
+        return ProgressDisplay(label, publish)
 
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
@@ -270,3 +332,10 @@ class RPycKernel(IPythonKernel):
     def do_shutdown(self, restart: bool) -> dict:
         self.board.close()
         return super().do_shutdown(restart)
+
+
+def _transfer_summary(verb: str, source: str, destination: str, result: TransferResult) -> str:
+    return (
+        f"{verb} {source} -> {destination}: {format_size(result.size)} in {result.seconds:.2f} s"
+        f" ({format_size(result.rate)}/s), sha256 {result.sha256[:12]}... matches on both sides"
+    )

@@ -93,3 +93,62 @@ def test_token_and_tls_go_into_a_private_spec(tmp_path):
     env = json.loads(spec_file.read_text())["env"]
     assert env == {"RPYC_IKERNEL_TOKEN": "t0ken", "RPYC_IKERNEL_TLS": "1", "RPYC_IKERNEL_CA": str(ca)}
     assert spec_file.stat().st_mode & 0o077 == 0
+
+
+def test_adb_presets_write_adb_env(tmp_path):
+    assert run_install("--prefix", str(tmp_path), "--name", "usb", "--adb").returncode == 0
+    assert (
+        run_install(
+            "--prefix", str(tmp_path), "--name", "maix", "--adb", "0123AB", "--port", "18813"
+        ).returncode
+        == 0
+    )
+    listed = kernelspecs(tmp_path)
+    assert listed["usb"]["spec"]["env"] == {"RPYC_IKERNEL_ADB": "1"}
+    assert listed["maix"]["spec"]["env"] == {
+        "RPYC_IKERNEL_PORT": "18813",
+        "RPYC_IKERNEL_ADB": "1",
+        "RPYC_IKERNEL_ADB_SERIAL": "0123AB",
+    }
+
+
+def test_host_and_adb_exclude_each_other(tmp_path):
+    result = run_install("--prefix", str(tmp_path), "--host", "pi.local", "--adb")
+    assert result.returncode == 2
+    assert "--host and --adb exclude each other" in result.stderr
+
+
+def test_list_shows_each_preset_its_board_and_where_it_is(tmp_path):
+    for args in (
+        [],
+        ["--name", "rpyc-pi", "--display-name", "Board (pi)", "--host", "192.168.1.5", "--port", "18812"],
+        ["--name", "rpyc-maix", "--display-name", "MaixPy (USB)", "--adb", "0123AB"],
+    ):
+        assert run_install("--prefix", str(tmp_path), *args).returncode == 0
+    kernels = tmp_path / "share" / "jupyter" / "kernels"
+    (kernels / "other").mkdir()  # a kernelspec of another kernel is not a preset
+    (kernels / "other" / "kernel.json").write_text(
+        json.dumps(
+            {"argv": ["python", "-m", "ipykernel_launcher"], "display_name": "Python", "language": "python"}
+        )
+    )
+    result = run_install("--list", "--prefix", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "DISPLAY", "NAME", "BOARD", "WHERE"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"rpyc", "rpyc-pi", "rpyc-maix"}
+    assert "Board (pi)" in rows["rpyc-pi"] and "192.168.1.5:18812" in rows["rpyc-pi"]
+    assert "MaixPy (USB)" in rows["rpyc-maix"] and "adb 0123AB, port 18812" in rows["rpyc-maix"]
+    assert "default (RPYC_IKERNEL_HOST, else 127.0.0.1:18812)" in rows["rpyc"]
+    assert rows["rpyc-pi"].endswith(str(kernels / "rpyc-pi"))
+    # without a place: every preset Jupyter sees, this prefix's included
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "share" / "jupyter"))
+    seen = run_install("--list", env=env).stdout
+    assert str(kernels / "rpyc-maix") in seen
+
+
+def test_list_says_when_there_is_none(tmp_path):
+    result = run_install("--list", "--prefix", str(tmp_path))
+    assert result.returncode == 0
+    assert result.stdout.startswith("No rpyc_ikernel kernelspecs found")

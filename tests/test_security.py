@@ -122,6 +122,11 @@ def test_tls_with_the_right_ca_works_end_to_end(kernelspec_prefix, tls_board, ce
         cell = session.run("print('over tls')\n'secret-output'")
         assert cell.stream() == "over tls\n"
         assert "TLS (certificate verified)" in session.run("# exec(print(self.board.security))").stream()
+        status = dict(
+            line.split(None, 1) for line in session.run("# exec(self.status())").stream().splitlines()
+        )
+        assert status["auth"] == "token (challenge-response)"
+        assert status["tls"] == "on (certificate verified)"
         assert b"secret-output" not in bytes(proxy.sent_by_client)
         assert b"print('over tls')" not in bytes(proxy.sent_by_client)  # the code is encrypted too
     finally:
