@@ -149,6 +149,9 @@ class Board:
         self.connect_timeout = connect_timeout
         self._link: BoardLink | None = None
         self._lock = threading.RLock()
+        self._side: BoardLink | None = None  # see _link_beside_cell
+        self._side_lock = threading.Lock()
+        self._cells_running = 0
 
     # ------------------------------------------------------------ connection
     @property
@@ -229,11 +232,41 @@ class Board:
         """Close the link; the session and its namespace stay on the board."""
         with self._lock:
             link, self._link = self._link, None
-        if link is not None:
+        with self._side_lock:
+            side, self._side = self._side, None
+        for each in (link, side):
+            if each is not None:
+                try:
+                    each.conn.close()
+                except Exception:
+                    pass
+
+    def _link_beside_cell(self) -> BoardLink:
+        """A second link to the same session, for requests made while a cell runs.
+
+        The board serves one connection's requests one after another, and the main link is busy with
+        the running cell's long-polls (up to POLL_WAIT each). A second connection has its own thread
+        on the board, so an interrupt or a completion sent through it is answered at once. It is
+        opened on first need and kept until close().
+        """
+        with self._side_lock:
+            side = self._side
+            if side is not None and not side.conn.closed:
+                return side
+            conn, agent = self.open_connection()
             try:
-                link.conn.close()
+                session = call(conn, agent.attach, self.session_id, timeout=self.connect_timeout)
             except Exception:
-                pass
+                conn.close()
+                raise
+            self._side = BoardLink(conn=conn, session=session, agent=agent)
+            return self._side
+
+    def _introspection_link(self) -> BoardLink:
+        """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""
+        if self._cells_running:
+            return self._link_beside_cell()
+        return self.connect()
 
     @property
     def info(self) -> dict:
@@ -245,23 +278,27 @@ class Board:
     ) -> Iterator[list | InputRequest | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome."""
         link = self.connect()
-        message = self._request(
-            link, link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, wait=FIRST_WAIT
-        )
-        if message.get("busy"):
-            raise BoardError(
-                "the board is still running an earlier cell of this kernel; interrupt it"
-                " (Kernel > Interrupt) or restart the board server"
+        self._cells_running += 1
+        try:
+            message = self._request(
+                link, link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, wait=FIRST_WAIT
             )
-        while True:
-            yield from message["events"]
-            if "input" in message:
-                yield InputRequest(message["input"]["prompt"], message["input"]["password"])
-            if message["done"]:
-                reply = message["reply"]
-                yield CellOutcome(reply=reply, result=reply.pop("result", None))
-                return
-            message = self._request(link, link.session.poll, POLL_WAIT, wait=POLL_WAIT)
+            if message.get("busy"):
+                raise BoardError(
+                    "the board is still running an earlier cell of this kernel; interrupt it"
+                    " (Kernel > Interrupt) or restart the board server"
+                )
+            while True:
+                yield from message["events"]
+                if "input" in message:
+                    yield InputRequest(message["input"]["prompt"], message["input"]["password"])
+                if message["done"]:
+                    reply = message["reply"]
+                    yield CellOutcome(reply=reply, result=reply.pop("result", None))
+                    return
+                message = self._request(link, link.session.poll, POLL_WAIT, wait=POLL_WAIT)
+        finally:
+            self._cells_running -= 1
 
     def answer_input(self, value: str | None) -> None:
         """Hand the user's answer (None for end of input) to the waiting input() on the board."""
@@ -269,10 +306,19 @@ class Board:
         call(link.conn, link.session.provide_input, value or "", value is None, timeout=CALL_TIMEOUT)
 
     def interrupt(self) -> bool:
-        """Stop the running cell (KeyboardInterrupt on the board). True if one was running."""
+        """Stop the running cell (KeyboardInterrupt on the board). True if one was running.
+
+        Sent through the side link so it does not wait for the cell's current long-poll; if that link
+        cannot be opened, through the main link (the board then sees it within POLL_WAIT).
+        """
         link = self._link
         if link is None or link.conn.closed:
             return False
+        try:
+            side = self._link_beside_cell()
+            return bool(call(side.conn, side.session.interrupt, timeout=CALL_TIMEOUT))
+        except Exception:
+            pass
         try:
             return bool(call(link.conn, link.session.interrupt, timeout=CALL_TIMEOUT))
         except Exception:
@@ -288,11 +334,13 @@ class Board:
 
     # ------------------------------------------------------------ introspection
     def complete(self, code: str, cursor_pos: int) -> dict:
-        link = self.connect()
+        """Completions from the board's namespace (safe to call from another thread while a cell runs)."""
+        link = self._introspection_link()
         return json.loads(call(link.conn, link.session.complete, code, cursor_pos, timeout=CALL_TIMEOUT))
 
     def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict:
-        link = self.connect()
+        """Help on the board object at the cursor (safe to call from another thread while a cell runs)."""
+        link = self._introspection_link()
         text = call(link.conn, link.session.inspect, code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 
