@@ -18,6 +18,7 @@ from ipykernel.ipkernel import IPythonKernel
 from . import __version__
 from .board import Address, Board, BoardError, CellOutcome, InputRequest
 from .commands import compile_command, find_commands, has_board_code
+from .magics import to_board_code
 
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
 
@@ -67,7 +68,13 @@ class RPycKernel(IPythonKernel):
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
         """During a request, Ctrl-C/interrupt stops the board's cell instead of the kernel's own thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # a subshell's request (e.g. a completion during a cell): signals stay as they are
         self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def post_handler_hook(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super().post_handler_hook()
 
     def _on_sigint(self, signum, frame) -> None:
         if self._cell_running.is_set() and not self._waiting_for_input:
@@ -98,7 +105,8 @@ class RPycKernel(IPythonKernel):
             if help_request:
                 reply = self._page_help(help_request)
             elif has_board_code(code):
-                reply = self._run_on_board(code, count, silent, allow_stdin, user_expressions or {})
+                board_code = to_board_code(code)
+                reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})
             else:
                 reply = {"status": "ok", "user_expressions": {}}
         reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
