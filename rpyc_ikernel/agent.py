@@ -341,7 +341,8 @@ def _is_figure(obj) -> bool:
 
 def figure_png(figure) -> tuple:
     """The figure as PNG bytes, and Jupyter image metadata (width/height) for 'retina' figures."""
-    retina = getattr(_state(), "figure_format", "png") == "retina"
+    session = _current_session() or _state().last_session
+    retina = getattr(session, "figure_format", "png") == "retina"
     dpi = figure.dpi * (2 if retina else 1)
     buffer = io.BytesIO()
     figure.canvas.print_figure(
@@ -766,8 +767,8 @@ class CellRun:
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
                 last = ast.Expression(tree.body.pop().value)
-            body = compile(tree, self.filename, "exec")
-            tail = compile(last, self.filename, "eval") if last is not None else None
+            body = compile(tree, self.filename, "exec", dont_inherit=True)
+            tail = compile(last, self.filename, "eval", dont_inherit=True) if last is not None else None
         except (SyntaxError, ValueError, OverflowError) as exc:
             return _format_error(type(exc), exc, None)
         value = None
@@ -808,6 +809,7 @@ class Session:
             "get_ipython": self.shell.get_ipython,
         }
         self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
+        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
         self.cell = None
         self._cond = threading.Condition()
         self._events = []
@@ -1157,6 +1159,38 @@ def name_at_cursor(code: str, cursor_pos: int) -> str:
     return ""
 
 
+def _defined_in_a_cell(obj) -> bool:
+    """A class from the session's namespace: inspect would look for it in the server's __main__."""
+    return inspect.isclass(obj) and getattr(obj, "__module__", None) == "__main__"
+
+
+def _object_file(obj):
+    if _defined_in_a_cell(obj):
+        for member in vars(obj).values():
+            code = getattr(getattr(member, "__func__", member), "__code__", None)
+            if code is not None:
+                return code.co_filename
+        return None
+    try:
+        return inspect.getfile(obj)
+    except TypeError:
+        return None
+
+
+def _object_source(obj, path):
+    if not _defined_in_a_cell(obj):
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            return None
+    lines = linecache.getlines(path) if path else []
+    start = re.compile(r"^\s*class\s+%s\b" % re.escape(obj.__name__))
+    for index, line in enumerate(lines):
+        if start.match(line):
+            return "".join(inspect.getblock(lines[index:]))
+    return None
+
+
 def describe(obj, name: str, detail_level: int) -> str:
     """An IPython-like help text: type, signature, docstring, file and (detail 1) source."""
     fields = []
@@ -1172,19 +1206,13 @@ def describe(obj, name: str, detail_level: int) -> str:
         if len(text) > 200:
             text = text[:200] + "..."
         fields.append(("String form", text))
-    try:
-        path = inspect.getfile(obj)
+    path = _object_file(obj)
+    if path is not None:
         fields.append(("File", path))
-    except TypeError:
-        pass
-    source = None
-    if detail_level > 0:
-        try:
-            source = inspect.getsource(obj)
-        except (OSError, TypeError):
-            source = None
+    source = _object_source(obj, path) if detail_level > 0 else None
     docstring = inspect.getdoc(obj) or "<no docstring>"
-    lines = ["%-12s%s" % (label + ":", value) for label, value in fields]
+    width = max(12, max(len(label) + 2 for label, _ in fields))
+    lines = [(label + ":").ljust(width) + str(value) for label, value in fields]
     if source is not None:
         lines.append("Source:")
         lines.append(source.rstrip("\n"))
@@ -1286,8 +1314,8 @@ def _split_last_expression(source: str, filename: str) -> tuple:
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    body = compile(tree, filename, "exec")
-    tail = compile(last, filename, "eval") if last is not None else None
+    body = compile(tree, filename, "exec", dont_inherit=True)
+    tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
     return body, tail
 
 
@@ -1606,7 +1634,7 @@ class BoardShell(object):
         if not os.path.isfile(path):
             raise UsageError("File `%s` not found on the board." % words[0])
         with open(path, "rb") as handle:
-            code = compile(handle.read(), path, "exec")
+            code = compile(handle.read(), path, "exec", dont_inherit=True)
         if in_namespace:
             run_ns = self.user_ns
         else:
@@ -1663,7 +1691,7 @@ class BoardShell(object):
             raise UsageError(
                 "%config on the board only knows InlineBackend.figure_format = 'png' or 'retina'"
             )
-        _state().figure_format = "retina" if "retina" in formats else "png"
+        self.session.figure_format = "retina" if "retina" in formats else "png"
 
     def cell_bash(self, line: str, cell: str) -> None:
         """Run the cell as a bash script on the board."""
