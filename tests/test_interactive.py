@@ -357,3 +357,9 @@ def test_errors_after_magic_lines_point_at_the_users_line(session):
     cell = session.run("%time 1 / 0")
     assert cell.reply["ename"] == "ZeroDivisionError"
     assert not any("agent" in line for line in cell.error["traceback"])
+
+
+def test_cell_code_does_not_inherit_the_agents_future_imports(session):
+    """The agent uses `from __future__ import annotations`; cells must keep real annotations."""
+    cell = session.run("def typed(port: int) -> str:\n    pass\ntyped.__annotations__")
+    assert cell.result == {"text/plain": "{'port': <class 'int'>, 'return': <class 'str'>}"}
