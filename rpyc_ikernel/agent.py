@@ -1373,6 +1373,8 @@ class BoardShell(object):
         """Run a command on the board; output goes to sink (default: the cell). Interruptible."""
         session = self.session
         cell = session.cell
+        if cell is not None and cell.thread_ident != threading.get_ident():
+            cell = None  # a thread of the user's: the cell's interrupt is not for it
         if sink is None:
 
             def sink(text):

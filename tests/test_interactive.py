@@ -321,7 +321,7 @@ def test_line_and_cell_magics_work_against_the_board(session, tmp_path):
     assert "CPU times: user" in cell.stream() and "Wall time:" in cell.stream()
     cell = session.run("%timeit -n 3 -r 2 secret_value * 2")
     assert "per loop (mean ± std. dev. of 2 runs, 3 loops each)" in cell.stream()
-    assert "secret_value" in session.run("%who").stream().split("\t")
+    assert "secret_value" in session.run("%who").stream().strip().split("\t")
     assert "secret_value" in session.run("%whos").stream()
 
     target = tmp_path / "made_by_magic.py"
