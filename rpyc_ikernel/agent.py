@@ -1029,6 +1029,27 @@ def _kind(obj) -> str:
     return "instance"
 
 
+def _attribute_matches(namespace: dict, word: str) -> list:
+    """`obj.pre` -> obj's attributes starting with "pre", found with dir() only.
+
+    rlcompleter evaluates the expression and, before Python 3.10, reads every matching attribute:
+    a property of a board object may read a sensor. Here nothing is called but the parent's lookup.
+    """
+    parent_name, _, prefix = word.rpartition(".")
+    parent = _resolve(namespace, parent_name)
+    if parent is _MISSING:
+        return []
+    try:
+        names = set(dir(parent))
+    except Exception:
+        return []
+    if not prefix:
+        names = set(n for n in names if not n.startswith("_"))
+    elif prefix == "_":
+        names = set(n for n in names if not n.startswith("__"))
+    return [parent_name + "." + name for name in sorted(names) if name.startswith(prefix)]
+
+
 _MAGIC_PREFIX = re.compile(r"^\s*(%%?)([A-Za-z_]\w*)?$")
 
 
@@ -1068,7 +1089,9 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
         namespace = {}
     completer = rlcompleter.Completer(namespace)
     matches = []
-    if word:
+    if "." in word:
+        matches = _attribute_matches(namespace, word)
+    elif word:
         state = 0
         while state < 1000:
             try:
@@ -1088,8 +1111,9 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
         hidden = word.startswith("_")
         matches = [m for m in matches if hidden or not m.startswith("_")]
     types_ = []
-    for candidate in matches:
-        kind = "keyword" if keyword.iskeyword(candidate) else _kind(_resolve(namespace, candidate))
+    parents = {}
+    for candidate in matches[:MAX_TYPED_MATCHES]:
+        kind = "keyword" if keyword.iskeyword(candidate) else _match_kind(namespace, candidate, parents)
         types_.append(
             {
                 "start": cursor_pos - len(word),
@@ -1108,6 +1132,29 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
 
 
 _MISSING = object()
+MAX_TYPED_MATCHES = 200  # beyond this, completions come without types (each costs an attribute lookup)
+
+
+def _match_kind(namespace: dict, dotted: str, parents: dict) -> str:
+    """The Jupyter type of a completion; a property is named, not run (it may read hardware)."""
+    parent_name, _, attribute = dotted.rpartition(".")
+    if not parent_name:
+        return _kind(_resolve(namespace, dotted))
+    if parent_name not in parents:
+        parents[parent_name] = _resolve(namespace, parent_name)
+    parent = parents[parent_name]
+    if parent is _MISSING:
+        return "instance"
+    try:
+        static = inspect.getattr_static(parent, attribute)
+    except AttributeError:
+        static = _MISSING
+    if isinstance(static, property):
+        return "property"
+    try:
+        return _kind(getattr(parent, attribute))
+    except Exception:
+        return "instance"
 
 
 def _resolve(namespace: dict, dotted: str):

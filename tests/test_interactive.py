@@ -62,6 +62,30 @@ def test_completion_has_no_call_or_keyword_suffixes(session):
     assert "try" in session.request("complete", "tr")["matches"]
 
 
+def test_completion_does_not_run_properties_of_board_objects(session):
+    """A property of a board object may read hardware: completion names it without calling it."""
+    session.run(
+        "class Sensor:\n"
+        "    reads = 0\n"
+        "    @property\n"
+        "    def temperature(self):\n"
+        "        Sensor.reads += 1\n"
+        "        return 21\n"
+        "    def reset(self):\n"
+        "        pass\n"
+        "sensor = Sensor()"
+    )
+    reply = session.request("complete", "sensor.te")
+    assert reply["matches"] == ["sensor.temperature"]
+    assert reply["metadata"]["_jupyter_types_experimental"][0]["type"] == "property"
+    assert set(session.request("complete", "sensor.")["matches"]) == {
+        "sensor.reads",
+        "sensor.reset",
+        "sensor.temperature",
+    }
+    assert session.run("Sensor.reads").result == {"text/plain": "0"}
+
+
 def test_completion_of_magic_names(session):
     reply = session.request("complete", "%tim")
     assert set(reply["matches"]) == {"%time", "%timeit"}
