@@ -29,13 +29,10 @@ import os
 import pprint
 import re
 import rlcompleter
-import shlex
 import signal
-import subprocess
 import sys
 import threading
 import time
-import timeit
 import traceback
 import types
 import uuid
@@ -1418,6 +1415,8 @@ class BoardShell(object):
 
     def _run(self, command, shell: bool, sink=None) -> int:
         """Run a command on the board; output goes to sink (default: the cell). Interruptible."""
+        import subprocess
+
         session = self.session
         cell = session.cell
         if cell is not None and cell.thread_ident != threading.get_ident():
@@ -1533,6 +1532,8 @@ class BoardShell(object):
 
     def line_timeit(self, line: str, cell: str = None):
         """Time a statement over many loops: '%timeit [-n N] [-r R] [-q] [-o] statement'."""
+        import timeit
+
         options = {"n": None, "r": 7, "q": False, "o": False}
         rest = line.strip()
         while True:
@@ -1631,6 +1632,8 @@ class BoardShell(object):
 
     def line_cd(self, line: str) -> None:
         """Change the board process's current directory ('%cd -' goes back)."""
+        import shlex
+
         words = [w for w in shlex.split(line) if w != "-q"]
         target = words[0] if words else "~"
         if target == "-":
@@ -1663,6 +1666,8 @@ class BoardShell(object):
 
     def line_pip(self, line: str) -> None:
         """pip of the board's Python: '%pip install NAME' installs on the board."""
+        import shlex
+
         self.system("%s -m pip %s" % (shlex.quote(sys.executable), line))
 
     def line_system(self, line: str):
@@ -1672,6 +1677,8 @@ class BoardShell(object):
 
     def line_run(self, line: str) -> None:
         """Run a Python file on the board: '%run [-i] FILE [ARGS]'; its names land in your namespace."""
+        import shlex
+
         words = shlex.split(line)
         in_namespace = bool(words) and words[0] == "-i"
         words = words[1:] if in_namespace else words
@@ -1757,6 +1764,8 @@ class BoardShell(object):
 
     def cell_writefile(self, line: str, cell: str) -> None:
         """Write the cell to a file on the board: '%%writefile [-a] FILE'."""
+        import shlex
+
         words = shlex.split(line)
         append = "-a" in words or "--append" in words
         names = [w for w in words if w not in ("-a", "--append")]
@@ -1792,6 +1801,8 @@ def _pump(pipe, sink) -> None:
 
 def _stop_process(process) -> None:
     """Stop a shell command and its children: SIGINT like Ctrl-C, then SIGKILL if it lingers."""
+    import subprocess
+
     if process.poll() is not None:
         return
     try:
