@@ -151,7 +151,6 @@ class Board:
         self._lock = threading.RLock()
         self._side: BoardLink | None = None  # see _link_beside_cell
         self._side_lock = threading.Lock()
-        self._cells_running = 0
 
     # ------------------------------------------------------------ connection
     @property
@@ -262,11 +261,9 @@ class Board:
             self._side = BoardLink(conn=conn, session=session, agent=agent)
             return self._side
 
-    def _introspection_link(self) -> BoardLink:
+    def _introspection_link(self, beside_cell: bool) -> BoardLink:
         """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""
-        if self._cells_running:
-            return self._link_beside_cell()
-        return self.connect()
+        return self._link_beside_cell() if beside_cell and self.connected else self.connect()
 
     @property
     def info(self) -> dict:
@@ -278,27 +275,23 @@ class Board:
     ) -> Iterator[list | InputRequest | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome."""
         link = self.connect()
-        self._cells_running += 1
-        try:
-            message = self._request(
-                link, link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, wait=FIRST_WAIT
+        message = self._request(
+            link, link.session.run, code, filename, FIRST_WAIT, allow_stdin, silent, wait=FIRST_WAIT
+        )
+        if message.get("busy"):
+            raise BoardError(
+                "the board is still running an earlier cell of this kernel; interrupt it"
+                " (Kernel > Interrupt) or restart the board server"
             )
-            if message.get("busy"):
-                raise BoardError(
-                    "the board is still running an earlier cell of this kernel; interrupt it"
-                    " (Kernel > Interrupt) or restart the board server"
-                )
-            while True:
-                yield from message["events"]
-                if "input" in message:
-                    yield InputRequest(message["input"]["prompt"], message["input"]["password"])
-                if message["done"]:
-                    reply = message["reply"]
-                    yield CellOutcome(reply=reply, result=reply.pop("result", None))
-                    return
-                message = self._request(link, link.session.poll, POLL_WAIT, wait=POLL_WAIT)
-        finally:
-            self._cells_running -= 1
+        while True:
+            yield from message["events"]
+            if "input" in message:
+                yield InputRequest(message["input"]["prompt"], message["input"]["password"])
+            if message["done"]:
+                reply = message["reply"]
+                yield CellOutcome(reply=reply, result=reply.pop("result", None))
+                return
+            message = self._request(link, link.session.poll, POLL_WAIT, wait=POLL_WAIT)
 
     def answer_input(self, value: str | None) -> None:
         """Hand the user's answer (None for end of input) to the waiting input() on the board."""
@@ -333,14 +326,14 @@ class Board:
         return json.loads(text)
 
     # ------------------------------------------------------------ introspection
-    def complete(self, code: str, cursor_pos: int) -> dict:
-        """Completions from the board's namespace (safe to call from another thread while a cell runs)."""
-        link = self._introspection_link()
+    def complete(self, code: str, cursor_pos: int, beside_cell: bool = False) -> dict:
+        """Completions from the board's namespace; beside_cell=True while a cell runs (another thread)."""
+        link = self._introspection_link(beside_cell)
         return json.loads(call(link.conn, link.session.complete, code, cursor_pos, timeout=CALL_TIMEOUT))
 
-    def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict:
-        """Help on the board object at the cursor (safe to call from another thread while a cell runs)."""
-        link = self._introspection_link()
+    def inspect(self, code: str, cursor_pos: int, detail_level: int, beside_cell: bool = False) -> dict:
+        """Help on the board object at the cursor; beside_cell=True while a cell runs (another thread)."""
+        link = self._introspection_link(beside_cell)
         text = call(link.conn, link.session.inspect, code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 

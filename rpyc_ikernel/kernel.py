@@ -235,7 +235,7 @@ class RPycKernel(IPythonKernel):
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.complete(code, cursor_pos)
+            return self.board.complete(code, cursor_pos, beside_cell=self._cell_running.is_set())
         except BoardError:
             return {
                 "status": "ok",
@@ -250,7 +250,7 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.inspect(code, cursor_pos, detail_level)
+            return self.board.inspect(code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set())
         except BoardError:
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
