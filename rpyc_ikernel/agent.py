@@ -16,17 +16,22 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import codecs
+import contextlib
 import errno
 import hashlib
+import importlib.util
 import inspect
 import io
 import json
 import keyword
 import linecache
+import math
 import os
 import pprint
 import re
 import rlcompleter
+import signal
 import socket
 import sys
 import tempfile
@@ -61,6 +66,14 @@ BINARY_MIMES = ("image/png", "image/jpeg", "application/pdf")
 
 class StdinNotImplementedError(IOError, NotImplementedError):
     """Raised by input() when the frontend cannot answer input requests (as in IPython)."""
+
+
+class UsageError(Exception):
+    """A magic used wrongly or not available on the board: shown as one line, like IPython's."""
+
+
+# Tracebacks then say "UsageError: ..." rather than "_rpyc_ikernel_agent.UsageError: ...".
+StdinNotImplementedError.__module__ = UsageError.__module__ = "builtins"
 
 
 # --------------------------------------------------------------------------- shared process state
@@ -153,17 +166,19 @@ def _interruptible_sleep(seconds) -> None:
     """time.sleep for cell threads on a plain server: wakes up when the cell is interrupted."""
     session = _current_session()
     cell = session.cell if session is not None else None
-    if cell is None or cell.main_thread_mode:
-        return _state().original_sleep(seconds)
+    original_sleep = _state().original_sleep
+    if cell is None or cell.main_thread_mode or cell.thread_ident != threading.get_ident():
+        return original_sleep(seconds)
     if seconds < 0:
         raise ValueError("sleep length must be non-negative")
     deadline = time.monotonic() + seconds
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        if cell.interrupt_event.wait(min(remaining, 0.05)):
-            raise KeyboardInterrupt()
+    with cell.waiting_inside_agent():
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            original_sleep(min(remaining, 0.05))  # short naps, no locks: safe to interrupt anywhere
+            cell.check_interrupt()
 
 
 def _install_hooks() -> None:
@@ -183,6 +198,7 @@ def _install_hooks() -> None:
     getpass.getpass = _routed_getpass
     if sys.modules.get(EXECUTOR_MODULE) is None:
         time.sleep = _interruptible_sleep
+    _install_finder()
 
 
 # --------------------------------------------------------------------------- formatting values
@@ -210,7 +226,12 @@ def format_bundle(obj) -> tuple:
     """A Jupyter mime bundle (data, metadata) for obj, like IPython's display formatter."""
     data = {}
     metadata = {}
-    if not inspect.isclass(obj):
+    if _is_figure(obj):
+        png, size = figure_png(obj)
+        data["image/png"] = _encode("image/png", png)
+        if size:
+            metadata["image/png"] = size
+    elif not inspect.isclass(obj):
         method = _repr_method(obj, "_repr_mimebundle_")
         if method is not None:
             try:
@@ -306,6 +327,348 @@ def clear_output(wait=False) -> None:
         session.emit(["clear_output", bool(wait)])
 
 
+# --------------------------------------------------------------------------- matplotlib, inline
+
+MPL_BACKEND_MODULE = "_rpyc_ikernel_mpl"
+MPL_BACKEND = "module://" + MPL_BACKEND_MODULE
+
+
+def _is_figure(obj) -> bool:
+    """A matplotlib Figure, recognised without importing matplotlib."""
+    try:
+        classes = type(obj).__mro__
+    except Exception:
+        return False
+    return any(c.__name__ == "Figure" and c.__module__ == "matplotlib.figure" for c in classes)
+
+
+def figure_png(figure) -> tuple:
+    """The figure as PNG bytes, and Jupyter image metadata (width/height) for 'retina' figures."""
+    session = _current_session() or _state().last_session
+    retina = getattr(session, "figure_format", "png") == "retina"
+    dpi = figure.dpi * (2 if retina else 1)
+    buffer = io.BytesIO()
+    figure.canvas.print_figure(
+        buffer,
+        format="png",
+        dpi=dpi,
+        bbox_inches="tight",
+        facecolor=figure.get_facecolor(),
+        edgecolor=figure.get_edgecolor(),
+    )
+    png = buffer.getvalue()
+    size = {}
+    if retina and png[12:16] == b"IHDR":
+        width = int.from_bytes(png[16:20], "big")
+        height = int.from_bytes(png[20:24], "big")
+        size = {"width": width // 2, "height": height // 2}
+    return png, size
+
+
+def show_figures(skip=None, **_ignored) -> None:
+    """Show every open pyplot figure in the cell's output and close it (our backend's plt.show()).
+
+    Runs at the end of each cell too, as IPython's inline backend does. Only for our backend: a user who
+    picked another one (``matplotlib.use("Agg")`` to write files) keeps their figures.
+    """
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is None:
+        return
+    try:
+        if pyplot.get_backend() != MPL_BACKEND:
+            return
+        from matplotlib._pylab_helpers import Gcf
+
+        for manager in Gcf.get_all_fig_managers():
+            figure = manager.canvas.figure
+            if figure is not skip:
+                display(figure)
+        pyplot.close("all")
+    except Exception:
+        traceback.print_exc()
+
+
+def _fill_mpl_backend(module) -> None:
+    """Make `module` a matplotlib backend like matplotlib-inline's: Agg canvases, show() displays."""
+    from matplotlib.backend_bases import FigureManagerBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def new_figure_manager_given_figure(num, figure):
+        return FigureManagerBase(FigureCanvasAgg(figure), num)
+
+    def new_figure_manager(num, *args, **kwargs):
+        figure_class = kwargs.pop("FigureClass", Figure)
+        return new_figure_manager_given_figure(num, figure_class(*args, **kwargs))
+
+    module.FigureCanvas = FigureCanvasAgg
+    module.FigureManager = FigureManagerBase
+    module.new_figure_manager = new_figure_manager
+    module.new_figure_manager_given_figure = new_figure_manager_given_figure
+    module.draw_if_interactive = lambda: None
+    module.show = show_figures
+
+
+def _configure_matplotlib(module) -> None:
+    """Right after `import matplotlib`: inline figures, unless the user chose a backend (MPLBACKEND)."""
+    if os.environ.get("MPLBACKEND") and not getattr(_state(), "force_inline", False):
+        return
+    try:
+        module.rcParams["backend"] = MPL_BACKEND
+    except Exception:
+        pass
+
+
+def use_inline_backend() -> None:
+    """%matplotlib inline: switch to our backend now, even if matplotlib is already imported."""
+    _state().force_inline = True
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is None:
+        return
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.switch_backend(MPL_BACKEND)
+    else:
+        matplotlib.use(MPL_BACKEND)
+
+
+# --------------------------------------------------------------------------- import hooks
+
+
+class _BuiltLoader(object):
+    """Loads a module by calling a function of the agent that fills it in."""
+
+    def __init__(self, fill) -> None:
+        self.fill = fill
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module) -> None:
+        self.fill(module)
+
+
+class _ThenConfigure(object):
+    """Wraps a real module's loader to run a function of ours right after the module loaded."""
+
+    def __init__(self, loader, after) -> None:
+        self._loader = loader
+        self._after = after
+
+    def create_module(self, spec):
+        create = getattr(self._loader, "create_module", None)
+        return create(spec) if create is not None else None
+
+    def exec_module(self, module) -> None:
+        self._loader.exec_module(module)
+        self._after(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class AgentFinder(object):
+    """A meta path finder for what board code imports from us.
+
+    - the inline matplotlib backend module; and `import matplotlib` selects it (without setting
+      MPLBACKEND in the environment, which child processes would inherit and fail on);
+    - `IPython` / `IPython.display` with display(), HTML, Image, ... when the board has no IPython.
+    """
+
+    rpyc_ikernel_finder = True
+
+    def __init__(self) -> None:
+        self._searching = threading.local()
+
+    def _find_elsewhere(self, name, path, target):
+        if getattr(self._searching, "active", False):
+            return None
+        self._searching.active = True
+        try:
+            for finder in sys.meta_path:
+                if getattr(finder, "rpyc_ikernel_finder", False):
+                    continue
+                find_spec = getattr(finder, "find_spec", None)
+                if find_spec is None:
+                    continue
+                spec = find_spec(name, path, target)
+                if spec is not None:
+                    return spec
+            return None
+        finally:
+            self._searching.active = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == MPL_BACKEND_MODULE:
+            return importlib.util.spec_from_loader(name, _BuiltLoader(_fill_mpl_backend))
+        if name == "matplotlib":
+            spec = self._find_elsewhere(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _ThenConfigure(spec.loader, _configure_matplotlib)
+            return spec
+        if name == "IPython":
+            if self._find_elsewhere(name, path, target) is not None:
+                return None  # the board's real IPython
+            return importlib.util.spec_from_loader(name, _BuiltLoader(_fill_ipython_shim), is_package=True)
+        if name == "IPython.display" and getattr(sys.modules.get("IPython"), "rpyc_ikernel_shim", False):
+            return importlib.util.spec_from_loader(name, _BuiltLoader(_fill_display_shim))
+        if name in IPYTHON_DISPLAY_MODULES:
+            spec = self._find_elsewhere(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _ThenConfigure(spec.loader, _route_ipython_display)
+            return spec
+        return None
+
+
+def _install_finder() -> None:
+    """Put (this version's) AgentFinder first on sys.meta_path, replacing one of an older agent."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "rpyc_ikernel_finder", False)]
+    sys.meta_path.insert(0, AgentFinder())
+    for name in IPYTHON_DISPLAY_MODULES + ("IPython.display", "IPython"):
+        module = sys.modules.get(name)
+        if module is not None and not getattr(module, "rpyc_ikernel_shim", False):
+            _route_ipython_display(module)
+
+
+# Where IPython (7 and newer) defines display(); without a running IPython shell it only prints a repr.
+IPYTHON_DISPLAY_MODULES = ("IPython.core.display_functions", "IPython.core.display")
+
+
+def _route_ipython_display(module) -> None:
+    """The board's real IPython has no shell in this process: its display() & co. use the cell's."""
+    for name, function in (
+        ("display", display),
+        ("update_display", update_display),
+        ("clear_output", clear_output),
+    ):
+        if hasattr(module, name):
+            setattr(module, name, function)
+
+
+# --------------------------------------------------------------------------- IPython.display, on the board
+
+
+class _DisplayObject(object):
+    """Base of HTML, Markdown, ...: data given directly or read from a file."""
+
+    binary = False
+
+    def __init__(self, data=None, url=None, filename=None, metadata=None) -> None:
+        if filename is None and isinstance(data, str) and _looks_like_path(data):
+            filename, data = data, None
+        if filename is not None:
+            with open(filename, "rb" if self.binary else "r") as handle:
+                data = handle.read()
+        self.data = data
+        self.url = url
+        self.metadata = metadata
+
+    def __repr__(self) -> str:
+        return "<IPython.core.display.%s object>" % type(self).__name__
+
+
+def _looks_like_path(text: str) -> bool:
+    return len(text) < 4096 and "\n" not in text and os.path.isfile(os.path.expanduser(text))
+
+
+class HTML(_DisplayObject):
+    def _repr_html_(self):
+        return self.data
+
+
+class Markdown(_DisplayObject):
+    def _repr_markdown_(self):
+        return self.data
+
+
+class Latex(_DisplayObject):
+    def _repr_latex_(self):
+        return self.data
+
+
+class SVG(_DisplayObject):
+    def _repr_svg_(self):
+        return self.data
+
+
+class Javascript(_DisplayObject):
+    def _repr_javascript_(self):
+        return self.data
+
+
+class JSON(_DisplayObject):
+    def __init__(self, data=None, url=None, filename=None, metadata=None, **kwargs) -> None:
+        _DisplayObject.__init__(self, data, url, filename, metadata)
+        if isinstance(self.data, str) and filename is not None:
+            self.data = json.loads(self.data)
+
+    def _repr_json_(self):
+        return self.data
+
+
+class Image(_DisplayObject):
+    """PNG, JPEG or GIF bytes (or a file) shown as an image; a url alone shows as <img>."""
+
+    binary = True
+
+    def __init__(self, data=None, url=None, filename=None, format=None, width=None, height=None, **kwargs):
+        if url is not None and data is None and filename is None:
+            _DisplayObject.__init__(self, None, url=url)
+        else:
+            _DisplayObject.__init__(self, data, filename=filename)
+        self.format = format
+        self.width = width
+        self.height = height
+
+    def _mime(self) -> str:
+        data = self.data or b""
+        if self.format:
+            return "image/" + {"jpg": "jpeg"}.get(self.format.lower(), self.format.lower())
+        if data[:4] == b"\x89PNG":
+            return "image/png"
+        if data[:3] == b"GIF":
+            return "image/gif"
+        return "image/jpeg"
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        size = {}
+        if self.width:
+            size["width"] = self.width
+        if self.height:
+            size["height"] = self.height
+        if self.data is None:
+            extra = "".join(' %s="%s"' % item for item in sorted(size.items()))
+            return {"text/html": '<img src="%s"%s/>' % (self.url, extra)}
+        mime = self._mime()
+        return {mime: bytes(self.data)}, ({mime: size} if size else {})
+
+
+def _fill_display_shim(module) -> None:
+    for name in (
+        "display",
+        "update_display",
+        "clear_output",
+        "DisplayHandle",
+        "HTML",
+        "Markdown",
+        "Latex",
+        "SVG",
+        "Javascript",
+        "JSON",
+        "Image",
+    ):
+        setattr(module, name, globals()[name])
+
+
+def _fill_ipython_shim(module) -> None:
+    """A stand-in `IPython` package: only `IPython.display`; get_ipython() says no IPython runs."""
+    module.rpyc_ikernel_shim = True
+    module.__path__ = []
+    module.__version__ = "0.0.0"
+    module.version_info = (0, 0, 0, "rpyc_ikernel")
+    module.get_ipython = lambda: None
+
+
 # --------------------------------------------------------------------------- running a cell
 
 
@@ -319,20 +682,33 @@ def _last_statement_silenced(code: str) -> bool:
 
 
 def _format_error(exc_type, exc, tb) -> dict:
-    """ename/evalue/traceback with the agent's own frames left out."""
-    agent_file = _format_error.__code__.co_filename
-    while tb is not None and tb.tb_frame.f_code.co_filename == agent_file:
-        tb = tb.tb_next
-    if isinstance(exc, SyntaxError):
-        lines = traceback.format_exception_only(exc_type, exc)
+    """ename/evalue/traceback with the agent's own frames left out, so it points at the user's lines."""
+    if isinstance(exc, UsageError):
+        lines = ["UsageError: %s" % exc]
     else:
-        lines = traceback.format_exception(exc_type, exc, tb)
+        report = traceback.TracebackException(exc_type, exc, tb)
+        _drop_agent_frames(report, _format_error.__code__.co_filename)
+        lines = list(report.format())
     return {
         "status": "error",
         "ename": exc_type.__name__,
         "evalue": str(exc),
         "traceback": [line.rstrip("\n") for line in lines],
     }
+
+
+def _drop_agent_frames(report, agent_file: str) -> None:
+    """Remove the agent's frames from a TracebackException and the exceptions chained to it."""
+    pending = [report]
+    seen = set()
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        kept = [frame for frame in item.stack if frame.filename != agent_file]
+        item.stack = traceback.StackSummary.from_list(kept)
+        pending.extend([item.__cause__, item.__context__])
 
 
 class CellRun:
@@ -348,6 +724,24 @@ class CellRun:
         self.interrupt_event = threading.Event()
         self.main_thread_mode = False
         self.thread_ident = None
+        self.waiting = 0  # > 0 while the cell waits inside the agent (sleep, input(), a shell command)
+
+    @contextlib.contextmanager
+    def waiting_inside_agent(self):
+        """Mark a wait that checks for interrupts itself (check_interrupt), so Session.interrupt sets a
+        flag instead of a signal or an injected exception, which could land inside a lock."""
+        self.waiting += 1
+        try:
+            self.check_interrupt()
+            yield self
+        finally:
+            self.waiting -= 1
+
+    def check_interrupt(self) -> None:
+        """Raise KeyboardInterrupt once for an interrupt that arrived while the cell was waiting."""
+        if self.interrupt_event.is_set():
+            self.interrupt_event.clear()
+            raise KeyboardInterrupt()
 
     def __call__(self) -> None:
         self.thread_ident = threading.get_ident()
@@ -376,15 +770,14 @@ class CellRun:
             last = None
             if tree.body and isinstance(tree.body[-1], ast.Expr):
                 last = ast.Expression(tree.body.pop().value)
-            body = compile(tree, self.filename, "exec")
-            tail = compile(last, self.filename, "eval") if last is not None else None
+            body = compile(tree, self.filename, "exec", dont_inherit=True)
+            tail = compile(last, self.filename, "eval", dont_inherit=True) if last is not None else None
         except (SyntaxError, ValueError, OverflowError) as exc:
             return _format_error(type(exc), exc, None)
         value = None
         try:
             self.interruptible = True
-            if self.interrupt_event.is_set():
-                raise KeyboardInterrupt()
+            self.check_interrupt()
             exec(body, ns)
             if tail is not None:
                 value = eval(tail, ns)
@@ -392,9 +785,12 @@ class CellRun:
         except BaseException:
             self.interruptible = False
             exc_type, exc, tb = sys.exc_info()
+            show_figures()  # like IPython's inline backend, figures show even when the cell fails
             return _format_error(exc_type, exc, tb)
         reply = {"status": "ok"}
-        if value is not None and not _last_statement_silenced(self.code):
+        shown = value is not None and not _last_statement_silenced(self.code)
+        show_figures(skip=value if shown else None)
+        if shown:
             ns["_"] = value
             data, metadata = format_bundle(value)
             reply["result"] = {"data": data, "metadata": metadata}
@@ -406,13 +802,17 @@ class Session:
 
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
+        self.shell = BoardShell(self)
         self.namespace = {
             "__name__": "__main__",
             "__builtins__": builtins,
             "display": display,
             "update_display": update_display,
             "clear_output": clear_output,
+            "get_ipython": self.shell.get_ipython,
         }
+        self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
+        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
         self.cell = None
         self._cond = threading.Condition()
         self._events = []
@@ -554,42 +954,52 @@ class Session:
             self._cond.notify_all()
 
     def interrupt(self) -> bool:
-        """Stop the running cell with KeyboardInterrupt; True when a cell was running."""
+        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
+
+        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
+        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
+        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
+        into the cell's thread (stops Python code; a blocking C call ends first).
+        """
         cell = self.cell
         if cell is None:
             return False
-        cell.interrupt_event.set()
-        with self._cond:
-            self._cond.notify_all()
-        if not cell.interruptible:
+        if cell.waiting or not cell.interruptible:
+            cell.interrupt_event.set()
+            with self._cond:
+                self._cond.notify_all()
             return True
         executor = sys.modules.get(EXECUTOR_MODULE)
         if cell.main_thread_mode and executor is not None:
-            executor.interrupt(cell)
+            if not executor.interrupt(cell):
+                cell.interrupt_event.set()
         elif cell.thread_ident is not None:
             _raise_in_thread(cell.thread_ident, KeyboardInterrupt)
         return True
 
     # ------------------------------------------------------------ input()
     def request_input(self, prompt: str, password: bool) -> str:
+        """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
         cell = self.cell
         if cell is None or not cell.allow_stdin:
+            what = "getpass()" if password else "input()"
             raise StdinNotImplementedError(
-                "input() was called, but this frontend does not support input requests."
+                "%s was called, but this frontend does not support input requests (allow_stdin is off)" % what
             )
-        with self._cond:
+        with cell.waiting_inside_agent(), self._cond:
             self._input_answer = None
             self._input_prompt = {"prompt": prompt, "password": password}
             self._input_waiting = True
             self._cond.notify_all()
-            while self._input_answer is None:
-                if cell.interrupt_event.is_set():
-                    self._input_waiting = False
-                    raise KeyboardInterrupt()
-                self._cond.wait(0.05)
+            try:
+                while self._input_answer is None:
+                    cell.check_interrupt()
+                    self._cond.wait(0.05)
+            finally:
+                self._input_waiting = False
+                self._input_prompt = None
             answer = self._input_answer
             self._input_answer = None
-            self._input_waiting = False
         if answer.get("eof"):
             raise EOFError("EOF when reading a line")
         return answer.get("value", "")
@@ -649,14 +1059,69 @@ def _kind(obj) -> str:
     return "instance"
 
 
+def _attribute_matches(namespace: dict, word: str) -> list:
+    """`obj.pre` -> obj's attributes starting with "pre", found with dir() only.
+
+    rlcompleter evaluates the expression and, before Python 3.10, reads every matching attribute:
+    a property of a board object may read a sensor. Here nothing is called but the parent's lookup.
+    """
+    parent_name, _, prefix = word.rpartition(".")
+    parent = _resolve(namespace, parent_name)
+    if parent is _MISSING:
+        return []
+    try:
+        names = set(dir(parent))
+    except Exception:
+        return []
+    if not prefix:
+        names = set(n for n in names if not n.startswith("_"))
+    elif prefix == "_":
+        names = set(n for n in names if not n.startswith("__"))
+    return [parent_name + "." + name for name in sorted(names) if name.startswith(prefix)]
+
+
+_MAGIC_PREFIX = re.compile(r"^\s*(%%?)([A-Za-z_]\w*)?$")
+
+
+def _complete_magic(line_before: str, cursor_pos: int):
+    """`%ti` completes to %time, %timeit; `%%wr` to %%writefile (the board's magics)."""
+    match = _MAGIC_PREFIX.match(line_before)
+    if not match:
+        return None
+    marks, partial = match.group(1), match.group(2) or ""
+    names = BoardShell.list_cell_magics() if marks == "%%" else BoardShell.list_line_magics()
+    matches = [marks + name for name in names if name.startswith(partial)]
+    start = cursor_pos - len(marks) - len(partial)
+    return {
+        "matches": matches,
+        "cursor_start": start,
+        "cursor_end": cursor_pos,
+        "metadata": {
+            "_jupyter_types_experimental": [
+                {"start": start, "end": cursor_pos, "text": m, "type": "magic"} for m in matches
+            ]
+        },
+        "status": "ok",
+    }
+
+
 def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
     """Names and attributes from the board namespace that complete the word before the cursor."""
     before = code[:cursor_pos]
+    magic = _complete_magic(before[before.rfind("\n") + 1 :], cursor_pos)
+    if magic is not None:
+        return magic
     match = _NAME_CHAIN.search(before)
     word = match.group(0) if match else ""
+    try:
+        namespace = dict(namespace)  # a running cell may change it meanwhile
+    except RuntimeError:
+        namespace = {}
     completer = rlcompleter.Completer(namespace)
     matches = []
-    if word:
+    if "." in word:
+        matches = _attribute_matches(namespace, word)
+    elif word:
         state = 0
         while state < 1000:
             try:
@@ -665,9 +1130,10 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
                 candidate = None
             if candidate is None:
                 break
-            candidate = candidate.rstrip("(")
-            if candidate.endswith(" "):  # keywords come back with a trailing space
-                candidate = candidate.rstrip()
+            # rlcompleter adds "(" or "()" to callables, " " or ":" to keywords
+            if candidate.endswith("()"):
+                candidate = candidate[:-2]
+            candidate = candidate.rstrip("( :")
             if candidate not in matches:
                 matches.append(candidate)
             state += 1
@@ -675,8 +1141,9 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
         hidden = word.startswith("_")
         matches = [m for m in matches if hidden or not m.startswith("_")]
     types_ = []
-    for candidate in matches:
-        kind = "keyword" if keyword.iskeyword(candidate) else _kind(_resolve(namespace, candidate))
+    parents = {}
+    for candidate in matches[:MAX_TYPED_MATCHES]:
+        kind = "keyword" if keyword.iskeyword(candidate) else _match_kind(namespace, candidate, parents)
         types_.append(
             {
                 "start": cursor_pos - len(word),
@@ -695,6 +1162,29 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
 
 
 _MISSING = object()
+MAX_TYPED_MATCHES = 200  # beyond this, completions come without types (each costs an attribute lookup)
+
+
+def _match_kind(namespace: dict, dotted: str, parents: dict) -> str:
+    """The Jupyter type of a completion; a property is named, not run (it may read hardware)."""
+    parent_name, _, attribute = dotted.rpartition(".")
+    if not parent_name:
+        return _kind(_resolve(namespace, dotted))
+    if parent_name not in parents:
+        parents[parent_name] = _resolve(namespace, parent_name)
+    parent = parents[parent_name]
+    if parent is _MISSING:
+        return "instance"
+    try:
+        static = inspect.getattr_static(parent, attribute)
+    except AttributeError:
+        static = _MISSING
+    if isinstance(static, property):
+        return "property"
+    try:
+        return _kind(getattr(parent, attribute))
+    except Exception:
+        return "instance"
 
 
 def _resolve(namespace: dict, dotted: str):
@@ -746,6 +1236,38 @@ def name_at_cursor(code: str, cursor_pos: int) -> str:
     return ""
 
 
+def _defined_in_a_cell(obj) -> bool:
+    """A class from the session's namespace: inspect would look for it in the server's __main__."""
+    return inspect.isclass(obj) and getattr(obj, "__module__", None) == "__main__"
+
+
+def _object_file(obj):
+    if _defined_in_a_cell(obj):
+        for member in vars(obj).values():
+            code = getattr(getattr(member, "__func__", member), "__code__", None)
+            if code is not None:
+                return code.co_filename
+        return None
+    try:
+        return inspect.getfile(obj)
+    except TypeError:
+        return None
+
+
+def _object_source(obj, path):
+    if not _defined_in_a_cell(obj):
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            return None
+    lines = linecache.getlines(path) if path else []
+    start = re.compile(r"^\s*class\s+%s\b" % re.escape(obj.__name__))
+    for index, line in enumerate(lines):
+        if start.match(line):
+            return "".join(inspect.getblock(lines[index:]))
+    return None
+
+
 def describe(obj, name: str, detail_level: int) -> str:
     """An IPython-like help text: type, signature, docstring, file and (detail 1) source."""
     fields = []
@@ -754,26 +1276,20 @@ def describe(obj, name: str, detail_level: int) -> str:
     except (TypeError, ValueError):
         signature = None
     if signature is not None:
-        fields.append(("Signature", name + signature))
+        fields.append(("Init signature" if inspect.isclass(obj) else "Signature", name + signature))
     fields.append(("Type", type(obj).__name__))
     if not (inspect.isroutine(obj) or inspect.isclass(obj) or inspect.ismodule(obj)):
         text = _plain_text(obj)
         if len(text) > 200:
             text = text[:200] + "..."
         fields.append(("String form", text))
-    try:
-        path = inspect.getfile(obj)
+    path = _object_file(obj)
+    if path is not None:
         fields.append(("File", path))
-    except TypeError:
-        pass
-    source = None
-    if detail_level > 0:
-        try:
-            source = inspect.getsource(obj)
-        except (OSError, TypeError):
-            source = None
+    source = _object_source(obj, path) if detail_level > 0 else None
     docstring = inspect.getdoc(obj) or "<no docstring>"
-    lines = ["%-12s%s" % (label + ":", value) for label, value in fields]
+    width = max(12, max(len(label) + 2 for label, _ in fields))
+    lines = [(label + ":").ljust(width) + str(value) for label, value in fields]
     if source is not None:
         lines.append("Source:")
         lines.append(source.rstrip("\n"))
@@ -794,6 +1310,550 @@ def inspect_object(namespace: dict, code: str, cursor_pos: int, detail_level: in
         "data": {"text/plain": describe(obj, name, detail_level)},
         "metadata": {},
     }
+
+
+# --------------------------------------------------------------------------- get_ipython(): ! and %magics
+
+# The kernel rewrites `!cmd`, `x = !cmd`, `%magic args` and `%%magic` cells with IPython's own input
+# transformer into calls like get_ipython().system('cmd'); this is the object those calls reach.
+
+SHELL_ALIASES = {
+    "ls": "ls",
+    "ll": "ls -F -l",
+    "cat": "cat",
+    "cp": "cp",
+    "mv": "mv",
+    "rm": "rm",
+    "rmdir": "rmdir",
+    "mkdir": "mkdir",
+}
+RAW_CELL_MAGICS = {
+    "html": "text/html",
+    "markdown": "text/markdown",
+    "latex": "text/latex",
+    "svg": "image/svg+xml",
+    "javascript": "application/javascript",
+    "js": "application/javascript",
+}
+
+
+class ShellOutput(list):
+    """What `x = !cmd` gives: the output's lines, with IPython's .s / .n / .l shortcuts."""
+
+    @property
+    def s(self) -> str:
+        return " ".join(self)
+
+    @property
+    def n(self) -> str:
+        return "\n".join(self)
+
+    @property
+    def l(self) -> list:  # noqa: E743 - IPython's name
+        return list(self)
+
+
+def format_time(seconds: float, precision: int = 3) -> str:
+    """A duration as IPython's %time/%timeit print it: '1.23 ms', '45.6 µs', '1min 3s'."""
+    if seconds >= 60.0:
+        parts = []
+        left = seconds
+        for suffix, length in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+            value = int(left / length)
+            if value > 0:
+                left = left % length
+                parts.append("%d%s" % (value, suffix))
+            if left < 1:
+                break
+        return " ".join(parts)
+    units = ("s", "ms", "\xb5s", "ns")
+    order = min(-int(math.floor(math.log10(seconds)) // 3), 3) if seconds > 0 else 3
+    order = max(order, 0)
+    return "%.*g %s" % (precision, seconds * 1000.0**order, units[order])
+
+
+def _cpu_times() -> tuple:
+    """(user, system) CPU seconds of this process, at the best resolution the board offers."""
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime, usage.ru_stime
+    except ImportError:
+        times = os.times()
+        return times[0], times[1]
+
+
+def _split_last_expression(source: str, filename: str) -> tuple:
+    """Compile source as statements plus its last expression (whose value is returned), like a cell."""
+    tree = ast.parse(source, filename, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    body = compile(tree, filename, "exec", dont_inherit=True)
+    tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
+    return body, tail
+
+
+class BoardShell(object):
+    """`get_ipython()` on the board: the shell commands and %magics a notebook user expects.
+
+    Runs against the session's namespace on the board. Magics that only make sense in the kernel
+    process, or that this small shim does not have, fail with one UsageError line.
+    """
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self._previous_dir = None
+
+    def get_ipython(self):
+        """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
+        return self
+
+    @property
+    def user_ns(self) -> dict:
+        return self.session.namespace
+
+    # ------------------------------------------------------------ shell commands
+    def var_expand(self, command: str) -> str:
+        """IPython's expansion: {expression} and $name from the namespace; $$ is a literal $."""
+        namespace = self.user_ns
+
+        def expression(match):
+            try:
+                return str(eval(match.group(1), namespace))
+            except Exception:
+                return match.group(0)
+
+        def name(match):
+            if match.group(1) in namespace:
+                return str(namespace[match.group(1)])
+            return match.group(0)
+
+        command = re.sub(r"\{([^{}]+)\}", expression, command)
+        command = re.sub(r"(?<!\$)\$([A-Za-z_]\w*)", name, command)
+        return command.replace("$$", "$")
+
+    def system(self, command: str) -> None:
+        """`!cmd`: run it in the board's shell, its output streamed into the cell; sets _exit_code."""
+        self.user_ns["_exit_code"] = self._run(self.var_expand(command), shell=True)
+
+    def getoutput(self, command: str, split: bool = True):
+        """`x = !cmd` / `!!cmd`: the command's output (stdout and stderr) as a list of lines."""
+        chunks = []
+        self.user_ns["_exit_code"] = self._run(self.var_expand(command), shell=True, sink=chunks.append)
+        text = "".join(chunks)
+        return ShellOutput(text.splitlines()) if split else text
+
+    def _run(self, command, shell: bool, sink=None) -> int:
+        """Run a command on the board; output goes to sink (default: the cell). Interruptible."""
+        import subprocess
+
+        session = self.session
+        cell = session.cell
+        if cell is not None and cell.thread_ident != threading.get_ident():
+            cell = None  # a thread of the user's: the cell's interrupt is not for it
+        if sink is None:
+
+            def sink(text):
+                session.write_stream("stdout", text, block=True)
+
+        options = {"start_new_session": True} if os.name == "posix" else {}
+        process = subprocess.Popen(
+            command,
+            shell=shell,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **options,
+        )
+        reader = threading.Thread(target=_pump, args=(process.stdout, sink), daemon=True)
+        reader.start()
+        waiting = cell.waiting_inside_agent() if cell is not None else contextlib.ExitStack()
+        try:
+            with waiting:
+                exited_at = None
+                while True:
+                    if cell is not None:
+                        cell.check_interrupt()
+                    if reader.is_alive():
+                        reader.join(0.05)
+                    else:
+                        try:
+                            process.wait(0.05)
+                        except subprocess.TimeoutExpired:
+                            pass
+                    code = process.poll()
+                    if code is None:
+                        continue
+                    # a background job (`cmd &`) may keep the pipe open: do not wait for it long
+                    exited_at = exited_at or time.monotonic()
+                    if not reader.is_alive() or time.monotonic() - exited_at > 0.5:
+                        return code
+        except BaseException:
+            _stop_process(process)
+            raise
+
+    # ------------------------------------------------------------ magics
+    def run_line_magic(self, name: str, line: str, _stack_depth: int = 1):
+        if name in SHELL_ALIASES:
+            return self.system(("%s %s" % (SHELL_ALIASES[name], line)).strip())
+        method = getattr(self, "line_" + name, None)
+        if method is None:
+            raise UsageError(self._not_here("%" + name))
+        return method(line)
+
+    def run_cell_magic(self, name: str, line: str, cell: str):
+        if name in RAW_CELL_MAGICS:
+            display({RAW_CELL_MAGICS[name]: cell, "text/plain": "<%s>" % name}, raw=True)
+            return None
+        method = getattr(self, "cell_" + name, None)
+        if method is None:
+            raise UsageError(self._not_here("%%" + name))
+        return method(line, cell)
+
+    def magic(self, text: str):
+        """IPython's old get_ipython().magic('name args')."""
+        name, _, line = text.lstrip("%").partition(" ")
+        return self.run_line_magic(name, line)
+
+    @classmethod
+    def list_line_magics(cls) -> list:
+        names = [n[5:] for n in dir(cls) if n.startswith("line_")] + list(SHELL_ALIASES)
+        return sorted(set(names))
+
+    @classmethod
+    def list_cell_magics(cls) -> list:
+        return sorted(set([n[5:] for n in dir(cls) if n.startswith("cell_")] + list(RAW_CELL_MAGICS)))
+
+    def _not_here(self, magic: str) -> str:
+        return (
+            "%s is not available on the board (%%lsmagic lists what is);"
+            " a '# exec(...)' line runs Python in the kernel instead" % magic
+        )
+
+    def line_lsmagic(self, line: str) -> None:
+        """List the magics the board supports."""
+        print("Line magics (run on the board): " + " ".join("%" + n for n in self.list_line_magics()))
+        print("Cell magics (run on the board): " + " ".join("%%" + n for n in self.list_cell_magics()))
+        print("!command runs in the board's shell; x = !command keeps its output lines.")
+
+    def line_time(self, line: str, cell: str = None):
+        """Time one run of a statement (or the cell), print CPU and wall time, return its value."""
+        source = line if cell is None else cell
+        if not source.strip():
+            raise UsageError("%time needs code to time, e.g. %time sum(range(10**6))")
+        body, tail = _split_last_expression(source.strip() if cell is None else source, "<timed exec>")
+        cpu_before = _cpu_times()
+        wall_before = time.perf_counter()
+        exec(body, self.user_ns)
+        value = eval(tail, self.user_ns) if tail is not None else None
+        wall = time.perf_counter() - wall_before
+        cpu_after = _cpu_times()
+        user = cpu_after[0] - cpu_before[0]
+        system = cpu_after[1] - cpu_before[1]
+        print(
+            "CPU times: user %s, sys: %s, total: %s"
+            % (format_time(user), format_time(system), format_time(user + system))
+        )
+        print("Wall time: %s" % format_time(wall))
+        return value
+
+    def cell_time(self, line: str, cell: str):
+        return self.line_time(line, cell)
+
+    def line_timeit(self, line: str, cell: str = None):
+        """Time a statement over many loops: '%timeit [-n N] [-r R] [-q] [-o] statement'."""
+        import timeit
+
+        options = {"n": None, "r": 7, "q": False, "o": False}
+        rest = line.strip()
+        while True:
+            match = re.match(r"-([nr])\s*(\d+)\s*|-([qo])(?:\s+|$)", rest)
+            if not match:
+                break
+            if match.group(1):
+                options[match.group(1)] = int(match.group(2))
+            else:
+                options[match.group(3)] = True
+            rest = rest[match.end() :]
+        setup, statement = ("pass", rest) if cell is None else (rest or "pass", cell)
+        if not statement.strip():
+            raise UsageError("%timeit needs a statement, e.g. %timeit sum(range(100))")
+        timer = timeit.Timer(statement, setup, timer=time.perf_counter, globals=self.user_ns)
+        number = options["n"]
+        if number is None:
+            for exponent in range(10):
+                number = 10**exponent
+                if timer.timeit(number) >= 0.2:
+                    break
+        repeat = max(1, options["r"])
+        per_loop = [total / number for total in timer.repeat(repeat, number)]
+        mean = sum(per_loop) / len(per_loop)
+        spread = math.sqrt(sum((x - mean) ** 2 for x in per_loop) / len(per_loop))
+        if not options["q"]:
+            print(
+                "%s \xb1 %s per loop (mean \xb1 std. dev. of %d run%s, %s loop%s each)"
+                % (
+                    format_time(mean),
+                    format_time(spread),
+                    repeat,
+                    "" if repeat == 1 else "s",
+                    "{:,}".format(number),
+                    "" if number == 1 else "s",
+                )
+            )
+        if options["o"]:
+            return {"loops": number, "repeat": repeat, "timings": per_loop, "average": mean, "stdev": spread}
+        return None
+
+    def cell_timeit(self, line: str, cell: str):
+        return self.line_timeit(line, cell)
+
+    def _user_names(self, type_names=()) -> list:
+        hidden = self.session.hidden_names
+        names = []
+        for name, value in list(self.user_ns.items()):
+            if name.startswith("_") or name in hidden:
+                continue
+            if type_names and type(value).__name__ not in type_names:
+                continue
+            names.append(name)
+        return sorted(names)
+
+    def line_who(self, line: str) -> None:
+        """Print the names you defined on the board (optionally only of some types: %who int str)."""
+        names = self._user_names(line.split())
+        print("\t".join(names) if names else "Interactive namespace is empty.")
+
+    def line_who_ls(self, line: str) -> list:
+        return self._user_names(line.split())
+
+    def line_whos(self, line: str) -> None:
+        """A table of your variables on the board: name, type, value."""
+        names = self._user_names(line.split())
+        if not names:
+            print("Interactive namespace is empty.")
+            return
+        rows = []
+        for name in names:
+            value = self.user_ns[name]
+            text = _plain_text(value).replace("\n", " ")
+            rows.append((name, type(value).__name__, text if len(text) <= 60 else text[:57] + "..."))
+        name_width = max(len("Variable"), max(len(r[0]) for r in rows)) + 3
+        type_width = max(len("Type"), max(len(r[1]) for r in rows)) + 3
+        print("Variable".ljust(name_width) + "Type".ljust(type_width) + "Data/Info")
+        print("-" * (name_width + type_width + 9))
+        for name, type_name, text in rows:
+            print(name.ljust(name_width) + type_name.ljust(type_width) + text)
+
+    def line_reset(self, line: str) -> None:
+        """Delete your variables on the board ('%reset -f' without asking)."""
+        if "-f" not in line.split():
+            answer = input("Once deleted, variables cannot be recovered. Proceed (y/[n])? ")
+            if not answer.strip().lower().startswith("y"):
+                print("Nothing done.")
+                return
+        for name in list(self.user_ns):
+            if name not in self.session.hidden_names:
+                del self.user_ns[name]
+
+    def line_pwd(self, line: str) -> str:
+        """The board process's current directory."""
+        return os.getcwd()
+
+    def line_cd(self, line: str) -> None:
+        """Change the board process's current directory ('%cd -' goes back)."""
+        import shlex
+
+        words = [w for w in shlex.split(line) if w != "-q"]
+        target = words[0] if words else "~"
+        if target == "-":
+            if self._previous_dir is None:
+                raise UsageError("%cd -: no previous directory")
+            target = self._previous_dir
+        before = os.getcwd()
+        try:
+            os.chdir(os.path.expanduser(target))
+        except OSError as exc:
+            raise UsageError("%%cd %s: %s" % (target, exc.strerror or exc))
+        self._previous_dir = before
+        if "-q" not in line.split():
+            print(os.getcwd())
+
+    def line_env(self, line: str):
+        """The board's environment: '%env', '%env NAME', '%env NAME=value'."""
+        line = line.strip()
+        if not line:
+            return dict(os.environ)
+        match = re.match(r"^([^\s=]+)\s*(?:=\s*|\s+)(.*)$", line)
+        if match:
+            name, value = match.group(1), self.var_expand(match.group(2))
+            os.environ[name] = value
+            print("env: %s=%s" % (name, value))
+            return None
+        if line not in os.environ:
+            raise UsageError("Environment does not have key: %s" % line)
+        return os.environ[line]
+
+    def line_pip(self, line: str) -> None:
+        """pip of the board's Python: '%pip install NAME' installs on the board."""
+        import shlex
+
+        self.system("%s -m pip %s" % (shlex.quote(sys.executable), line))
+
+    def line_system(self, line: str):
+        return self.getoutput(line)
+
+    line_sx = line_system
+
+    def line_run(self, line: str) -> None:
+        """Run a Python file on the board: '%run [-i] FILE [ARGS]'; its names land in your namespace."""
+        import shlex
+
+        words = shlex.split(line)
+        in_namespace = bool(words) and words[0] == "-i"
+        words = words[1:] if in_namespace else words
+        if not words:
+            raise UsageError("%run needs a file on the board, e.g. %run script.py")
+        path = os.path.expanduser(words[0])
+        if not os.path.isfile(path) and os.path.isfile(path + ".py"):
+            path += ".py"
+        if not os.path.isfile(path):
+            raise UsageError("File `%s` not found on the board." % words[0])
+        with open(path, "rb") as handle:
+            code = compile(handle.read(), path, "exec", dont_inherit=True)
+        if in_namespace:
+            run_ns = self.user_ns
+        else:
+            run_ns = {"__name__": "__main__", "__file__": path, "__builtins__": builtins}
+        saved_argv = sys.argv
+        sys.argv = [path] + words[1:]
+        try:
+            exec(code, run_ns)
+        finally:
+            sys.argv = saved_argv
+            if not in_namespace:
+                for name, value in run_ns.items():
+                    if name not in ("__name__", "__file__", "__builtins__"):
+                        self.user_ns[name] = value
+
+    def line_pinfo(self, line: str, detail_level: int = 0) -> None:
+        """`obj?` inside a cell: print the board object's help."""
+        name = line.strip()
+        obj = _resolve(self.user_ns, name)
+        if obj is _MISSING:
+            print("Object `%s` not found." % name)
+        else:
+            print(describe(obj, name, detail_level))
+
+    def line_pinfo2(self, line: str) -> None:
+        self.line_pinfo(line, detail_level=1)
+
+    def line_matplotlib(self, line: str) -> None:
+        """'%matplotlib inline' (the default here): figures show in the notebook as PNG."""
+        gui = line.strip() or "inline"
+        if gui not in ("inline",):
+            raise UsageError(
+                "%%matplotlib %s: only 'inline' works on the board (figures are drawn there and shown"
+                " in the notebook as PNG)" % gui
+            )
+        use_inline_backend()
+
+    def line_config(self, line: str) -> None:
+        """Only '%config InlineBackend.figure_format = "png" | "retina"' means something here."""
+        match = re.match(r"^\s*InlineBackend\.figure_formats?\s*=\s*(.+)$", line)
+        value = None
+        if match:
+            try:
+                value = ast.literal_eval(match.group(1).strip())
+            except (ValueError, SyntaxError):
+                value = None
+        if isinstance(value, str):
+            formats = {value}
+        elif isinstance(value, (list, tuple, set)):
+            formats = set(value)
+        else:
+            formats = set()
+        if not formats or not formats <= {"png", "retina"}:
+            raise UsageError(
+                "%config on the board only knows InlineBackend.figure_format = 'png' or 'retina'"
+            )
+        self.session.figure_format = "retina" if "retina" in formats else "png"
+
+    def cell_bash(self, line: str, cell: str) -> None:
+        """Run the cell as a bash script on the board."""
+        self._script("bash", line, cell)
+
+    def cell_sh(self, line: str, cell: str) -> None:
+        """Run the cell as a sh script on the board."""
+        self._script("sh", line, cell)
+
+    def _script(self, program: str, line: str, cell: str) -> None:
+        if line.strip():
+            raise UsageError("%%%%%s takes no options on the board" % program)
+        self.user_ns["_exit_code"] = self._run([program, "-c", cell], shell=False)
+
+    def cell_writefile(self, line: str, cell: str) -> None:
+        """Write the cell to a file on the board: '%%writefile [-a] FILE'."""
+        import shlex
+
+        words = shlex.split(line)
+        append = "-a" in words or "--append" in words
+        names = [w for w in words if w not in ("-a", "--append")]
+        if len(names) != 1:
+            raise UsageError("%%writefile needs one file name, e.g. %%writefile main.py")
+        path = os.path.expanduser(names[0])
+        exists = os.path.exists(path)
+        with open(path, "a" if append else "w") as handle:
+            handle.write(cell)
+        verb = "Appending to" if append else ("Overwriting" if exists else "Writing")
+        print("%s %s" % (verb, names[0]))
+
+
+def _pump(pipe, sink) -> None:
+    """Copy a child's output to sink as it comes (decoded as UTF-8, partial lines included)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    try:
+        while True:
+            data = os.read(pipe.fileno(), 65536)
+            if not data:
+                break
+            text = decoder.decode(data)
+            if text:
+                sink(text)
+        text = decoder.decode(b"", True)
+        if text:
+            sink(text)
+    except (OSError, ValueError):
+        pass
+    finally:
+        pipe.close()
+
+
+def _stop_process(process) -> None:
+    """Stop a shell command and its children: SIGINT like Ctrl-C, then SIGKILL if it lingers."""
+    import subprocess
+
+    if process.poll() is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.terminate()
+        process.wait(1.0)
+    except subprocess.TimeoutExpired:
+        try:
+            if os.name == "posix":
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+        except OSError:
+            pass
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- entry points

@@ -247,6 +247,8 @@ class Board:
         self._boot_id: str | None = None  # identity of the board process we last talked to
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
+        self._side: BoardLink | None = None  # see _link_beside_cell
+        self._side_lock = threading.Lock()
 
     # ------------------------------------------------------------ connection
     @property
@@ -270,9 +272,8 @@ class Board:
             conn, agent = self.open_connection(deadline)
             try:
                 remaining = max(0.5, deadline - time.monotonic())
-                session = call(conn, agent.attach, self.session_id, timeout=remaining)
+                session, methods = self._attach(conn, agent, remaining)
                 info = json.loads(call(conn, agent.board_info, timeout=remaining))
-                methods = {name: getattr(session, name) for name in SESSION_METHODS}
             except Exception as exc:
                 close_connection(conn, dead=True)
                 raise self._not_rpyc(exc) from None
@@ -444,10 +445,43 @@ class Board:
         """Close the link; the session and its namespace stay on the board."""
         with self._lock:
             link, self._link = self._link, None
-        if link is not None:
-            close_connection(link.conn)
+        with self._side_lock:
+            side, self._side = self._side, None
+        for each in (link, side):
+            if each is not None:
+                close_connection(each.conn)
         if self.tunnel is not None:
             self.tunnel.close()
+
+    def _attach(self, conn: rpyc.Connection, agent, timeout: float) -> tuple[object, dict]:
+        """Our session on the board through this connection, and its methods as netrefs."""
+        session = call(conn, agent.attach, self.session_id, timeout=timeout)
+        return session, {name: getattr(session, name) for name in SESSION_METHODS}
+
+    def _link_beside_cell(self) -> BoardLink:
+        """A second link to the same session, for requests made while a cell runs.
+
+        The board serves one connection's requests one after another, and the main link is busy with
+        the running cell's long-polls (up to POLL_WAIT each). A second connection has its own thread
+        on the board, so an interrupt or a completion sent through it is answered at once. It is
+        opened on first need and kept until close().
+        """
+        with self._side_lock:
+            side = self._side
+            if side is not None and not side.conn.closed:
+                return side
+            conn, agent = self.open_connection()
+            try:
+                session, methods = self._attach(conn, agent, self.connect_timeout)
+            except Exception:
+                close_connection(conn, dead=True)
+                raise
+            self._side = BoardLink(conn=conn, session=session, agent=agent, methods=methods)
+            return self._side
+
+    def _introspection_link(self, beside_cell: bool) -> BoardLink:
+        """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""
+        return self._link_beside_cell() if beside_cell and self.connected else self.connect()
 
     @property
     def info(self) -> dict:
@@ -551,22 +585,33 @@ class Board:
         call(link.conn, link.methods["provide_input"], value or "", value is None, timeout=CALL_TIMEOUT)
 
     def interrupt(self) -> bool:
-        """Stop the running cell (KeyboardInterrupt on the board). True if one was running."""
+        """Stop the running cell (KeyboardInterrupt on the board). True if one was running.
+
+        Sent through the side link so it does not wait for the cell's current long-poll; if that link
+        cannot be opened, through the main link (the board then sees it within POLL_WAIT).
+        """
         link = self._link
         if link is None or link.conn.closed:
             return False
+        try:
+            side = self._link_beside_cell()
+            return bool(call(side.conn, side.methods["interrupt"], timeout=CALL_TIMEOUT))
+        except Exception:
+            pass
         try:
             return bool(call(link.conn, link.methods["interrupt"], timeout=CALL_TIMEOUT))
         except Exception:
             return False
 
     # ------------------------------------------------------------ introspection
-    def complete(self, code: str, cursor_pos: int) -> dict:
-        link = self.connect()
+    def complete(self, code: str, cursor_pos: int, beside_cell: bool = False) -> dict:
+        """Completions from the board's namespace; beside_cell=True while a cell runs (another thread)."""
+        link = self._introspection_link(beside_cell)
         return json.loads(call(link.conn, link.methods["complete"], code, cursor_pos, timeout=CALL_TIMEOUT))
 
-    def inspect(self, code: str, cursor_pos: int, detail_level: int) -> dict:
-        link = self.connect()
+    def inspect(self, code: str, cursor_pos: int, detail_level: int, beside_cell: bool = False) -> dict:
+        """Help on the board object at the cursor; beside_cell=True while a cell runs (another thread)."""
+        link = self._introspection_link(beside_cell)
         text = call(link.conn, link.methods["inspect"], code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 

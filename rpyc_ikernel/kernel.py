@@ -19,6 +19,7 @@ from . import __version__
 from .adb import adb_board, adb_requested
 from .board import Address, Board, BoardError, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
+from .magics import to_board_code
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
 from .transfer import download as download_file
@@ -148,7 +149,13 @@ class RPycKernel(IPythonKernel):
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
         """During a request, Ctrl-C/interrupt stops the board's cell instead of the kernel's own thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # a subshell's request (e.g. a completion during a cell): signals stay as they are
         self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def post_handler_hook(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            super().post_handler_hook()
 
     def _on_sigint(self, signum, frame) -> None:
         if self._cell_running.is_set() and not self._waiting_for_input:
@@ -179,7 +186,8 @@ class RPycKernel(IPythonKernel):
             if help_request:
                 reply = self._page_help(help_request)
             elif has_board_code(code):
-                reply = self._run_on_board(code, count, silent, allow_stdin, user_expressions or {})
+                board_code = to_board_code(code)
+                reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})
             else:
                 reply = {"status": "ok", "user_expressions": {}}
         reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
@@ -310,7 +318,7 @@ class RPycKernel(IPythonKernel):
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.complete(code, cursor_pos)
+            return self.board.complete(code, cursor_pos, beside_cell=self._cell_running.is_set())
         except BoardError:
             return {
                 "status": "ok",
@@ -325,7 +333,7 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.inspect(code, cursor_pos, detail_level)
+            return self.board.inspect(code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set())
         except BoardError:
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 

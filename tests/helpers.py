@@ -174,6 +174,32 @@ class KernelSession:
             if reply["parent_header"].get("msg_id") == msg_id:
                 return reply["content"]
 
+    def create_subshell(self) -> str:
+        """A kernel subshell (ipykernel 7): requests sent to it run beside the main shell's cell."""
+        msg = self.client.session.msg("create_subshell_request", {})
+        self.client.control_channel.send(msg)
+        while True:
+            reply = self.client.get_control_msg(timeout=30)
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return reply["content"]["subshell_id"]
+
+    def send(self, msg_type: str, content: dict, subshell_id: str | None = None) -> str:
+        """Send a shell request without waiting; returns its msg_id (see wait_reply)."""
+        msg = self.client.session.msg(msg_type, content)
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
+        self.client.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def wait_reply(self, msg_id: str, timeout: float = 30) -> dict:
+        """The reply to msg_id (whole message); replies to other requests are kept for later."""
+        replies = self.__dict__.setdefault("_replies", {})
+        deadline = time.monotonic() + timeout
+        while msg_id not in replies:
+            reply = self.client.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
+            replies[reply["parent_header"].get("msg_id")] = reply
+        return replies.pop(msg_id)
+
     def stop(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=False)

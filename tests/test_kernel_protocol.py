@@ -40,14 +40,26 @@ class RPycKernelProtocolTests(jupyter_kernel_test.KernelTests):
     # "range" is left out as for stock ipykernel: IPython answers the current session as session 0,
     # which jupyter_kernel_test 0.7 does not expect (stock ipykernel fails that check the same way).
     supported_history_operations = ("tail", "search")
-    code_inspect_sample = "len"
+    code_inspect_sample = "print(len"  # Shift-Tab inside a call inspects the function
     completion_samples = [
         {"text": "str.upp", "matches": {"str.upper"}},
         {"text": "zi", "matches": {"zip"}},
+        {"text": "dict.fromk", "matches": {"dict.fromkeys"}},
+        {"text": "print(str.spl", "matches": {"str.split", "str.splitlines"}},
+        {"text": "clear_out", "matches": {"clear_output"}},  # injected into the board's namespace
+        {"text": "%timei", "matches": {"%timeit"}},
+        {"text": "%%wri", "matches": {"%%writefile"}},
     ]
-    complete_code_samples = ["1", "print('hello, world')", "def f(x):\n  return x*2\n\n\n"]
-    incomplete_code_samples = ["print('''hello", "def f(x):\n  x*2"]
-    invalid_code_samples = ["import = 7q"]
+    complete_code_samples = [
+        "1",
+        "print('hello, world')",
+        "def f(x):\n  return x*2\n\n\n",
+        "!ls",
+        "%time 1",
+        "files = !ls",
+    ]
+    incomplete_code_samples = ["print('''hello", "def f(x):\n  x*2", "for i in range(3):", "%%bash\necho hi"]
+    invalid_code_samples = ["import = 7q", "1 +* 2"]
 
     @classmethod
     def setUpClass(cls) -> None:
