@@ -49,12 +49,15 @@ _LOADER = """
 def _rpyc_ikernel_load(source, version):
     import sys, types
     module = sys.modules.get("_rpyc_ikernel_agent")
-    if module is None or getattr(module, "AGENT_VERSION", None) != version:
-        module = types.ModuleType("_rpyc_ikernel_agent")
-        module.__file__ = "<rpyc_ikernel agent>"
-        exec(compile(source, module.__file__, "exec"), module.__dict__)
-        module.AGENT_VERSION = version
-        sys.modules["_rpyc_ikernel_agent"] = module
+    if module is not None and getattr(module, "AGENT_VERSION", None) == version:
+        return module
+    if source is None:
+        return None
+    module = types.ModuleType("_rpyc_ikernel_agent")
+    module.__file__ = "<rpyc_ikernel agent>"
+    exec(compile(source, module.__file__, "exec", dont_inherit=True), module.__dict__)
+    module.AGENT_VERSION = version
+    sys.modules["_rpyc_ikernel_agent"] = module
     return module
 """
 
@@ -439,7 +442,10 @@ class Board:
         """Send the agent's source into the board process once; later connections reuse it."""
         call(conn, conn.execute, _LOADER, timeout=timeout)
         loader = call(conn, conn.namespace.get, "_rpyc_ikernel_load", timeout=timeout)
-        return call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
+        agent = call(conn, loader, None, AGENT_VERSION, timeout=timeout)  # loaded by an earlier connection?
+        if agent is None:
+            agent = call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
+        return agent
 
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
