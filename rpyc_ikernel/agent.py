@@ -794,3 +794,152 @@ def board_info() -> str:
             "main_thread_executor": sys.modules.get(EXECUTOR_MODULE) is not None,
         }
     )
+
+
+# --------------------------------------------------------------------------- live images
+
+IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+BROWSER_FORMATS = ("jpeg", "png", "gif")  # what a notebook shows as is
+FRAME_SAME = "same"  # answer kind: the kernel already shows this frame
+FRAME_MESSAGE = "message"  # answer kind: no frame; the payload says why, in one line
+JPEG_QUALITY = 85
+_PILLOW = []  # [PIL.Image module or None], looked up once per agent version
+
+
+def sniff_image_format(data) -> str:
+    """'jpeg', 'png', 'gif' or 'bmp' from the first bytes; '' when none of them."""
+    head = bytes(data[:8])
+    for magic, name in IMAGE_SIGNATURES:
+        if head.startswith(magic):
+            return name
+    return ""
+
+
+def _pillow():
+    """PIL.Image if Pillow is installed on the board, else None (checked once: imports touch disk)."""
+    if not _PILLOW:
+        try:
+            from PIL import Image
+        except Exception:
+            Image = None
+        _PILLOW.append(Image)
+    return _PILLOW[0]
+
+
+def _is_pil_image(value) -> bool:
+    return type(value).__module__.startswith("PIL.") and hasattr(value, "tobytes") and hasattr(value, "save")
+
+
+def encode_pil_image(image) -> tuple:
+    """(format, bytes): JPEG for RGB/L images (fast to encode on a weak board, small), else PNG."""
+    out = io.BytesIO()
+    if image.mode in ("RGB", "L"):
+        image.save(out, "JPEG", quality=JPEG_QUALITY)
+        return "jpeg", out.getvalue()
+    if image.mode not in ("RGBA", "LA", "P", "1", "I;16", "I"):
+        image = image.convert("RGBA")
+    image.save(out, "PNG")
+    return "png", out.getvalue()
+
+
+def _frame_bytes(value):
+    """The encoded bytes a bytes-like value holds, or None for any other kind of value."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, io.BytesIO):
+        return value.getvalue()  # CPython shares the buffer: no copy, and hash() stays cached
+    return None
+
+
+def _wrong_type_message(name: str, value) -> str:
+    kind = type(value).__name__
+    hint = ""
+    if kind == "ndarray":
+        hint = "; encode it first, e.g. cv2.imencode('.jpg', frame)[1].tobytes()"
+    return (
+        "%s holds a %s, not an image: store JPEG/PNG/GIF/BMP bytes (bytes, bytearray, BytesIO,"
+        " memoryview) or a PIL image in it%s; waiting" % (name, kind, hint)
+    )
+
+
+def _transcode(name: str, data: bytes, kind: str) -> tuple:
+    """BMP and other formats become JPEG/PNG here if Pillow is on the board, else the kernel does it."""
+    image_module = _pillow()
+    if image_module is None:
+        return kind or "unknown", data
+    try:
+        image = image_module.open(io.BytesIO(data))
+        image.load()
+    except Exception:
+        return FRAME_MESSAGE, (
+            "%s holds %d bytes that are not JPEG, PNG, GIF or BMP, nor any image Pillow can read;"
+            " waiting" % (name, len(data))
+        )
+    return encode_pil_image(image)
+
+
+def _encoded_frame(name: str, data: bytes) -> tuple:
+    """(kind, payload) for encoded bytes: sent as they are when a notebook can show them."""
+    if not data:
+        return FRAME_MESSAGE, "%s is empty (0 bytes); waiting for a frame" % name
+    kind = sniff_image_format(data)
+    if kind in BROWSER_FORMATS:
+        return kind, data
+    return _transcode(name, data, kind)
+
+
+def _describe_frame(namespace: dict, name: str) -> tuple:
+    """(digest, a function making (kind, payload)): the digest is cheap, the frame is made if needed.
+
+    The digest of bytes is hash(): bytes objects cache it, so an unchanged frame costs no hashing,
+    and hash() never releases the GIL (hashlib and zlib.crc32 do on large data, and getting the GIL
+    back costs a whole switch interval while a busy cell holds it).
+    """
+    value = namespace.get(name, _MISSING)
+    if value is _MISSING:
+        text = "%s is not defined on the board yet; waiting for it" % name
+        return "missing", lambda: (FRAME_MESSAGE, text)
+    data = _frame_bytes(value)
+    if data is not None:
+        return "b%d:%x" % (len(data), hash(data)), lambda: _encoded_frame(name, data)
+    if _is_pil_image(value):
+        digest = "p%s:%s:%x" % (value.mode, value.size, hash(value.tobytes()))
+        return digest, lambda: encode_pil_image(value)
+    return "type:" + type(value).__name__, lambda: (FRAME_MESSAGE, _wrong_type_message(name, value))
+
+
+def read_frame(namespace: dict, name: str, last_digest: str) -> tuple:
+    """(digest, kind, payload) of one board variable; kind FRAME_SAME when it did not change."""
+    try:
+        digest, make = _describe_frame(namespace, name)
+        if digest == last_digest:
+            return digest, FRAME_SAME, b""
+        kind, payload = make()
+    except Exception as exc:
+        text = "reading %s failed: %s: %s; waiting" % (name, type(exc).__name__, exc)
+        digest = "error:" + text
+        if digest == last_digest:
+            return digest, FRAME_SAME, b""
+        return digest, FRAME_MESSAGE, text
+    return digest, kind, payload
+
+
+def read_frames(session_id: str, wanted: tuple) -> tuple:
+    """The frames of several board variables in one round trip, only those that changed.
+
+    wanted is ((name, digest the kernel shows), ...); the answer holds one (digest, kind, payload)
+    per name: kind FRAME_SAME (payload b""), 'jpeg'/'png'/'gif' (the encoded bytes, sent as they
+    are), 'bmp'/'unknown' (bytes for the kernel to transcode: no Pillow here), or FRAME_MESSAGE
+    (payload: one line saying why there is no frame). Only str/bytes/tuples: they cross by value.
+    """
+    session = SESSIONS.get(session_id)
+    namespace = session.namespace if session is not None else {}
+    return tuple(read_frame(namespace, name, digest) for name, digest in wanted)
