@@ -361,7 +361,7 @@ class FrameLink:
         self.board = board
         self.conn, agent = board.open_connection()
         try:
-            self.compressed = not _stop_compression(self.conn)
+            self.compressed = not _stop_compression(self.conn, agent)
             self._read_frames = agent.read_frames
         except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:
             self.conn.close()
@@ -382,12 +382,12 @@ class FrameLink:
             pass
 
 
-def _stop_compression(conn: rpyc.Connection) -> bool:
-    """Turn off rpyc's zlib compression at both ends of conn; False if the board refused (then it
-    compresses its answers, which is slower but still works)."""
+def _stop_compression(conn: rpyc.Connection, agent) -> bool:
+    """Turn off rpyc's zlib compression at both ends of conn (the agent also makes the board's end
+    read each request in one call); False if the board refused (it then compresses, slower but fine)."""
     conn._channel.compress = False
     try:
-        conn.root.getconn()._channel.compress = False  # the board's end of this same connection
+        agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
     except (AttributeError, TypeError, ValueError):
         return False
     return True
