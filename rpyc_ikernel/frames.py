@@ -190,7 +190,7 @@ class FramePump:
                     pending = self._request_due(link, streams)  # on its way while we publish
                     for stream, answer in zip(asked, answers):
                         self._deliver(stream, answer)
-                except BoardError as exc:
+                except Exception as exc:  # a lost link, or anything unexpected: say so, and retry
                     if link is not None:
                         link.close()
                     link, pending = None, None
@@ -198,6 +198,9 @@ class FramePump:
         finally:
             if link is not None:
                 link.close()
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
     def _request_due(self, link: FrameLink, streams: list[FrameStream]):
         """Send one request for every stream that is due; None when none is."""
@@ -252,14 +255,19 @@ class FramePump:
         self._publish(msg_type, content, stream.parent)
         stream.frames += 1
 
-    def _link_failed(self, streams: list[FrameStream], exc: BoardError) -> None:
+    def _link_failed(self, streams: list[FrameStream], exc: Exception) -> None:
         """Show the problem in every display (once), then wait a little before trying again."""
+        if isinstance(exc, BoardError):
+            problem = f"board link lost: {exc}"
+        else:  # a bug of ours: still one line, and the kernel lives on
+            problem = f"live image failed: {type(exc).__name__}: {exc}"
+            exc = BoardError(problem)
         for stream in streams:
             if not stream.shown and not stream.ready.is_set():
                 stream.error = exc
                 stream.ready.set()
                 continue
-            reason = f"board link lost: {exc}; retrying every {RETRY_DELAY:.0f} s"
+            reason = f"{problem}; retrying every {RETRY_DELAY:.0f} s"
             if stream.digest != "link:" + reason:
                 stream.digest = "link:" + reason  # never an agent digest: the frame comes back after
                 self._show(stream, message_bundle(stream.name, reason))
