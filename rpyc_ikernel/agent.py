@@ -832,7 +832,7 @@ def _pillow():
     if not _PILLOW:
         try:
             from PIL import Image
-        except Exception:
+        except ImportError:
             Image = None
         _PILLOW.append(Image)
     return _PILLOW[0]

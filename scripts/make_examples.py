@@ -73,7 +73,7 @@ def draw_frame(step, size=(320, 240)):
     x = int((width - 40) * (0.5 + 0.5 * math.sin(step / 7)))
     y = int((height - 40) * abs(math.sin(step / 5)))
     draw.ellipse((x, y, x + 40, y + 40), fill=(250, 180, 40))
-    draw.text((8, 8), "frame %d" % step, fill="white")
+    draw.text((8, 8), f"frame {step}", fill="white")
     out = io.BytesIO()
     image.save(out, "JPEG", quality=80)
     return out.getvalue()
