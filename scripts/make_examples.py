@@ -223,6 +223,10 @@ CAMERA_TIPS = """\
 - `interval` is the pace of the stream (0.05 s: up to 20 frames/s). The board only encodes and sends
   frames that changed.
 - BMP and other formats are converted to JPEG/PNG on the board if it has Pillow, else in the kernel.
+- Store a new bytes object per frame (`img_buffer = out.getvalue()`), as above. A loop that
+  rewrites one `BytesIO` in place can be read halfway through a write, and show a torn frame.
+- A Pillow image is compared pixel by pixel at every look; for large frames, JPEG bytes cost
+  the board less.
 - Several cameras: one `self.display(...)` per variable, each in its own display;
   `# exec(self.stop_display("img_buffer"))` stops one, `# exec(self.stop_display())` all."""
 
