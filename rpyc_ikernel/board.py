@@ -361,7 +361,7 @@ class FrameLink:
         self.board = board
         self.conn, agent = board.open_connection()
         try:
-            self.compressed = not _stop_compression(self.conn, agent)
+            self.tuned = _tune_for_frames(self.conn, agent)
             self._read_frames = agent.read_frames
         except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:
             self.conn.close()
@@ -382,9 +382,9 @@ class FrameLink:
             pass
 
 
-def _stop_compression(conn: rpyc.Connection, agent) -> bool:
-    """Turn off rpyc's zlib compression at both ends of conn (the agent also makes the board's end
-    read each request in one call); False if the board refused (it then compresses, slower but fine)."""
+def _tune_for_frames(conn: rpyc.Connection, agent) -> bool:
+    """Turn off rpyc's zlib compression at both ends of conn, and let the agent make the board's end
+    read each request in one call; False if the board refused (slower, but frames still flow)."""
     conn._channel.compress = False
     try:
         agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
