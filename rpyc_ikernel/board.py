@@ -694,3 +694,76 @@ def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
         raise BoardConnectionLost(
             f"lost the connection to the board ({_describe_socket_error(exc)})"
         ) from None
+
+
+class PendingCall:
+    """A remote call already sent; `result` waits for its answer (link problems become BoardError)."""
+
+    def __init__(self, conn: rpyc.Connection, method: Callable, *args) -> None:
+        self._conn = conn
+        try:
+            self._result = rpyc.async_(method)(*args)
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise BoardConnectionLost(
+                f"lost the connection to the board ({_describe_socket_error(exc)})"
+            ) from None
+
+    def result(self, timeout: float):
+        """The answer, waiting at most `timeout` seconds; a dead link becomes BoardConnectionLost."""
+        try:
+            self._result.set_expiry(timeout)
+            return self._result.value
+        except rpyc.AsyncResultTimeout:
+            self._conn.close()
+            raise BoardConnectionLost(
+                f"the board did not answer within {timeout:.0f} s; the link looks dead"
+            ) from None
+        except (EOFError, OSError) as exc:
+            self._conn.close()
+            raise BoardConnectionLost(
+                f"lost the connection to the board ({_describe_socket_error(exc)})"
+            ) from None
+
+
+class FrameLink:
+    """The side connection that carries live images: one round trip per batch of frames.
+
+    It is a connection of its own, so frames flow while a cell runs on the main link, and it is
+    uncompressed at both ends: JPEG/PNG do not compress, and zlib would only cost time on the board.
+    """
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.conn, agent = board.open_connection()
+        try:
+            self.tuned = _tune_for_frames(self.conn, agent)
+            self._read_frames = agent.read_frames
+        except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:
+            self.conn.close()
+            raise BoardConnectionLost(f"lost the connection to the board ({exc or type(exc).__name__})")
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def request(self, session_id: str, wanted: tuple) -> PendingCall:
+        """Ask for the frames of ((name, digest), ...); the answer comes from PendingCall.result."""
+        return PendingCall(self.conn, self._read_frames, session_id, wanted)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+def _tune_for_frames(conn: rpyc.Connection, agent) -> bool:
+    """Turn off rpyc's zlib compression at both ends of conn, and let the agent make the board's end
+    read each request in one call; False if the board refused (slower, but frames still flow)."""
+    conn._channel.compress = False
+    try:
+        agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return True

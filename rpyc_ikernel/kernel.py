@@ -19,6 +19,7 @@ from . import __version__
 from .adb import adb_board, adb_requested
 from .board import Address, Board, BoardError, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
+from .frames import DEFAULT_INTERVAL, FramePump
 from .magics import to_board_code
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
@@ -49,6 +50,7 @@ class RPycKernel(IPythonKernel):
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
+        self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
 
     @property
     def kernel_info(self) -> dict:
@@ -146,6 +148,37 @@ class RPycKernel(IPythonKernel):
 
         return ProgressDisplay(label, publish)
 
+    def display(self, name: str, interval: float = DEFAULT_INTERVAL) -> None:
+        """Show board variable `name` live in this cell: JPEG/PNG/GIF/BMP bytes or a PIL image.
+
+        The display updates in place whenever the frame changes (looked at every `interval`
+        seconds) until stop_display(), an interrupt, or the kernel's shutdown.
+        """
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f'display() takes the name of a board variable, e.g. "img_buffer"; got {name!r}')
+        if not isinstance(interval, (int, float)) or interval < 0:
+            raise ValueError(f"interval is seconds between frames (0 or more, e.g. 0.05); got {interval!r}")
+        self.frames.start(name, float(interval), self.get_parent())
+
+    def stop_display(self, name: str | None = None) -> None:
+        """Stop the live image of `name`, or all of them; each display keeps its last frame."""
+        running = self.frames.names
+        stopped = self.frames.stop(name)
+        if stopped:
+            print("Stopped live image" + ("s " if len(stopped) > 1 else " ") + ", ".join(stopped))
+        elif name is None:
+            print("No live image is running")
+        else:
+            others = f" (running: {', '.join(running)})" if running else ""
+            print(f"No live image of {name!r} is running{others}")
+
+    def _publish_to_cell(self, msg_type: str, content: dict, parent: dict) -> None:
+        """Publish from any thread, as output of the cell whose request is `parent`."""
+        self.session.send(self.iopub_socket, msg_type, content, parent=parent, ident=self._topic(msg_type))
+
+    def _stop_displays_on_sigint(self, signum, frame) -> None:
+        threading.Thread(target=self.frames.stop, name="stop live images", daemon=True).start()
+
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
         """During a request, Ctrl-C/interrupt stops the board's cell instead of the kernel's own thread."""
@@ -154,10 +187,15 @@ class RPycKernel(IPythonKernel):
         self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
     def post_handler_hook(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            super().post_handler_hook()
+        """Between requests ipykernel ignores SIGINT; with live images running, it stops them."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # subshell requests never touched the signal handlers
+        super().post_handler_hook()
+        if self.frames.names:
+            signal.signal(signal.SIGINT, self._stop_displays_on_sigint)
 
     def _on_sigint(self, signum, frame) -> None:
+        self._stop_displays_on_sigint(signum, frame)
         if self._cell_running.is_set() and not self._waiting_for_input:
             threading.Thread(target=self.board.interrupt, name="board interrupt", daemon=True).start()
             return
@@ -338,6 +376,7 @@ class RPycKernel(IPythonKernel):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:
+        self.frames.close()
         self.board.close()
         return super().do_shutdown(restart)
 

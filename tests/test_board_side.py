@@ -14,10 +14,26 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rpyc_ikernel"
 BOARD_FILES = ["agent.py", "server.py"]
 
 
+def _optional_imports(tree: ast.AST) -> set[int]:
+    """ids of import nodes inside `try: ... except ImportError:`: used if there, never required."""
+    optional = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(handler.type, ast.Name) and handler.type.id in ("ImportError", "ModuleNotFoundError")
+            for handler in node.handlers
+        ):
+            optional.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return optional
+
+
 def imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
+    """Top-level names of the modules a file requires (optional imports left out)."""
     tree = ast.parse(path.read_text())
+    optional = _optional_imports(tree)
     names = set()
     for node in tree.body if top_level_only else ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0:

@@ -1,0 +1,380 @@
+"""Live images: frames/s that reach a Jupyter client, against raw rpyc pulls, measured in one run.
+
+    .venv/bin/python benchmarks/frames.py [--seconds 3] [--sizes 320x240,640x480]
+
+Everything runs on this machine, on 127.0.0.1: a board server (``python -m rpyc_ikernel.server``),
+the rpyc kernel started through jupyter_client, and this process as the frontend that counts the
+``update_display_data`` messages of ``self.display("img_buffer", interval=...)``.
+
+A board cell produces the frames: it cycles through 30 JPEGs made with Pillow on the board, storing
+each in ``img_buffer`` as a ``BytesIO`` (with a counter after the JPEG's end, so every one differs).
+On the *idle* board it sleeps 0.2 ms between frames (the GIL is mostly free); on the *busy* board it
+never sleeps and does pure-Python work per frame, so it holds the GIL and starves rpyc's serving
+threads.
+
+Baselines, measured against the same producer in the same run:
+- raw pull: ``conn.eval("...img_buffer.getvalue()")`` in a loop on a classic rpyc connection,
+  uncompressed at both ends (the best one round trip per frame can do, with nothing to Jupyter);
+- naive pull: netrefs as a user would write them (``ns["img_buffer"].getvalue()``), default rpyc.
+Every figure counts *distinct* frames per second (a pull that returns the previous frame again is
+not counted; the stream never sends one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import rpyc
+from jupyter_client.manager import KernelManager
+
+from rpyc_ikernel.board import Address, Board, FrameLink
+
+REPO = Path(__file__).resolve().parent.parent
+NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
+
+SETUP = """
+import io, itertools, time
+from PIL import Image, ImageDraw
+
+def make_frames(width, height, count=30):
+    frames = []
+    for index in range(count):
+        image = Image.new("RGB", (width, height), (20 + 7 * index, 60, 120))
+        draw = ImageDraw.Draw(image)
+        for ring in range(0, width, 12):
+            box = (ring - index, ring // 2, ring + 40 + index, ring // 2 + 40)
+            draw.ellipse(box, outline=(255, ring % 255, 90))
+        draw.text((10, 10), "frame %d" % index, fill="white")
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=85)
+        frames.append(out.getvalue())
+    return frames
+
+def produce(busy):
+    global img_buffer, produced, produce_started
+    produced, produce_started = 0, time.monotonic()
+    work = frames[0][:2048:4]
+    for frame in itertools.cycle(frames):
+        produced += 1
+        img_buffer = io.BytesIO(frame + produced.to_bytes(4, "big"))  # unique: a counter after EOI
+        if busy:
+            checksum = 0
+            for byte in work:  # pure-Python "image processing": holds the GIL
+                checksum ^= byte
+        else:
+            time.sleep(0.0002)
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU share (1.0 = one core) of the board, the kernel and this process over a measurement."""
+
+    def __init__(self, pids: dict) -> None:
+        self.pids = pids
+        self.start = time.monotonic()
+        self.before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+    def shares(self) -> dict:
+        elapsed = time.monotonic() - self.start
+        return {name: (cpu_seconds(pid) - self.before[name]) / elapsed for name, pid in self.pids.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"the board server did not listen on 127.0.0.1:{port}")
+
+
+class Bench:
+    """A board server, a kernel driving it, and this process as the frontend."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tmp = tempfile.TemporaryDirectory()
+        prefix = Path(self.tmp.name)
+        subprocess.run(
+            [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(prefix)],
+            check=True,
+            capture_output=True,
+        )
+        os.environ["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
+        self.port = free_port()
+        self.server = subprocess.Popen(
+            # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
+            [
+                sys.executable,
+                "-m",
+                "rpyc_ikernel.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-auth",
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        wait_for_port(self.port)
+        env = dict(os.environ, RPYC_IKERNEL_HOST="127.0.0.1", RPYC_IKERNEL_PORT=str(self.port))
+        self.manager = KernelManager(kernel_name="rpyc")
+        self.manager.start_kernel(env=env)
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+        self.pids = {"board": self.server.pid, "kernel": self.manager.provisioner.pid, "client": os.getpid()}
+        self.run(SETUP)
+        self.session_id = self.run("# exec(print(self.session_id))").strip()
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+        self.server.terminate()
+        self.server.wait(10)
+        self.tmp.cleanup()
+
+    # ------------------------------------------------------------ the kernel
+    def run(self, code: str) -> str:
+        """Run a cell to its end; its stdout."""
+        out = []
+
+        def keep(msg):
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise RuntimeError("\n".join(msg["content"]["traceback"]))
+
+        self.client.execute_interactive(code, timeout=120, output_hook=keep)
+        return "".join(out)
+
+    def start_cell(self, code: str) -> str:
+        return self.client.execute(code)
+
+    def interrupt_and_drain(self, msg_id: str) -> None:
+        """Interrupt the running producer (that stops live images too) and wait for the kernel to idle."""
+        self.manager.interrupt_kernel()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                msg = self.client.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if (
+                msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
+                break
+        while True:  # the execute_reply, and anything published late
+            try:
+                self.client.get_shell_msg(timeout=0.2)
+            except queue.Empty:
+                break
+        time.sleep(0.3)
+        while True:
+            try:
+                self.client.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                break
+
+    # ------------------------------------------------------------ measurements
+    def stream_fps(self, busy: bool, interval: float) -> float:
+        """Frames/s of self.display("img_buffer", interval) that reach this client."""
+        self._wait_for_default_switch_interval()
+        msg_id = self.start_cell(
+            f'# exec(self.display("img_buffer", interval={interval}))\nproduce(busy={busy})'
+        )
+        count, started, last, display_id = 0, None, None, None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            msg = self.client.get_iopub_msg(timeout=10)
+            transient = msg["content"].get("transient") or {}
+            if msg["msg_type"] == "display_data" and transient.get("display_id"):
+                display_id = transient["display_id"]
+            elif msg["msg_type"] == "update_display_data" and transient.get("display_id") == display_id:
+                last = time.monotonic()
+                if started is None:
+                    started, deadline = last, last + self.seconds
+                    meter = CpuMeter(self.pids)
+                else:
+                    count += 1
+        self.cpu = meter.shares()
+        self.interrupt_and_drain(msg_id)
+        return count / (last - started)  # frames after the first one, up to the last one
+
+    def pull_fps(self, busy: bool) -> tuple[float, float]:
+        """(raw pull frames/s, naive netref pull frames/s) against the producer cell."""
+        self._wait_for_default_switch_interval()
+        msg_id = self.start_cell(f"produce(busy={busy})")
+        time.sleep(0.5)
+        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw._channel.compress = False
+        raw.root.getconn()._channel.compress = False
+        naive = rpyc.classic.connect("127.0.0.1", self.port)
+        try:
+            for conn in (raw, naive):
+                conn.execute(NAMESPACE.format(session_id=self.session_id))
+            namespace = naive.eval("_ns")
+            meter = CpuMeter(self.pids)
+            raw_fps = distinct_per_second(lambda: raw.eval("_ns['img_buffer'].getvalue()"), self.seconds)
+            self.cpu = meter.shares()
+            naive_fps = distinct_per_second(lambda: namespace["img_buffer"].getvalue(), self.seconds)
+        finally:
+            raw.close()
+            naive.close()
+        self.interrupt_and_drain(msg_id)
+        return raw_fps, naive_fps
+
+    def cell_speed(self, rounds: int = 5, window: float = 1.5) -> dict:
+        """How fast the busy cell runs while frames are read at 20/s and flat out, vs no reader.
+
+        Each round has three adjacent windows (no reader, 20/s, flat out) within one producer run,
+        and each reading is divided by its own round's no-reader window: the machine's other load
+        drifts slowly, so this cancels most of it. Frames are read through the kernel's own
+        FrameLink (no Jupyter): this measures the board side alone.
+        """
+        msg_id = self.start_cell("produce(busy=True)")
+        link = FrameLink(Board(Address("127.0.0.1", self.port), self.session_id))
+        ratios: dict = {0.05: [], 0.0: []}
+        try:
+            for _ in range(rounds):
+                self._wait_for_default_switch_interval()
+                speed = {}
+                for interval in (None, 0.05, 0.0):
+                    before, started = self._produced(), time.monotonic()
+                    read_frames_for(link, self.session_id, interval, window)
+                    speed[interval] = (self._produced() - before) / (time.monotonic() - started)
+                for interval in ratios:
+                    ratios[interval].append(speed[interval] / speed[None])
+        finally:
+            link.close()
+        self.interrupt_and_drain(msg_id)
+        return {interval: statistics.median(values) for interval, values in ratios.items()}
+
+    def _board_eval(self, expression: str):
+        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+            conn.execute(NAMESPACE.format(session_id=self.session_id))
+            return conn.eval(expression)
+
+    def _produced(self) -> int:
+        return self._board_eval("_ns.get('produced', 0)")
+
+    def _wait_for_default_switch_interval(self) -> None:
+        """The agent shortens the GIL switch interval while it serves frames; wait until it is back."""
+        deadline = time.monotonic() + 10
+        while (
+            time.monotonic() < deadline and self._board_eval("__import__('sys').getswitchinterval()") < 0.005
+        ):
+            time.sleep(0.2)
+
+
+def read_frames_for(link: FrameLink, session_id: str, interval: float | None, seconds: float) -> None:
+    """Read img_buffer every `interval` seconds (None: not at all) for `seconds`."""
+    digest, started, due = "", time.monotonic(), time.monotonic()
+    while time.monotonic() - started < seconds:
+        if interval is None:
+            time.sleep(0.05)
+            continue
+        time.sleep(max(0.0, due - time.monotonic()))
+        due += interval
+        ((digest, _kind, _payload),) = link.request(session_id, (("img_buffer", digest),)).result(10)
+
+
+def distinct_per_second(pull, seconds: float) -> float:
+    count, last = 0, None
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        frame = pull()
+        if frame != last:
+            count += 1
+            last = frame
+    return count / (time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
+    parser.add_argument("--sizes", default="320x240,640x480")
+    parser.add_argument("--loads", default="idle,busy")
+    args = parser.parse_args()
+    bench = Bench(args.seconds)
+    rows, costs = [], []
+    try:
+        for size in args.sizes.split(","):
+            width, height = (int(n) for n in size.split("x"))
+            frame_bytes = int(
+                bench.run(
+                    f"frames = make_frames({width}, {height})\nprint(sum(map(len, frames)) // len(frames))"
+                )
+            )
+            for load in args.loads.split(","):
+                busy = load == "busy"
+                stream = bench.stream_fps(busy, interval=0)
+                stream_cpu = bench.cpu
+                paced = bench.stream_fps(busy, interval=0.05)
+                raw, naive = bench.pull_fps(busy)
+                raw_cpu = bench.cpu
+                rows.append((size, frame_bytes, load, stream, paced, raw, naive))
+                print(
+                    f"{size} {load}: stream {stream:.0f}/s (interval 0.05: {paced:.1f}/s),"
+                    f" raw pull {raw:.0f}/s, naive pull {naive:.1f}/s",
+                    flush=True,
+                )
+                for what, cpu in (("stream", stream_cpu), ("raw pull", raw_cpu)):
+                    print(f"    CPU during {what}: " + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items()))
+            if "busy" in args.loads:
+                speed = bench.cell_speed()
+                costs.append((size, speed[0.05], speed[0.0]))
+                print(f"{size} busy cell speed: {speed[0.05]:.0%} at 20 frames/s, {speed[0.0]:.0%} flat out")
+    finally:
+        bench.close()
+    print()
+    print(
+        "| frames | JPEG bytes | board | stream fps (interval 0) | stream fps (interval 0.05)"
+        " | raw pull fps | naive pull fps | stream / raw | stream / naive |"
+    )
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for size, frame_bytes, load, stream, paced, raw, naive in rows:
+        print(
+            f"| {size} | {frame_bytes:,} | {load} | {stream:,.0f} | {paced:.1f} | {raw:,.0f} | {naive:,.1f}"
+            f" | {stream / raw:.2f}x | {stream / naive:.1f}x |"
+        )
+    if costs:
+        print()
+        print("| frames | busy cell speed while frames are read at 20/s | ... read flat out |")
+        print("| --- | ---: | ---: |")
+        for size, paced, flat_out in costs:
+            print(f"| {size} | {paced:.0%} | {flat_out:.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Live images: board variables shown in the notebook as displays that update in place.
+
+``self.display("img_buffer", interval=0.05)`` adds a :class:`FrameStream`. One :class:`FramePump`
+per kernel serves every stream: a background thread with its own board connection
+(:class:`~rpyc_ikernel.board.FrameLink`), so frames flow while a cell runs and neither waits for the
+other. Each round trip asks the board's agent for all the streams that are due, with the digest of
+what the notebook shows; the agent answers with raw encoded bytes only for frames that changed.
+
+The first frame is a ``display_data`` with a ``display_id``, sent by ``display()`` itself while its
+cell runs (so every frontend has an output to update); later changes are ``update_display_data`` of
+that id: no ``clear_output`` flicker. A variable that is missing or holds no image shows one line in
+its display, and the stream keeps waiting for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .board import CALL_TIMEOUT, Board, BoardError, FrameLink, PendingCall
+
+DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
+RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
+FIRST_FRAME_EXTRA_WAIT = 2.0  # display() waits for the first frame this long beyond connecting
+MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
+FRAME_SAME = "same"  # agent.FRAME_SAME
+FRAME_MESSAGE = "message"  # agent.FRAME_MESSAGE
+
+Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
+
+
+def message_bundle(name: str, text: str) -> dict:
+    """The display content for a stream that has no frame to show, in one line."""
+    return {"text/plain": f"[live image {name}] {text}"}
+
+
+def frame_bundle(name: str, kind: str, payload: bytes) -> dict:
+    """The display content for a frame: the image itself, transcoded to PNG here when it must be."""
+    if kind not in MIME_TYPES:
+        try:
+            kind, payload = transcode_to_png(payload)
+        except Exception as exc:
+            what = "BMP bytes" if kind == "bmp" else "bytes that are not JPEG, PNG, GIF or BMP"
+            text = f"{name} holds {len(payload)} {what}; Pillow could not read them ({exc}); waiting"
+            return message_bundle(name, text)
+    return {
+        MIME_TYPES[kind]: base64.b64encode(payload).decode("ascii"),
+        "text/plain": f"<live image {name}: {kind.upper()}, {len(payload)} bytes>",
+    }
+
+
+def transcode_to_png(data: bytes) -> tuple[str, bytes]:
+    """BMP (or any format Pillow reads) as PNG, for a board that has no Pillow to do it."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I;16", "I"):
+        image = image.convert("RGBA")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return "png", out.getvalue()
+
+
+@dataclass(eq=False)
+class FrameStream:
+    """One board variable shown live in one display."""
+
+    name: str
+    interval: float
+    parent: dict  # header of the execute_request that called display(): outputs belong to that cell
+    display_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    digest: str = ""  # the agent's digest of what the notebook shows (or is about to)
+    next_due: float = 0.0
+    frames: int = 0  # frames published, first one included
+    shown: bool = False  # display() has published the first display_data
+    stopped: bool = False
+    pending: dict | None = None  # newest content received before the first display_data went out
+    error: BoardError | None = None  # why the very first look failed
+    ready: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FramePump:
+    """Serves all live images of one kernel: one thread, one board connection, batched requests.
+
+    Requests are pipelined when frames are due back to back: the next request is on its way to the
+    board while this side base64-encodes and publishes the previous frames.
+    """
+
+    def __init__(self, get_board: Callable[[], Board], session_id: str, publish: Publisher) -> None:
+        self._get_board = get_board
+        self._session_id = session_id
+        self._publish = publish
+        self._streams: dict[str, FrameStream] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ the kernel's calls
+    @property
+    def names(self) -> list[str]:
+        with self._cond:
+            return list(self._streams)
+
+    def start(self, name: str, interval: float, parent: dict) -> FrameStream:
+        """Stream `name` into a new display of the cell `parent`; returns once that display exists.
+
+        Raises BoardError (one line) when the board cannot be reached for the first frame.
+        """
+        stream = FrameStream(name=name, interval=interval, parent=parent)
+        with self._cond:
+            old = self._streams.pop(name, None)
+            if old is not None:
+                old.stopped = True
+            self._streams[name] = stream
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rpyc_ikernel frames", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        try:
+            stream.ready.wait(self._get_board().connect_timeout + FIRST_FRAME_EXTRA_WAIT)
+            if stream.error is not None:
+                raise stream.error
+        except BaseException:  # the board is unreachable, or the user interrupted the wait
+            self._discard(stream)
+            raise
+        with stream.lock:
+            content = stream.pending or message_bundle(name, "waiting for the board's first frame")
+            stream.pending = None
+            self._send(stream, "display_data", content)
+            stream.shown = True
+        return stream
+
+    def stop(self, name: str | None = None) -> list[str]:
+        """Stop the stream of `name` (all streams if None); their displays keep the last frame."""
+        with self._cond:
+            names = list(self._streams) if name is None else [name] if name in self._streams else []
+            for each in names:
+                self._streams.pop(each).stopped = True
+            self._cond.notify_all()
+        return names
+
+    def _discard(self, stream: FrameStream) -> None:
+        with self._cond:
+            stream.stopped = True
+            if self._streams.get(stream.name) is stream:
+                del self._streams[stream.name]
+            self._cond.notify_all()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop every stream and wait (briefly) for the thread to close its connection."""
+        self.stop()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # ------------------------------------------------------------ the pump thread
+    def _run(self) -> None:
+        link: FrameLink | None = None
+        pending: tuple[PendingCall, list[FrameStream]] | None = None
+        try:
+            while True:
+                with self._cond:
+                    if not self._streams:
+                        self._thread = None
+                        return
+                    streams = list(self._streams.values())
+                try:
+                    board = self._get_board()
+                    if link is None or link.closed or link.board is not board:
+                        # First use, a lost link, or connect_remote: streams move to the kernel's board.
+                        if link is not None:
+                            link.close()
+                        link, pending = None, None
+                        link = FrameLink(board)
+                    if pending is None:
+                        pending = self._request_due(link, streams)
+                    if pending is None:
+                        self._sleep_until_due(streams)
+                        continue
+                    call, asked = pending
+                    answers = call.result(CALL_TIMEOUT)
+                    for stream, answer in zip(asked, answers):
+                        self._note(stream, answer)
+                    pending = self._request_due(link, streams)  # on its way while we publish
+                    for stream, answer in zip(asked, answers):
+                        self._deliver(stream, answer)
+                except Exception as exc:  # a lost link, or anything unexpected: say so, and retry
+                    if link is not None:
+                        link.close()
+                    link, pending = None, None
+                    self._link_failed(streams, exc)
+        finally:
+            if link is not None:
+                link.close()
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _request_due(self, link: FrameLink, streams: list[FrameStream]):
+        """Send one request for every stream that is due; None when none is."""
+        now = time.monotonic()
+        due = [s for s in streams if s.next_due <= now and not s.stopped]
+        if not due:
+            return None
+        for stream in due:
+            # Keep the interval's pace (a slow round trip does not slow it), but never send a burst
+            # to catch up after a pause.
+            stream.next_due += stream.interval
+            if stream.next_due < now:
+                stream.next_due = now + stream.interval
+        wanted = tuple((s.name, s.digest) for s in due)
+        return link.request(self._session_id, wanted), due
+
+    def _sleep_until_due(self, streams: list[FrameStream]) -> None:
+        wake = min(s.next_due for s in streams)
+        with self._cond:
+            delay = wake - time.monotonic()
+            if delay > 0:
+                self._cond.wait(delay)  # start() and stop() wake us up early
+
+    def _note(self, stream: FrameStream, answer: tuple) -> None:
+        """Record what the board answered before anything is published, so the next request is right."""
+        digest, kind, _payload = answer
+        if kind != FRAME_SAME:
+            stream.digest = digest
+
+    def _deliver(self, stream: FrameStream, answer: tuple) -> None:
+        _digest, kind, payload = answer
+        if kind == FRAME_SAME:
+            return
+        if kind == FRAME_MESSAGE:
+            content = message_bundle(stream.name, payload)
+        else:
+            content = frame_bundle(stream.name, kind, payload)
+        self._show(stream, content)
+
+    def _show(self, stream: FrameStream, content: dict) -> None:
+        with stream.lock:
+            if stream.stopped:
+                return
+            if not stream.shown:
+                stream.pending = content  # display() publishes it as the display_data
+                stream.ready.set()
+                return
+        self._send(stream, "update_display_data", content)
+
+    def _send(self, stream: FrameStream, msg_type: str, data: dict) -> None:
+        content = {"data": data, "metadata": {}, "transient": {"display_id": stream.display_id}}
+        self._publish(msg_type, content, stream.parent)
+        stream.frames += 1
+
+    def _link_failed(self, streams: list[FrameStream], exc: Exception) -> None:
+        """Show the problem in every display (once), then wait a little before trying again."""
+        if isinstance(exc, BoardError):
+            problem = f"board link lost: {exc}"
+        else:  # a bug of ours: still one line, and the kernel lives on
+            problem = f"live image failed: {type(exc).__name__}: {exc}"
+            exc = BoardError(problem)
+        for stream in streams:
+            if not stream.shown and not stream.ready.is_set():
+                stream.error = exc
+                stream.ready.set()
+                continue
+            reason = f"{problem}; retrying every {RETRY_DELAY:.0f} s"
+            if stream.digest != "link:" + reason:
+                stream.digest = "link:" + reason  # never an agent digest: the frame comes back after
+                self._show(stream, message_bundle(stream.name, reason))
+        with self._cond:
+            self._cond.wait(RETRY_DELAY)
