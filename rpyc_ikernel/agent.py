@@ -23,7 +23,6 @@ import keyword
 import linecache
 import pprint
 import re
-import rlcompleter
 import sys
 import threading
 import time
@@ -620,6 +619,9 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
     before = code[:cursor_pos]
     match = _NAME_CHAIN.search(before)
     word = match.group(0) if match else ""
+    # Imported on first use: rlcompleter loads readline, ~0.8 MB of a small board's memory.
+    import rlcompleter
+
     completer = rlcompleter.Completer(namespace)
     matches = []
     if word:

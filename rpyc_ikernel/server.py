@@ -13,6 +13,7 @@ completion, live images and interrupts keep working while a cell runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import queue
@@ -21,10 +22,12 @@ import sys
 import threading
 import types
 
-from rpyc.core.service import SlaveService
-from rpyc.utils.server import ThreadedServer
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs a board memory
+if TYPE_CHECKING:
+    from rpyc.utils.server import ThreadedServer
 
 DEFAULT_PORT = 18812
+DEFERRED_MODULES = ("ssl",)  # rpyc imports these at start-up; most boards never use them
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
 
@@ -89,6 +92,31 @@ class MainThreadExecutor:
         self._stopped = True
 
 
+class DeferredModule(types.ModuleType):
+    """Stands in for a module until code first uses one of its attributes, then becomes it.
+
+    rpyc imports ``ssl`` when it starts, whether or not TLS is used, and that alone costs a board
+    about 4 MB of resident memory (OpenSSL's libraries). With this stand-in in ``sys.modules``,
+    ``import ssl`` still works everywhere (rpyc, user cells, urllib); the real module loads on first use.
+    """
+
+    def __getattr__(self, name: str):
+        if name == "__path__":  # the import system asks whether this is a package: it is not
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)  # earlier holders of the stand-in see the real module
+        return getattr(real, name)
+
+
+def defer_imports(names=DEFERRED_MODULES) -> None:
+    """Put a DeferredModule in sys.modules for each module not imported yet."""
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = DeferredModule(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.server",
@@ -116,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_server(host: str, port: int) -> ThreadedServer:
     """A classic rpyc server bound to host:port (port 0 picks a free port)."""
+    from rpyc.core.service import SlaveService
+    from rpyc.utils.server import ThreadedServer
+
     return ThreadedServer(
         SlaveService,
         hostname=host,
@@ -132,6 +163,7 @@ def main(argv: list | None = None) -> int:
         level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
+    defer_imports()
     try:
         server = make_server(args.host, args.port)
     except OSError as exc:
