@@ -19,6 +19,8 @@ from . import __version__
 from .board import Address, Board, BoardError, CellOutcome, InputRequest
 from .commands import compile_command, find_commands, has_board_code
 
+# `exit` / `quit` end a terminal frontend (jupyter console) as in IPython, instead of running on the board.
+_EXIT_REQUEST = re.compile(r"^\s*(?:exit|quit)\s*(?:\(\s*\))?\s*;?\s*$")
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
 
 
@@ -97,6 +99,8 @@ class RPycKernel(IPythonKernel):
             help_request = _HELP_SYNTAX.match(code)
             if help_request:
                 reply = self._page_help(help_request)
+            elif _EXIT_REQUEST.match(code):
+                reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 reply = self._run_on_board(code, count, silent, allow_stdin, user_expressions or {})
             else:
