@@ -10,7 +10,7 @@ from common import RPYC, STOCK, Row, bench_environment, median, print_report, ru
 
 CODE = "1+1"
 WARMUP = 20
-SAMPLES = 300
+SAMPLES = 500
 
 
 def measure(samples: int = SAMPLES) -> list[Row]:

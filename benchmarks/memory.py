@@ -14,9 +14,10 @@ import sys
 import time
 
 import psutil
-from common import RPYC, STOCK, Row, bench_environment, print_report, running_kernel, start_board
+from common import RPYC, STOCK, Row, bench_environment, median, print_report, running_kernel, start_board
 
 CELL = "total = sum(range(1000))\nprint('board says', total)"
+REPEATS = 3
 SETTLE = 0.5  # seconds to let a process finish what it started before it is measured
 
 
@@ -58,10 +59,16 @@ def stock_ipykernel() -> tuple[float, float]:
         return footprint(kernel.pid)
 
 
-def measure() -> tuple[list[Row], list[str]]:
-    board_rss, board_uss = board_after_a_cell()
-    bare_rss, bare_uss = bare_python()
-    kernel_rss, kernel_uss = stock_ipykernel()
+def median_footprint(sample, repeats: int) -> tuple[float, float]:
+    """Median RSS and median USS over `repeats` fresh processes."""
+    samples = [sample() for _ in range(repeats)]
+    return median([rss for rss, _ in samples]), median([uss for _, uss in samples])
+
+
+def measure(repeats: int = REPEATS) -> tuple[list[Row], list[str]]:
+    board_rss, board_uss = median_footprint(board_after_a_cell, repeats)
+    bare_rss, bare_uss = median_footprint(bare_python, repeats)
+    kernel_rss, kernel_uss = median_footprint(stock_ipykernel, repeats)
     rows = [
         Row.at_most("board server RSS after a cell; vs bare python", board_rss, bare_rss, "MiB", 2.0),
         Row.at_most("board server RSS after a cell; vs stock ipykernel", board_rss, kernel_rss, "MiB", 0.4),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from common import RPYC, STOCK, Kernel, Row, bench_environment, median, print_report
 
-REPEATS = 7
+REPEATS = 11
 
 
 def start_once(name: str) -> float:

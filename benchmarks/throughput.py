@@ -10,7 +10,7 @@ from common import RPYC, STOCK, Row, bench_environment, median, print_report, ru
 
 LINES = 100_000
 CODE = f"for i in range({LINES}):\n    print('line', i)"
-REPEATS = 3
+REPEATS = 5
 
 
 def measure(repeats: int = REPEATS, lines: int = LINES) -> list[Row]:
