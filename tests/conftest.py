@@ -45,9 +45,9 @@ def _no_stray_board_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Fixtures can see whether their test failed (the browser tests then keep a picture of the page).
-    report = yield
+    outcome = yield
+    report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
-    return report
