@@ -8,7 +8,6 @@ components): `.jp-Notebook`, `.jp-Cell`, `.cm-content` (the CodeMirror 6 editor)
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -106,20 +105,13 @@ class NotebookPage:
         return True
 
 
-def save_screenshot(page, name: str, *parts, padding: int = 6) -> Path:
-    """A PNG of the smallest page area holding all `parts` (locators), into the screenshot folder.
-
-    The folder is $RPYC_IKERNEL_SCREENSHOTS (`make screenshots` points it at doc/), else a temporary
-    one, so a test run does not rewrite the committed pictures.
-    """
-    folder = Path(os.environ.get("RPYC_IKERNEL_SCREENSHOTS") or os.environ.get("TMPDIR", "/tmp"))
-    folder.mkdir(parents=True, exist_ok=True)
-    boxes = [part.bounding_box() for part in parts]
-    boxes = [box for box in boxes if box]
+def save_screenshot(page, path: Path, *parts, padding: int = 6) -> Path:
+    """A PNG of the smallest page area holding all `parts` (locators): small pictures for the docs."""
+    boxes = [box for box in (part.bounding_box() for part in parts) if box]
     left = max(0, min(box["x"] for box in boxes) - padding)
     top = max(0, min(box["y"] for box in boxes) - padding)
     right = min(VIEWPORT["width"], max(box["x"] + box["width"] for box in boxes) + padding)
     bottom = min(VIEWPORT["height"], max(box["y"] + box["height"] for box in boxes) + padding)
-    path = folder / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top})
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -21,8 +22,7 @@ from rpyc_ikernel.install import DEFAULT_DISPLAY_NAME
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-REPO_EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples")
-LIVE_IMAGE_EXAMPLE = os.path.join(REPO_EXAMPLES, "view_images.ipynb")
+LIVE_IMAGE_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "view_images.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,14 @@ def browser(tmp_path_factory):
         context = launch_chromium(playwright, tmp_path_factory.mktemp("chromium-profile"))
         yield context
         context.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    """Where pictures go: $RPYC_IKERNEL_SCREENSHOTS (`make screenshots` sets doc/), else a temp dir,
+    so a test run does not rewrite the committed pictures."""
+    folder = os.environ.get("RPYC_IKERNEL_SCREENSHOTS")
+    return Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module", params=["lab", "notebook"])
@@ -76,7 +84,7 @@ def open_notebook(page, jupyter, name: str) -> NotebookPage:
     return NotebookPage(page)
 
 
-def test_pick_the_rpyc_kernel_and_see_board_output(page, jupyter, browser, board):
+def test_pick_the_rpyc_kernel_and_see_board_output(page, jupyter, browser, board, screenshots):
     if jupyter.app == "lab":
         page.goto(jupyter.url("/lab/workspaces/pick-kernel"))
         launcher = page.locator('.jp-LauncherCard[data-category="Notebook"]')
@@ -96,13 +104,13 @@ def test_pick_the_rpyc_kernel_and_see_board_output(page, jupyter, browser, board
     assert notebook.kernel_name().inner_text().strip() == DEFAULT_DISPLAY_NAME
     save_screenshot(
         notebook_tab,
-        f"{jupyter.app}-board-output",
+        screenshots / f"{jupyter.app}-board-output.png",
         notebook_tab.locator(".jp-NotebookPanel-toolbar"),
         notebook.cell(0),
     )
 
 
-def test_tab_completion_shows_names_from_the_board(page, jupyter, board):
+def test_tab_completion_shows_names_from_the_board(page, jupyter, board, screenshots):
     write_notebook(jupyter.root / "completion.ipynb")
     notebook = open_notebook(page, jupyter, "completion.ipynb")
     # The names are made on the board and contain its pid: only the board's namespace can offer them,
@@ -121,7 +129,8 @@ def test_tab_completion_shows_names_from_the_board(page, jupyter, board):
     completer = page.locator(".jp-Completer")
     for name in ("temperature", "humidity"):
         completer.get_by_text(f"board{board.process.pid}_{name}", exact=True).wait_for()
-    save_screenshot(page, f"{jupyter.app}-completion", notebook.cell(0), notebook.cell(1), completer)
+    picture = screenshots / f"{jupyter.app}-completion.png"
+    save_screenshot(page, picture, notebook.cell(0), notebook.cell(1), completer)
     page.keyboard.press("Escape")
 
 
@@ -131,12 +140,12 @@ def live_images_missing() -> str | None:
 
     if not hasattr(RPycKernel, "display"):
         return "live images are not merged yet: RPycKernel has no display() command"
-    if not os.path.exists(LIVE_IMAGE_EXAMPLE):
+    if not LIVE_IMAGE_EXAMPLE.exists():
         return "live images are not merged yet: examples/view_images.ipynb is missing"
     return None
 
 
-def test_live_image_updates_in_place(page, jupyter):
+def test_live_image_updates_in_place(page, jupyter, screenshots):
     reason = live_images_missing()
     if reason:
         pytest.skip(reason)
@@ -149,10 +158,11 @@ def test_live_image_updates_in_place(page, jupyter):
             notebook.run(index)
     images = notebook.outputs(display_cell).locator("img")
     images.first.wait_for()
+    shown = images.count()
     sources, deadline = set(), time.monotonic() + 20
     while len(sources) < 3 and time.monotonic() < deadline:
-        assert images.count() == 1, "each frame must replace the image, not add another one"
+        assert images.count() == shown, "each frame must replace its image, not add another one"
         sources.add(images.first.get_attribute("src"))
         time.sleep(0.1)
     assert len(sources) >= 3, f"the image changed {len(sources) - 1} times in 20 s"
-    save_screenshot(page, f"{jupyter.app}-live-image", notebook.cell(display_cell))
+    save_screenshot(page, screenshots / f"{jupyter.app}-live-image.png", notebook.cell(display_cell))
