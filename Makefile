@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,13 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
+## bench: latency, start-up, print throughput and board memory against stock ipykernel, in one table
 bench: $(VENV)/.installed
-	$(PY) -m rpyc_ikernel.install --sys-prefix
 	$(PY) benchmarks/run_all.py
+
+## screenshots: the browser tests, saving their pictures into doc/ (needs Debian's chromium)
+screenshots: $(VENV)/.installed
+	RPYC_IKERNEL_SCREENSHOTS=doc $(PY) -m pytest -q -m browser
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

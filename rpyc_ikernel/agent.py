@@ -30,7 +30,6 @@ import math
 import os
 import pprint
 import re
-import rlcompleter
 import signal
 import socket
 import sys
@@ -1113,6 +1112,9 @@ def complete(namespace: dict, code: str, cursor_pos: int) -> dict:
         return magic
     match = _NAME_CHAIN.search(before)
     word = match.group(0) if match else ""
+    # Imported on first use: rlcompleter loads readline, ~0.8 MB of a small board's memory.
+    import rlcompleter
+
     try:
         namespace = dict(namespace)  # a running cell may change it meanwhile
     except RuntimeError:

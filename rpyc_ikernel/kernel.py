@@ -26,6 +26,8 @@ from .transfer import ProgressDisplay, TransferResult, format_size
 from .transfer import download as download_file
 from .transfer import upload as upload_file
 
+# `exit` / `quit` end a terminal frontend (jupyter console) as in IPython, instead of running on the board.
+_EXIT_REQUEST = re.compile(r"^\s*(?:exit|quit)\s*(?:\(\s*\))?\s*;?\s*$")
 _HELP_SYNTAX = re.compile(r"^\s*(?:\?{1,2}\s*(?P<pre>[\w.]+)|(?P<post>[\w.]+)\s*(?P<marks>\?{1,2}))\s*$")
 
 
@@ -223,6 +225,8 @@ class RPycKernel(IPythonKernel):
             help_request = _HELP_SYNTAX.match(code)
             if help_request:
                 reply = self._page_help(help_request)
+            elif _EXIT_REQUEST.match(code):
+                reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 board_code = to_board_code(code)
                 reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})

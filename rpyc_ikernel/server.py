@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import logging
 import os
 import queue
@@ -23,11 +24,12 @@ import sys
 import threading
 import types
 
-from rpyc.core.service import SlaveService
-from rpyc.utils.authenticators import AuthenticationError
-from rpyc.utils.server import ThreadedServer
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs a board memory
+if TYPE_CHECKING:
+    from rpyc.utils.server import ThreadedServer
 
 DEFAULT_PORT = 18812
+DEFERRED_MODULES = ("ssl",)  # rpyc imports these at start-up; most boards never use them
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
 
@@ -127,6 +129,13 @@ def read_line(sock: socket.socket) -> bytes:
     return bytes(data[:-1])
 
 
+def _auth_error(message: str) -> Exception:
+    # rpyc is imported lazily here (see defer_imports): its AuthenticationError makes the server drop the peer
+    from rpyc.utils.authenticators import AuthenticationError
+
+    return AuthenticationError(message)
+
+
 class BoardAuthenticator:
     """rpyc authenticator for the board: socket options, optional TLS, then the token challenge-response."""
 
@@ -144,7 +153,7 @@ class BoardAuthenticator:
             if self.token is not None:
                 self._challenge(sock)
         except (OSError, EOFError, ValueError) as exc:
-            raise AuthenticationError(str(exc)) from None
+            raise _auth_error(str(exc)) from None
         sock.settimeout(None)
         return sock, None
 
@@ -154,12 +163,12 @@ class BoardAuthenticator:
         answer = read_line(sock).split(b" ")
         if len(answer) != 2 or not answer[0]:
             sock.sendall(b"DENIED this board requires a token\n")
-            raise AuthenticationError("client sent no token")
+            raise _auth_error("client sent no token")
         kernel_nonce, kernel_proof = answer
         expected = proof(self.token, b"kernel", board_nonce, kernel_nonce)
         if not same_digest(expected.encode("ascii"), kernel_proof):
             sock.sendall(b"DENIED wrong token\n")
-            raise AuthenticationError("wrong token")
+            raise _auth_error("wrong token")
         sock.sendall(b"OK " + proof(self.token, b"board", kernel_nonce, board_nonce).encode("ascii") + b"\n")
 
 
@@ -235,6 +244,31 @@ class MainThreadExecutor:
         self._stopped = True
 
 
+class DeferredModule(types.ModuleType):
+    """Stands in for a module until code first uses one of its attributes, then becomes it.
+
+    rpyc imports ``ssl`` when it starts, whether or not TLS is used, and that alone costs a board
+    about 4 MB of resident memory (OpenSSL's libraries). With this stand-in in ``sys.modules``,
+    ``import ssl`` still works everywhere (rpyc, user cells, urllib); the real module loads on first use.
+    """
+
+    def __getattr__(self, name: str):
+        if name == "__path__":  # the import system asks whether this is a package: it is not
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        self.__dict__.update(real.__dict__)  # earlier holders of the stand-in see the real module
+        return getattr(real, name)
+
+
+def defer_imports(names=DEFERRED_MODULES) -> None:
+    """Put a DeferredModule in sys.modules for each module not imported yet."""
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = DeferredModule(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.server",
@@ -279,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_server(host: str, port: int, authenticator: BoardAuthenticator | None = None) -> ThreadedServer:
     """A classic rpyc server bound to host:port (port 0 picks a free port)."""
+    from rpyc.core.service import SlaveService
+    from rpyc.utils.server import ThreadedServer
+
     return ThreadedServer(
         SlaveService,
         hostname=host,
@@ -328,6 +365,7 @@ def main(argv: list | None = None) -> int:
         level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
+    defer_imports()
     try:
         authenticator = build_authenticator(args)
     except OSError as exc:  # ssl.SSLError is an OSError

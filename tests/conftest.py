@@ -51,3 +51,11 @@ def _no_stray_board_env(monkeypatch):
     for name in ("RPYC_IKERNEL_HOST", "RPYC_IKERNEL_PORT"):
         if name in os.environ:
             monkeypatch.delenv(name)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Fixtures can see whether their test failed (the browser tests then keep a picture of the page).
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
