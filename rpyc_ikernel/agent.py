@@ -736,6 +736,19 @@ class CellRun:
         finally:
             self.waiting -= 1
 
+    @contextlib.contextmanager
+    def shielded(self):
+        """Agent code run on the cell's own thread that holds locks (print, display): an interrupt
+        arriving meanwhile is only flagged, then raised here once the locks are released. Raised
+        inside a lock it would leave the session locked and the board deaf to the kernel."""
+        self.waiting += 1
+        try:
+            yield self
+        finally:
+            self.waiting -= 1
+        if self.interruptible:
+            self.check_interrupt()
+
     def check_interrupt(self) -> None:
         """Raise KeyboardInterrupt once for an interrupt that arrived while the cell was waiting."""
         if self.interrupt_event.is_set():
@@ -827,9 +840,23 @@ class Session:
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
 
     # ------------------------------------------------------------ output from the cell
+    def _own_cell(self):
+        """The running cell if the caller is its thread (then locked work must be shielded)."""
+        cell = self.cell
+        if cell is not None and cell.thread_ident == threading.get_ident():
+            return cell
+        return None
+
     def write_stream(self, name: str, text: str, block: bool) -> None:
         if not text:
             return
+        cell = self._own_cell()
+        if cell is None:
+            return self._write_stream(name, text, block)
+        with cell.shielded():
+            self._write_stream(name, text, block)
+
+    def _write_stream(self, name: str, text: str, block: bool) -> None:
         with self._cond:
             if block:
                 while self._pending > MAX_PENDING and self.cell is not None:
@@ -844,6 +871,13 @@ class Session:
             self._added(len(text))
 
     def emit(self, event: list) -> None:
+        cell = self._own_cell()
+        if cell is None:
+            return self._emit(event)
+        with cell.shielded():
+            self._emit(event)
+
+    def _emit(self, event: list) -> None:
         with self._cond:
             self._events.append(event)
             self._added(FLUSH_SIZE // 4)
@@ -952,8 +986,10 @@ class Session:
             self._input_waiting = False
             self._cond.notify_all()
 
-    def interrupt(self) -> bool:
+    def interrupt(self, cell_id: str = None) -> bool:
         """Stop the running cell with KeyboardInterrupt; True when a cell was running.
+
+        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
 
         A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
         not started its user code yet gets a flag it checks itself. Otherwise our server signals its
@@ -961,7 +997,7 @@ class Session:
         into the cell's thread (stops Python code; a blocking C call ends first).
         """
         cell = self.cell
-        if cell is None:
+        if cell is None or (cell_id is not None and cell_id != self.cell_id):
             return False
         if cell.waiting or not cell.interruptible:
             cell.interrupt_event.set()

@@ -251,6 +251,7 @@ class Board:
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
         self._side: BoardLink | None = None  # see _link_beside_cell
+        self.running_cell_id: str | None = None  # the cell an interrupt is meant for
         self._side_lock = threading.Lock()
 
     # ------------------------------------------------------------ connection
@@ -521,6 +522,7 @@ class Board:
         away ends the cell with BoardConnectionLost.
         """
         cell_id = uuid.uuid4().hex
+        self.running_cell_id = cell_id
         self.connect()
         yield from self.take_notices()
         message = self._cell_request(
@@ -590,8 +592,11 @@ class Board:
         link = self.connect()
         call(link.conn, link.methods["provide_input"], value or "", value is None, timeout=CALL_TIMEOUT)
 
-    def interrupt(self) -> bool:
+    def interrupt(self, cell_id: str | None = None) -> bool:
         """Stop the running cell (KeyboardInterrupt on the board). True if one was running.
+
+        cell_id (Board.running_cell_id when the user asked) makes a late interrupt a no-op for the
+        cell after it.
 
         Sent through the side link so it does not wait for the cell's current long-poll; if that link
         cannot be opened, through the main link (the board then sees it within POLL_WAIT).
@@ -601,11 +606,11 @@ class Board:
             return False
         try:
             side = self._link_beside_cell()
-            return bool(call(side.conn, side.methods["interrupt"], timeout=CALL_TIMEOUT))
+            return bool(call(side.conn, side.methods["interrupt"], cell_id, timeout=CALL_TIMEOUT))
         except Exception:
             pass
         try:
-            return bool(call(link.conn, link.methods["interrupt"], timeout=CALL_TIMEOUT))
+            return bool(call(link.conn, link.methods["interrupt"], cell_id, timeout=CALL_TIMEOUT))
         except Exception:
             return False
 

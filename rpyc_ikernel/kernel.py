@@ -199,7 +199,10 @@ class RPycKernel(IPythonKernel):
     def _on_sigint(self, signum, frame) -> None:
         self._stop_displays_on_sigint(signum, frame)
         if self._cell_running.is_set() and not self._waiting_for_input:
-            threading.Thread(target=self.board.interrupt, name="board interrupt", daemon=True).start()
+            board, cell_id = self.board, self.board.running_cell_id  # the cell running now, not a later one
+            threading.Thread(
+                target=board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
+            ).start()
             return
         raise KeyboardInterrupt()
 

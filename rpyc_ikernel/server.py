@@ -220,6 +220,9 @@ class MainThreadExecutor:
         job = self._running
         if self._interrupt_wanted and job is not None and getattr(job, "interruptible", False):
             self._interrupt_wanted = False
+            if getattr(job, "waiting", 0):  # inside the agent's locks: it raises once they are released
+                job.interrupt_event.set()
+                return
             raise KeyboardInterrupt()
 
     def run_forever(self) -> None:

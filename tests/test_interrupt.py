@@ -151,3 +151,39 @@ def test_interrupt_with_no_cell_running_is_harmless(ours):
     ours.manager.interrupt_kernel()
     time.sleep(0.5)
     assert ours.run("print('fine')").stream() == "fine\n"
+
+
+PRINTING_LOOP = "i = 0\nwhile True:\n    i += 1\n    print(i)"
+
+
+@pytest.mark.parametrize("board_kind", ["ours", "plain"])
+def test_interrupting_a_printing_loop_never_wedges_the_session(request, board_kind):
+    """The interrupt may arrive while print() holds the session's lock: it must wait for the release."""
+    kernel = request.getfixturevalue(board_kind)
+    link = link_identity(kernel)
+    for attempt in range(12):
+        cell, elapsed = run_and_interrupt(kernel, PRINTING_LOOP, after=0.3 + 0.05 * attempt)
+        assert cell.reply["ename"] == "KeyboardInterrupt", (attempt, cell.reply)
+        assert elapsed < 5
+        after = kernel.run(f"print('after', {attempt})", timeout=20)
+        assert after.stream() == f"after {attempt}\n"
+    assert link_identity(kernel) == link
+
+
+def test_a_late_interrupt_does_not_hit_the_next_cell(ours):
+    from rpyc_ikernel.board import Address, Board
+
+    cell, _ = run_and_interrupt(ours, "import time\ntime.sleep(30)", after=0.5)
+    assert cell.reply["ename"] == "KeyboardInterrupt"
+    facts = ours.run("# exec(print(self.session_id, self.board.address.port, self.board.running_cell_id))")
+    session_id, port, ended_cell = facts.stream().split()
+    # a second link to the same session delivers an interrupt meant for the cell that already ended
+    late = Board(Address("127.0.0.1", int(port)), session_id)
+    timer = threading.Timer(0.5, lambda: late.connect() and late.interrupt(ended_cell))
+    timer.start()
+    try:
+        survived = ours.run("import time\ntime.sleep(1.5)\nprint('survived')", timeout=30)
+    finally:
+        timer.join()
+        late.close()
+    assert survived.stream() == "survived\n"
