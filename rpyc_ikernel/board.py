@@ -262,7 +262,7 @@ class Board:
 
     def _hint(self) -> str:
         return (
-            f"start the board server there (python3 -m rpyc_ikernel.server --port {self.address.port}),"
+            f"start the board server there (python3 server.py --port {self.address.port}),"
             ' or pick a board with # exec(self.connect_remote("HOST", port=PORT))'
         )
 
@@ -421,9 +421,10 @@ class Board:
             raise BoardAuthError(f"board {self.address} closed the connection during the token check ({exc})")
         if reply.startswith(b"DENIED"):
             reason = reply[7:].decode("ascii", "replace")
+            source = "given" if explicit else f"from this machine's token file {default_token_path()}"
             raise BoardAuthError(
-                f"board {self.address} refused our token ({reason}); give the token the board server"
-                " printed (token=... or RPYC_IKERNEL_TOKEN)"
+                f"board {self.address} refused the token {source} ({reason}); give the token the board"
+                " server printed (token=... or RPYC_IKERNEL_TOKEN)"
             )
         expected = proof(token, b"board", kernel_nonce, board_nonce).encode("ascii")
         if not (reply.startswith(b"OK ") and hmac.compare_digest(reply[3:], expected)):

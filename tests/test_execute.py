@@ -193,7 +193,7 @@ def test_unreachable_board_fails_fast_then_a_later_cell_retries(kernelspec_prefi
         assert cell.status == "error"
         assert elapsed < 5
         message = cell.reply["evalue"]
-        assert f"127.0.0.1:{port}" in message and "rpyc_ikernel.server" in message
+        assert f"127.0.0.1:{port}" in message and "server.py --port" in message
         assert len(cell.error["traceback"]) == 1  # one line, no kernel-side stack
         assert session.run('# exec(print("kernel alive"))').stream() == "kernel alive\n"
         server = start_board(port=port)
