@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,9 @@ import rpyc
 from jupyter_client.manager import KernelManager
 
 from rpyc_ikernel.board import Address, Board, FrameLink
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import free_port, wait_for_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
@@ -95,23 +97,6 @@ class CpuMeter:
     def shares(self) -> dict:
         elapsed = time.monotonic() - self.start
         return {name: (cpu_seconds(pid) - self.before[name]) / elapsed for name, pid in self.pids.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"the board server did not listen on 127.0.0.1:{port}")
 
 
 class Bench:
