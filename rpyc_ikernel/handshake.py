@@ -108,6 +108,7 @@ class Handshake:
     deadline: float  # the connect's deadline (time.monotonic()), stretched by the measured round trip
     early: bytes = b""  # frames the board sent before its answer; rpyc must still read them
     notices: list = field(default_factory=list)
+    rtt: float = 0.0  # the round trip measured while connecting (TCP connect, hello)
 
 
 def connect_budget(timeout: float, rtt: float) -> float:
@@ -156,18 +157,35 @@ class BoardHandshake:
         self._budget = 0.0  # seconds the current connect may take, for messages
 
     def open(self, host: str, port: int, timeout: float, limit: float | None = None) -> Handshake:
-        """Dial host:port and run the handshake, all before `limit` and within the scaled budget."""
+        """Dial host:port and run the handshake, all before `limit` and within the scaled budget.
+
+        The budget starts as `timeout` and grows to RTT_FACTOR round trips once one is measured: the
+        TCP connect, then the hello's answer (through an ssh or adb tunnel only the latter is the
+        board's real round trip).
+        """
         started = time.monotonic()
-        first_try = timeout if limit is None else max(0.1, min(timeout, limit - started))
         wire = _wires.get(self.shown, local_wire())
-        sock, rtt = self._dial(host, port, first_try)
-        deadline = started + connect_budget(timeout, rtt)
-        if limit is not None:
-            deadline = min(deadline, limit)
-        self._budget = deadline - started
+
+        def deadline_for(rtt: float) -> float:
+            deadline = started + connect_budget(timeout, rtt)
+            deadline = deadline if limit is None else min(deadline, limit)
+            self._budget = deadline - started
+            return deadline
+
+        deadline = deadline_for(0.0)
+        sock, rtt = self._dial(host, port, max(0.1, deadline - started))
+        deadline = deadline_for(rtt)
         for attempt in (1, 2):
             try:
-                result = self._hello(sock, wire, deadline)
+                hello, answer, early, hello_rtt = self._hello(sock, wire, deadline)
+                rtt = max(rtt, hello_rtt)
+                deadline = deadline_for(rtt)
+                if answer == hello:
+                    result = self._open_board(sock, wire, deadline, early)
+                elif answer.startswith(CHALLENGE + b" "):
+                    result = self._prove(sock, wire, hello, answer, deadline)
+                else:
+                    raise self.not_rpyc(ValueError(f"it answered {answer[:40]!r}"))
             except _OtherWire as other:
                 sock.close()
                 if attempt == 2:
@@ -181,6 +199,7 @@ class BoardHandshake:
                 sock.close()
                 raise
             _wires[self.shown] = result.wire
+            result.rtt = rtt
             return result
         raise AssertionError("unreachable")
 
@@ -217,11 +236,16 @@ class BoardHandshake:
                 " is the board server started with --certfile/--keyfile?"
             ) from None
 
-    def _hello(self, sock: socket.socket, wire: int, deadline: float) -> Handshake:
-        """Send the hello in `wire`; read until its answer. Frames the board sends first are kept."""
+    def _hello(self, sock: socket.socket, wire: int, deadline: float) -> tuple[bytes, bytes, bytes, float]:
+        """Send the hello in `wire` and read until its answer: (hello, answer, early frames, round trip).
+
+        Frames the board sends before its answer (a full-duplex ClassicService asks for our root
+        first) are kept for rpyc; a frame in the other wire, or a hang-up, raises _OtherWire.
+        """
         hello = b"%s %s %s" % (HELLO, HANDSHAKE_VERSION, secrets.token_hex(16).encode("ascii"))
         early = b""
         try:
+            sent = time.monotonic()
             sock.sendall(ping_request(wire, hello))
             while True:
                 raw, payload = read_frame(sock, deadline)
@@ -229,12 +253,12 @@ class BoardHandshake:
                 if board_wire != wire:
                     raise _OtherWire(board_wire)
                 if msg == _MSG_REQUEST and len(early) + len(raw) <= MAX_EARLY_BYTES:
-                    early += raw  # a full-duplex ClassicService asks for our root first
+                    early += raw
                     continue
                 answer = ping_text(args, reply=True) if (msg, seq) == (_MSG_REPLY, HANDSHAKE_SEQ) else None
                 if answer is None:
                     raise ValueError("it answered our hello with something else")
-                break
+                return hello, answer, early, time.monotonic() - sent
         except (EOFError, ConnectionResetError, BrokenPipeError):
             if early:  # it spoke our wire, then hung up
                 raise self.not_rpyc(EOFError("it closed the connection")) from None
@@ -252,11 +276,6 @@ class BoardHandshake:
             raise self.not_rpyc(exc) from None
         except OSError as exc:
             raise self.not_rpyc(exc) from None
-        if answer == hello:
-            return self._open_board(sock, wire, deadline, early)
-        if answer.startswith(CHALLENGE + b" "):
-            return self._prove(sock, wire, hello, answer, deadline)
-        raise self.not_rpyc(ValueError(f"it answered {answer[:40]!r}"))
 
     def _not_a_frame(self, sock: socket.socket, data: bytes) -> BoardError:
         if data.startswith(_OLD_HANDSHAKE):
