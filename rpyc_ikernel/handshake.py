@@ -48,7 +48,7 @@ from .server import (
     tls_binding,
 )
 
-RTT_FACTOR = 20  # a connect may take this many measured round trips (it needs ~9) before it is called dead
+RTT_FACTOR = 40  # round trips a connect may take before it is called dead (today it needs ~30)
 MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it answers our hello
 _MSG_REQUEST, _MSG_REPLY = 1, 2
 _OLD_HANDSHAKE = b"RPYC_"  # what a board server of handshake 1 (rpyc_ikernel <= 0.1) sends first
