@@ -16,6 +16,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 
 import rpyc
 from rpyc.core.stream import SocketStream
@@ -43,10 +44,34 @@ def _read_line(sock: socket.socket) -> bytes:
     return data
 
 
-def _read_frame(sock: socket.socket) -> bytes:
-    header = _read_exactly(sock, _HEADER.size)
+def _read_frame(sock: socket.socket, prefix: bytes = b"") -> bytes:
+    header = prefix + _read_exactly(sock, _HEADER.size - len(prefix))
     length, _ = _HEADER.unpack(header)
     return header + _read_exactly(sock, length + 1)
+
+
+def _first_speaker(kernel: socket.socket, board: socket.socket) -> tuple:
+    """(the socket whose peer sent application data first, its first byte).
+
+    select() alone cannot tell: TLS may hold decrypted data it does not see, and a TLS 1.3 server
+    sends session tickets (readable, but no data) right after the handshake.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pending = [sock for sock in (kernel, board) if isinstance(sock, ssl.SSLSocket) and sock.pending()]
+        ready = pending or select.select([kernel, board], [], [], deadline - time.monotonic())[0]
+        for sock in ready:
+            sock.setblocking(False)
+            try:
+                first = sock.recv(1)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                continue
+            finally:
+                sock.settimeout(10)
+            if not first:
+                raise EOFError("closed before the handshake")
+            return sock, first
+    raise TimeoutError("nobody spoke")
 
 
 class RelayingBoard:
@@ -93,14 +118,14 @@ class RelayingBoard:
             board = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
             if self.board_side_tls is not None:
                 board = self.board_side_tls.wrap_socket(board, server_hostname="127.0.0.1")
-            ready, _, _ = select.select([kernel, board], [], [], 10)
-            if board in ready:  # handshake 1: the board's banner, the kernel's answer, the board's verdict
-                kernel.sendall(_read_line(board))
+            speaker, first = _first_speaker(kernel, board)
+            if speaker is board:  # handshake 1: the board's banner, the kernel's answer, the verdict
+                kernel.sendall(first + _read_line(board))
                 board.sendall(_read_line(kernel))
                 kernel.sendall(_read_line(board))
             else:  # handshake 2: hello, challenge, proof, verdict
-                for _ in range(2):
-                    board.sendall(_read_frame(kernel))
+                for round_trip in range(2):
+                    board.sendall(_read_frame(kernel, first if round_trip == 0 else b""))
                     kernel.sendall(_read_frame(board))
             kernel.close()
             self._use_stolen_link(board)

@@ -152,6 +152,8 @@ class _MisbehavingBoard:
         reply = struct.pack("!LB", 60, 0) + b"\x02\x11" + bytes(58) + b"\n"  # shaped like an rpyc reply
         with sock:
             try:
+                if self.behaviour == "old":  # a board server of handshake 1 speaks first
+                    sock.sendall(b"RPYC_IKERNEL AUTH 1 " + b"ef" * 16 + b"\n")
                 sock.recv(4096)
                 if self.behaviour == "half":
                     sock.sendall(reply[: len(reply) // 2])
@@ -185,6 +187,20 @@ def test_the_kernel_ends_a_stalling_board_within_its_budget(kernelspec_prefix, b
         assert "\n" not in message
         assert KERNEL_BUDGET - 0.5 < elapsed < KERNEL_BUDGET + 2.5
         assert session.run('# exec(print("alive"))').stream() == "alive\n"
+    finally:
+        session.stop()
+        peer.close()
+
+
+def test_a_board_server_of_the_old_handshake_is_named(kernelspec_prefix):
+    peer = _MisbehavingBoard("old")
+    session = KernelSession.start(board_port=peer.port)
+    try:
+        started = time.monotonic()
+        cell = session.run("1")
+        assert time.monotonic() - started < KERNEL_BUDGET
+        assert cell.reply["ename"] == "BoardUnreachable"
+        assert "older rpyc_ikernel server (handshake 1)" in cell.reply["evalue"]
     finally:
         session.stop()
         peer.close()
