@@ -26,13 +26,7 @@ from typing import Protocol
 import rpyc
 from rpyc.utils.factory import connect_stream
 
-from .errors import (
-    BoardAuthError,
-    BoardConnectionLost,
-    BoardError,
-    BoardRestarted,
-    BoardUnreachable,
-)
+from .errors import BoardAuthError, BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error  # the handshake's name for it
 from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
 from .link import tune_socket as _tune_socket  # the handshake's name for it
