@@ -22,12 +22,7 @@ from typing import Protocol
 import rpyc
 
 from . import compat
-from .errors import (
-    BoardConnectionLost,
-    BoardError,
-    BoardRestarted,
-    BoardUnreachable,
-)
+from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake
 from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
