@@ -7,7 +7,6 @@ never a long cell.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -19,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol
 
 import rpyc
@@ -27,6 +25,8 @@ from rpyc.core.service import MasterService, VoidService
 from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
+from . import bootstrap
+from .agent import wire
 from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
 
 DEFAULT_HOST = "127.0.0.1"
@@ -39,27 +39,6 @@ FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to fin
 RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
 BANNER_WAIT = 0.3  # how long to wait for a board's token challenge before assuming an open server
 BANNER_WAIT_WITH_TOKEN = 1.0  # the same when the user gave a token (a slow link still gets asked)
-
-AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
-AGENT_VERSION = hashlib.sha256(AGENT_SOURCE.encode("utf-8")).hexdigest()[:16]
-AGENT_MODULE = "_rpyc_ikernel_agent"
-SESSION_METHODS = ("run", "poll", "interrupt", "provide_input", "complete", "inspect", "evaluate")
-
-_LOADER = """
-def _rpyc_ikernel_load(source, version):
-    import sys, types
-    module = sys.modules.get("_rpyc_ikernel_agent")
-    if module is not None and getattr(module, "AGENT_VERSION", None) == version:
-        return module
-    if source is None:
-        return None
-    module = types.ModuleType("_rpyc_ikernel_agent")
-    module.__file__ = "<rpyc_ikernel agent>"
-    exec(compile(source, module.__file__, "exec", dont_inherit=True), module.__dict__)
-    module.AGENT_VERSION = version
-    sys.modules["_rpyc_ikernel_agent"] = module
-    return module
-"""
 
 
 class KernelSideService(MasterService, VoidService):
@@ -441,13 +420,11 @@ class Board:
         )
 
     def _load_agent(self, conn: rpyc.Connection, timeout: float):
-        """Send the agent's source into the board process once; later connections reuse it."""
-        call(conn, conn.execute, _LOADER, timeout=timeout)
-        loader = call(conn, conn.namespace.get, "_rpyc_ikernel_load", timeout=timeout)
-        agent = call(conn, loader, None, AGENT_VERSION, timeout=timeout)  # loaded by an earlier connection?
-        if agent is None:
-            agent = call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
-        return agent
+        """Send the agent into the board process once (bootstrap); later connections reuse it."""
+        reply = call(conn, conn.eval, bootstrap.reuse_expression(None), timeout=timeout)
+        if reply is None:
+            reply = call(conn, conn.eval, bootstrap.install_expression(None), timeout=timeout)
+        return reply[0]
 
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
@@ -464,7 +441,7 @@ class Board:
     def _attach(self, conn: rpyc.Connection, agent, timeout: float) -> tuple[object, dict]:
         """Our session on the board through this connection, and its methods as netrefs."""
         session = call(conn, agent.attach, self.session_id, timeout=timeout)
-        return session, {name: getattr(session, name) for name in SESSION_METHODS}
+        return session, {name: getattr(session, name) for name in wire.SESSION_METHODS}
 
     def _link_beside_cell(self) -> BoardLink:
         """A second link to the same session, for requests made while a cell runs.

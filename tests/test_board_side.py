@@ -11,7 +11,7 @@ import pytest
 from helpers import KernelSession, start_board
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rpyc_ikernel"
-BOARD_FILES = ["agent.py", "server.py"]
+BOARD_FILES = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "agent").rglob("*.py")) + ["server.py"]
 
 
 def _optional_imports(tree: ast.AST) -> set[int]:
