@@ -21,12 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import rpyc
-from rpyc.core.service import MasterService, VoidService
+from rpyc.core.service import VoidService
 from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
 from . import bootstrap
-from .agent import wire
 from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
 
 DEFAULT_HOST = "127.0.0.1"
@@ -41,14 +40,17 @@ BANNER_WAIT = 0.3  # how long to wait for a board's token challenge before assum
 BANNER_WAIT_WITH_TOKEN = 1.0  # the same when the user gave a token (a slow link still gets asked)
 
 
-class KernelSideService(MasterService, VoidService):
+class KernelSideService(VoidService):
     """The kernel's end of the link: drives the board's SlaveService and exposes nothing back.
 
-    A board running rpyc's full-duplex ClassicService asks its peer for modules on connect; it gets
-    None, so the board can never reach into the kernel's machine.
+    It asks the board for nothing on connect (rpyc's MasterService would: ~8 round trips); its
+    BoardConnection fetches the classic conveniences on first use. A board running rpyc's
+    full-duplex ClassicService asks its peer for modules on connect; it gets None, so the board can
+    never reach into the kernel's machine.
     """
 
     __slots__ = ()
+    _protocol = bootstrap.BoardConnection
 
     def exposed_getmodule(self, name):
         return None
@@ -191,7 +193,6 @@ class BoardLink:
     """One open connection and the agent session reached through it."""
 
     conn: rpyc.Connection
-    session: object
     agent: object
     info: dict = field(default_factory=dict)
     # the session's methods as netrefs fetched once at connect: calling one is a single round trip
@@ -252,14 +253,8 @@ class Board:
                 return self._link
             self.close()
             deadline = self._deadline(deadline)
-            conn, agent = self.open_connection(deadline)
-            try:
-                remaining = max(0.5, deadline - time.monotonic())
-                session, methods = self._attach(conn, agent, remaining)
-                info = json.loads(call(conn, agent.board_info, timeout=remaining))
-            except Exception as exc:
-                close_connection(conn, dead=True)
-                raise self._not_rpyc(exc) from None
+            conn, attached = self.open_attached(deadline, self.session_id)
+            info = attached.info
             if self._boot_id is not None:
                 if info.get("boot_id") == self._boot_id:
                     self._notices.append(Notice(f"reconnected to board {self.address}; variables kept"))
@@ -271,7 +266,7 @@ class Board:
                         )
                     )
             self._boot_id = info.get("boot_id")
-            self._link = BoardLink(conn=conn, session=session, agent=agent, info=info, methods=methods)
+            self._link = BoardLink(conn=conn, agent=attached.agent, info=info, methods=attached.methods)
             return self._link
 
     def take_notices(self) -> list[Notice]:
@@ -284,11 +279,19 @@ class Board:
         return own if deadline is None else min(own, deadline)
 
     def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
-        """A new connection to this board with the agent loaded: (conn, agent module netref).
+        """A new connection to this board with the agent loaded: (conn, agent package netref).
 
         The main link uses one; side jobs that must not wait behind a running cell (live images,
         file transfer) open their own and close it when done.
         """
+        conn, attached = self.open_attached(deadline)
+        return conn, attached.agent
+
+    def open_attached(
+        self, deadline: float | None = None, session_id: str | None = None
+    ) -> tuple[rpyc.Connection, bootstrap.Attached]:
+        """A new connection with the agent loaded and session_id (if given) attached, in the fewest
+        round trips (see bootstrap.py)."""
         deadline = self._deadline(deadline)
         sock, early_bytes = self._open_socket(deadline)
         try:
@@ -304,12 +307,12 @@ class Board:
             sock.close()
             raise self._not_rpyc(exc) from None
         try:
-            agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
+            attached = bootstrap.attach(conn, session_id, max(0.5, deadline - time.monotonic()))
         except Exception as exc:
             close_connection(conn, dead=True)
             raise self._not_rpyc(exc) from None
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
-        return conn, agent
+        return conn, attached
 
     def _open_socket(self, deadline: float) -> tuple[socket.socket, bytes]:
         """TCP connect, keepalive, then TLS and the token handshake when the board asks for them.
@@ -413,18 +416,12 @@ class Board:
         return "token (challenge-response)", b""
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
-        reason = "no answer" if isinstance(exc, BoardConnectionLost) else f"{type(exc).__name__}: {exc}"
+        no_answer = isinstance(exc, (BoardConnectionLost, rpyc.AsyncResultTimeout))
+        reason = "no answer" if no_answer else f"{type(exc).__name__}: {exc}"
         return BoardUnreachable(
             f"board {self.address} accepted the connection but did not answer as an rpyc_ikernel"
             f" or rpyc classic server ({reason}); check the host and port, or {self._hint()}"
         )
-
-    def _load_agent(self, conn: rpyc.Connection, timeout: float):
-        """Send the agent into the board process once (bootstrap); later connections reuse it."""
-        reply = call(conn, conn.eval, bootstrap.reuse_expression(None), timeout=timeout)
-        if reply is None:
-            reply = call(conn, conn.eval, bootstrap.install_expression(None), timeout=timeout)
-        return reply[0]
 
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
@@ -438,11 +435,6 @@ class Board:
         if self.tunnel is not None:
             self.tunnel.close()
 
-    def _attach(self, conn: rpyc.Connection, agent, timeout: float) -> tuple[object, dict]:
-        """Our session on the board through this connection, and its methods as netrefs."""
-        session = call(conn, agent.attach, self.session_id, timeout=timeout)
-        return session, {name: getattr(session, name) for name in wire.SESSION_METHODS}
-
     def _link_beside_cell(self) -> BoardLink:
         """A second link to the same session, for requests made while a cell runs.
 
@@ -455,13 +447,8 @@ class Board:
             side = self._side
             if side is not None and not side.conn.closed:
                 return side
-            conn, agent = self.open_connection()
-            try:
-                session, methods = self._attach(conn, agent, self.connect_timeout)
-            except Exception:
-                close_connection(conn, dead=True)
-                raise
-            self._side = BoardLink(conn=conn, session=session, agent=agent, methods=methods)
+            conn, attached = self.open_attached(session_id=self.session_id)
+            self._side = BoardLink(conn=conn, agent=attached.agent, methods=attached.methods)
             return self._side
 
     def _introspection_link(self, beside_cell: bool) -> BoardLink:
@@ -492,7 +479,7 @@ class Board:
     # ------------------------------------------------------------ cells
     def run_cell(
         self, code: str, filename: str, allow_stdin: bool = False, silent: bool = False
-    ) -> Iterator[list | InputRequest | Notice | CellOutcome]:
+    ) -> Iterator[dict | InputRequest | Notice | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome.
 
         A link that drops while the cell runs is re-established (the board keeps running the cell and

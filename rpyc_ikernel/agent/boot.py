@@ -5,6 +5,11 @@ others zlib-compressed in one blob with an index. This module runs first, in a m
 its own; install() puts a SourceFinder first on sys.meta_path and imports the package. Sources stay
 compressed; a module is decompressed and compiled when it is first imported, so a session pays only
 for what it uses. Later connections with the same version find the package in sys.modules.
+
+A module is compiled one top-level statement at a time (the index holds their first lines): the
+compiler's peak memory grows with what it compiles at once, and a small board keeps that peak as
+resident memory. Executed in order in the module's namespace, the statements do what the whole
+module does (the agent's modules use no ``from __future__`` imports, which would apply per chunk).
 """
 
 import sys
@@ -20,12 +25,12 @@ class SourceFinder(object):
 
     def __init__(self, package, blob, index):
         self.blob = blob
-        self.paths = {}  # module name -> (path in the package, start, end in blob)
-        for path, start, end in index:
+        self.paths = {}  # module name -> (path in the package, start, end in blob, statement lines)
+        for path, start, end, statements in index:
             name = path[:-3].replace("/", ".")
             if name == "__init__" or name.endswith(".__init__"):
                 name = name[: -len("__init__")]
-            self.paths[(package + "." + name).rstrip(".")] = (path, start, end)
+            self.paths[(package + "." + name).rstrip(".")] = (path, start, end, statements)
 
     def find_spec(self, fullname, path=None, target=None):
         entry = self.paths.get(fullname)
@@ -42,11 +47,14 @@ class SourceFinder(object):
         return None
 
     def exec_module(self, module):
-        code = compile(self.get_source(module.__name__), module.__file__, "exec", dont_inherit=True)
-        exec(code, module.__dict__)
+        lines = self.get_source(module.__name__).splitlines(True)
+        bounds = self.paths[module.__name__][3] + (len(lines) + 1,)
+        for first, after in zip(bounds, bounds[1:]):
+            text = "\n" * (first - 1) + "".join(lines[first - 1 : after - 1])  # keeps line numbers
+            exec(compile(text, module.__file__, "exec", dont_inherit=True), module.__dict__)
 
     def get_source(self, fullname):
-        _, start, end = self.paths[fullname]
+        start, end = self.paths[fullname][1:3]
         return zlib.decompress(self.blob[start:end]).decode("utf-8")
 
     def is_package(self, fullname):

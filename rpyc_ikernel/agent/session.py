@@ -239,6 +239,7 @@ class Session(object):
         self.cell_id = None  # the kernel's id of the current or last cell
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
+        self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
     def get_ipython(self):
         """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
@@ -324,8 +325,11 @@ class Session(object):
     def _poll(self, wait, ack):
         if self._unacked is not None and ack != self._unacked[0]:
             return self._unacked[1]
+        self._polls += 1
+        mine = self._polls
+        self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
-        while self._reply is None and not self._input_waiting:
+        while self._reply is None and not self._input_waiting and self._polls == mine:
             now = time.monotonic()
             if self._output.events:
                 due = self._output.due_at()
@@ -337,10 +341,13 @@ class Session(object):
             if timeout <= 0:
                 break
             self._cond.wait(timeout)
+        running = self.cell is not None
+        if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
+            return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
         events = self._output.take()
         done = self._reply is not None
         self._seq += 1
-        message = {"events": events, "done": done, "seq": self._seq, "running": self.cell is not None}
+        message = {"events": events, "done": done, "seq": self._seq, "running": running}
         if done:
             message["reply"] = self._reply
             self._reply = None
