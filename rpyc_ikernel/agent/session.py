@@ -4,6 +4,10 @@ One Session per kernel, kept in SESSIONS by the kernel's id, so it outlives a dr
 the kernel can reattach. A cell (CellRun) runs on the main thread of our server (its executor) or in
 a thread of its own on a plain rpyc server; the kernel's run/poll calls take its output in batches
 and return JSON (wire.py describes the answer), which rpyc sends by value.
+
+Session and CellRun are assembled from small classes, one concern each. That also keeps a small
+board's memory low: boot.py compiles one top-level statement at a time, and the compiler's peak
+grows with the size of what it compiles.
 """
 
 import ast
@@ -100,15 +104,10 @@ def show_figures(skip=None):
 # --------------------------------------------------------------------------- one cell
 
 
-class CellRun(object):
-    """One cell's code and its progress; a job for the main-thread executor or a worker thread."""
+class Interruptible(object):
+    """How a running cell takes an interrupt: at once in user code, later inside the agent's waits."""
 
-    def __init__(self, session, code, filename, allow_stdin, silent):
-        self.session = session
-        self.code = code
-        self.filename = filename
-        self.allow_stdin = allow_stdin
-        self.silent = silent
+    def __init__(self):
         self.interruptible = False  # True only while user code runs
         self.interrupt_event = threading.Event()
         self.main_thread_mode = False
@@ -144,6 +143,18 @@ class CellRun(object):
         if self.interrupt_event.is_set():
             self.interrupt_event.clear()
             raise KeyboardInterrupt()
+
+
+class CellRun(Interruptible):
+    """One cell's code and its progress; a job for the main-thread executor or a worker thread."""
+
+    def __init__(self, session, code, filename, allow_stdin, silent):
+        Interruptible.__init__(self)
+        self.session = session
+        self.code = code
+        self.filename = filename
+        self.allow_stdin = allow_stdin
+        self.silent = silent
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -212,7 +223,136 @@ def clear_output(wait=False):
     return clear(wait)
 
 
-class Session(object):
+class SessionOutput(object):
+    """A session's output: written by its cell's thread (shielded from interrupts), batched for the kernel."""
+
+    def _own_cell(self):
+        """The running cell if the caller is its thread (then locked work must be shielded)."""
+        cell = self.cell
+        if cell is not None and cell.thread_ident == threading.get_ident():
+            return cell
+        return None
+
+    def write_stream(self, name, text, block):
+        if not text:
+            return
+        cell = self._own_cell()
+        if cell is None:
+            return self._write_stream(name, text, block)
+        with cell.shielded():
+            self._write_stream(name, text, block)
+
+    def _write_stream(self, name, text, block):
+        with self._cond:
+            if block:
+                while self._output.size > MAX_PENDING and self.cell is not None:
+                    self._cond.wait(0.1)
+            elif self._output.size > MAX_ORPHAN:
+                return
+            self._output.add_stream(name, text)
+
+    def emit(self, event):
+        """Queue an output event (wire.display_event, ...) for the kernel."""
+        cell = self._own_cell()
+        if cell is None:
+            with self._cond:
+                return self._output.add_event(event)
+        with cell.shielded(), self._cond:
+            self._output.add_event(event)
+
+
+class SessionInput(object):
+    """input() and getpass() in a session's cell, answered by the kernel's stdin channel."""
+
+    def request_input(self, prompt, password):
+        """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
+        cell = self.cell
+        if cell is None or not cell.allow_stdin:
+            what = "getpass()" if password else "input()"
+            raise StdinNotImplementedError(
+                "%s was called, but this frontend does not support input requests (allow_stdin is off)" % what
+            )
+        with cell.waiting_inside_agent(), self._cond:
+            self._input_answer = None
+            self._input_prompt = {"prompt": prompt, "password": password}
+            self._input_waiting = True
+            self._cond.notify_all()
+            try:
+                while self._input_answer is None:
+                    cell.check_interrupt()
+                    self._cond.wait(0.05)
+            finally:
+                self._input_waiting = False
+                self._input_prompt = None
+            answer = self._input_answer
+            self._input_answer = None
+        if answer.get("eof"):
+            raise EOFError("EOF when reading a line")
+        return answer.get("value", "")
+
+    def provide_input(self, value, eof=False):
+        with self._cond:
+            self._input_answer = {"value": value, "eof": eof}
+            self._cond.notify_all()
+
+
+class SessionInterrupt(object):
+    """Stopping a session's running cell, from the kernel's interrupt request."""
+
+    def interrupt(self, cell_id=None):
+        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
+
+        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
+
+        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
+        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
+        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
+        into the cell's thread (stops Python code; a blocking C call ends first).
+        """
+        cell = self.cell
+        if cell is None or (cell_id is not None and cell_id != self.cell_id):
+            return False
+        if cell.waiting or not cell.interruptible:
+            cell.interrupt_event.set()
+            with self._cond:
+                self._cond.notify_all()
+            return True
+        executor = sys.modules.get(wire.EXECUTOR_MODULE)
+        if cell.main_thread_mode and executor is not None:
+            if not executor.interrupt(cell):
+                cell.interrupt_event.set()
+        elif cell.thread_ident is not None:
+            _raise_in_thread(cell.thread_ident, KeyboardInterrupt)
+        return True
+
+
+class SessionQueries(object):
+    """The kernel's questions about a session's namespace: completion, inspection, user_expressions."""
+
+    def complete(self, code, cursor_pos):
+        from .completer import complete
+
+        return json.dumps(complete(self.namespace, code, cursor_pos))
+
+    def inspect(self, code, cursor_pos, detail_level=0):
+        from .oinspect import inspect_object
+
+        return json.dumps(inspect_object(self.namespace, code, cursor_pos, detail_level))
+
+    def evaluate(self, expressions):
+        """user_expressions of an execute_request: each evaluated in the namespace, as bundles."""
+        results = {}
+        for name, source in json.loads(expressions).items():
+            try:
+                data, metadata = format_bundle(eval(source, self.namespace))
+                results[name] = {"status": "ok", "data": data, "metadata": metadata}
+            except Exception:
+                exc_type, exc, tb = sys.exc_info()
+                results[name] = format_error(exc_type, exc, None)
+        return json.dumps(results)
+
+
+class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
     """One kernel's namespace and output queue on the board; outlives a dropped connection."""
 
     def __init__(self, session_id):
@@ -248,41 +388,6 @@ class Session(object):
 
             self._shell = BoardShell(self)
         return self._shell
-
-    # ------------------------------------------------------------ output from the cell
-    def _own_cell(self):
-        """The running cell if the caller is its thread (then locked work must be shielded)."""
-        cell = self.cell
-        if cell is not None and cell.thread_ident == threading.get_ident():
-            return cell
-        return None
-
-    def write_stream(self, name, text, block):
-        if not text:
-            return
-        cell = self._own_cell()
-        if cell is None:
-            return self._write_stream(name, text, block)
-        with cell.shielded():
-            self._write_stream(name, text, block)
-
-    def _write_stream(self, name, text, block):
-        with self._cond:
-            if block:
-                while self._output.size > MAX_PENDING and self.cell is not None:
-                    self._cond.wait(0.1)
-            elif self._output.size > MAX_ORPHAN:
-                return
-            self._output.add_stream(name, text)
-
-    def emit(self, event):
-        """Queue an output event (wire.display_event, ...) for the kernel."""
-        cell = self._own_cell()
-        if cell is None:
-            with self._cond:
-                return self._output.add_event(event)
-        with cell.shielded(), self._cond:
-            self._output.add_event(event)
 
     # ------------------------------------------------------------ the kernel's calls
     def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None):
@@ -366,87 +471,6 @@ class Session(object):
             self._reply = reply or {"status": "ok"}
             self._input_waiting = False
             self._cond.notify_all()
-
-    def interrupt(self, cell_id=None):
-        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
-
-        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
-
-        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
-        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
-        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
-        into the cell's thread (stops Python code; a blocking C call ends first).
-        """
-        cell = self.cell
-        if cell is None or (cell_id is not None and cell_id != self.cell_id):
-            return False
-        if cell.waiting or not cell.interruptible:
-            cell.interrupt_event.set()
-            with self._cond:
-                self._cond.notify_all()
-            return True
-        executor = sys.modules.get(wire.EXECUTOR_MODULE)
-        if cell.main_thread_mode and executor is not None:
-            if not executor.interrupt(cell):
-                cell.interrupt_event.set()
-        elif cell.thread_ident is not None:
-            _raise_in_thread(cell.thread_ident, KeyboardInterrupt)
-        return True
-
-    # ------------------------------------------------------------ input()
-    def request_input(self, prompt, password):
-        """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
-        cell = self.cell
-        if cell is None or not cell.allow_stdin:
-            what = "getpass()" if password else "input()"
-            raise StdinNotImplementedError(
-                "%s was called, but this frontend does not support input requests (allow_stdin is off)" % what
-            )
-        with cell.waiting_inside_agent(), self._cond:
-            self._input_answer = None
-            self._input_prompt = {"prompt": prompt, "password": password}
-            self._input_waiting = True
-            self._cond.notify_all()
-            try:
-                while self._input_answer is None:
-                    cell.check_interrupt()
-                    self._cond.wait(0.05)
-            finally:
-                self._input_waiting = False
-                self._input_prompt = None
-            answer = self._input_answer
-            self._input_answer = None
-        if answer.get("eof"):
-            raise EOFError("EOF when reading a line")
-        return answer.get("value", "")
-
-    def provide_input(self, value, eof=False):
-        with self._cond:
-            self._input_answer = {"value": value, "eof": eof}
-            self._cond.notify_all()
-
-    # ------------------------------------------------------------ completion and inspection
-    def complete(self, code, cursor_pos):
-        from .completer import complete
-
-        return json.dumps(complete(self.namespace, code, cursor_pos))
-
-    def inspect(self, code, cursor_pos, detail_level=0):
-        from .oinspect import inspect_object
-
-        return json.dumps(inspect_object(self.namespace, code, cursor_pos, detail_level))
-
-    def evaluate(self, expressions):
-        """user_expressions of an execute_request: each evaluated in the namespace, as bundles."""
-        results = {}
-        for name, source in json.loads(expressions).items():
-            try:
-                data, metadata = format_bundle(eval(source, self.namespace))
-                results[name] = {"status": "ok", "data": data, "metadata": metadata}
-            except Exception:
-                exc_type, exc, tb = sys.exc_info()
-                results[name] = format_error(exc_type, exc, None)
-        return json.dumps(results)
 
 
 def _raise_in_thread(thread_ident, exc_type):
