@@ -37,9 +37,7 @@ class SideLink:
     ) -> None:
         self.board = board
         self.tuned = False  # the board's end reads each frames request in one call
-        self.conn, attached = board.open_attached(session_id=session_id)
-        self.agent = attached.agent
-        self.methods = attached.methods  # the session's methods (wire.SESSION_METHODS), if attached
+        self.conn, self.attached = board.open_attached(session_id=session_id)
         try:
             if for_frames:
                 self.tuned = tune_for_frames(self.conn, self.agent)
@@ -52,6 +50,16 @@ class SideLink:
         except BaseException:
             close_connection(self.conn, dead=True)
             raise
+
+    @property
+    def agent(self):
+        """The agent package on the board (netref): agent.read_frames, agent.open_upload, ..."""
+        return self.attached.agent
+
+    @property
+    def methods(self) -> dict:
+        """The session's methods (wire.SESSION_METHODS), if a session_id was given."""
+        return self.attached.methods
 
     def prepare(self) -> None:
         """A subclass's own setup (e.g. fetching agent functions as netrefs), cleaned up like the rest."""

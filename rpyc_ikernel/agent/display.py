@@ -73,7 +73,7 @@ def clear_output(wait=False):
 
 
 class _DisplayObject(object):
-    """Base of HTML, Markdown, ...: data given directly or read from a file."""
+    """Base of HTML, Markdown, ...: data given directly or read from a file, shown as one mime type."""
 
     binary = False
 
@@ -87,6 +87,9 @@ class _DisplayObject(object):
         self.url = url
         self.metadata = metadata
 
+    def _data(self):
+        return self.data
+
     def __repr__(self):
         return "<IPython.core.display.%s object>" % type(self).__name__
 
@@ -96,28 +99,23 @@ def _looks_like_path(text):
 
 
 class HTML(_DisplayObject):
-    def _repr_html_(self):
-        return self.data
+    _repr_html_ = _DisplayObject._data
 
 
 class Markdown(_DisplayObject):
-    def _repr_markdown_(self):
-        return self.data
+    _repr_markdown_ = _DisplayObject._data
 
 
 class Latex(_DisplayObject):
-    def _repr_latex_(self):
-        return self.data
+    _repr_latex_ = _DisplayObject._data
 
 
 class SVG(_DisplayObject):
-    def _repr_svg_(self):
-        return self.data
+    _repr_svg_ = _DisplayObject._data
 
 
 class Javascript(_DisplayObject):
-    def _repr_javascript_(self):
-        return self.data
+    _repr_javascript_ = _DisplayObject._data
 
 
 class JSON(_DisplayObject):
@@ -126,8 +124,7 @@ class JSON(_DisplayObject):
         if isinstance(self.data, str) and filename is not None:
             self.data = json.loads(self.data)
 
-    def _repr_json_(self):
-        return self.data
+    _repr_json_ = _DisplayObject._data
 
 
 class Image(_DisplayObject):
