@@ -8,7 +8,6 @@ beside the main link in sidelink.py, the errors in errors.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -16,12 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import rpyc
 
-from . import compat
+from . import bootstrap, compat
 from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake
@@ -35,27 +33,6 @@ POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
 RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
-
-AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
-AGENT_VERSION = hashlib.sha256(AGENT_SOURCE.encode("utf-8")).hexdigest()[:16]
-AGENT_MODULE = "_rpyc_ikernel_agent"
-SESSION_METHODS = ("run", "poll", "interrupt", "provide_input", "complete", "inspect", "evaluate")
-
-_LOADER = """
-def _rpyc_ikernel_load(source, version):
-    import sys, types
-    module = sys.modules.get("_rpyc_ikernel_agent")
-    if module is not None and getattr(module, "AGENT_VERSION", None) == version:
-        return module
-    if source is None:
-        return None
-    module = types.ModuleType("_rpyc_ikernel_agent")
-    module.__file__ = "<rpyc_ikernel agent>"
-    exec(compile(source, module.__file__, "exec", dont_inherit=True), module.__dict__)
-    module.AGENT_VERSION = version
-    sys.modules["_rpyc_ikernel_agent"] = module
-    return module
-"""
 
 
 @dataclass
@@ -128,7 +105,6 @@ class BoardLink:
     """One open connection and the agent session reached through it."""
 
     conn: rpyc.Connection
-    session: object
     agent: object
     info: dict = field(default_factory=dict)
     # the session's methods as netrefs fetched once at connect: calling one is a single round trip
@@ -178,14 +154,8 @@ class Board:
             if self.connected:
                 return self._link
             self.close()
-            conn, agent, deadline = self._open_connection(deadline)
-            try:
-                remaining = max(0.5, deadline - time.monotonic())
-                session, methods = self._attach(conn, agent, remaining)
-                info = json.loads(call(conn, agent.board_info, timeout=remaining))
-            except Exception as exc:
-                close_connection(conn, dead=True)
-                raise self._not_rpyc(exc) from None
+            conn, attached, _ = self._open_attached(deadline, self.session_id)
+            info = attached.info
             if self._boot_id is not None:
                 if info.get("boot_id") == self._boot_id:
                     self._notices.append(Notice(f"reconnected to board {self.address}; variables kept"))
@@ -197,7 +167,7 @@ class Board:
                         )
                     )
             self._boot_id = info.get("boot_id")
-            self._link = BoardLink(conn=conn, session=session, agent=agent, info=info, methods=methods)
+            self._link = BoardLink(conn=conn, agent=attached.agent, info=info, methods=attached.methods)
             return self._link
 
     def take_notices(self) -> list[Notice]:
@@ -206,16 +176,26 @@ class Board:
         return notices
 
     def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
-        """A new connection to this board with the agent loaded: (conn, agent module netref).
+        """A new connection to this board with the agent loaded: (conn, agent package netref).
 
         The main link uses one; side jobs that must not wait behind a running cell (interrupt and
         completion, live images, file transfer) each get one through a SideLink (sidelink.py).
         """
-        conn, agent, _ = self._open_connection(deadline)
-        return conn, agent
+        conn, attached, _ = self._open_attached(deadline)
+        return conn, attached.agent
 
-    def _open_connection(self, limit: float | None) -> tuple[rpyc.Connection, object, float]:
-        """open_connection, and the connect's deadline (scaled by the measured round trip)."""
+    def open_attached(
+        self, deadline: float | None = None, session_id: str | None = None
+    ) -> tuple[rpyc.Connection, bootstrap.Attached]:
+        """A new connection with the agent loaded and session_id (if given) attached, in the fewest
+        round trips (see bootstrap.py)."""
+        conn, attached, _ = self._open_attached(deadline, session_id)
+        return conn, attached
+
+    def _open_attached(
+        self, limit: float | None, session_id: str | None = None
+    ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
+        """open_attached, and the connect's deadline (scaled by the measured round trip)."""
         shake = self._open_socket(limit)
         deadline = shake.deadline
         try:
@@ -229,12 +209,12 @@ class Board:
             shake.sock.close()
             raise self._not_rpyc(exc) from None
         try:
-            agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
+            attached = bootstrap.attach(conn, session_id, max(0.5, deadline - time.monotonic()))
         except Exception as exc:
             close_connection(conn, dead=True)
             raise self._not_rpyc(exc) from None
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
-        return conn, agent, deadline
+        return conn, attached, deadline
 
     def _open_socket(self, limit: float | None) -> Handshake:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
@@ -249,20 +229,13 @@ class Board:
         return result
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
-        reason = "no answer" if isinstance(exc, BoardConnectionLost) else f"{type(exc).__name__}: {exc}"
+        # rpyc's AsyncResultTimeout is the builtin TimeoutError: keep the handshake's own explanation
+        no_answer = isinstance(exc, BoardConnectionLost) or str(exc) == "result expired"
+        reason = "no answer" if no_answer else f"{type(exc).__name__}: {exc}"
         return BoardUnreachable(
             f"board {self.address} accepted the connection but did not answer as an rpyc_ikernel"
             f" or rpyc classic server ({reason}); check the host and port, or {self._hint()}"
         )
-
-    def _load_agent(self, conn: rpyc.Connection, timeout: float):
-        """Send the agent's source into the board process once; later connections reuse it."""
-        call(conn, conn.execute, _LOADER, timeout=timeout)
-        loader = call(conn, conn.namespace.get, "_rpyc_ikernel_load", timeout=timeout)
-        agent = call(conn, loader, None, AGENT_VERSION, timeout=timeout)  # loaded by an earlier connection?
-        if agent is None:
-            agent = call(conn, loader, AGENT_SOURCE, AGENT_VERSION, timeout=timeout)
-        return agent
 
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
@@ -277,11 +250,6 @@ class Board:
         if self.tunnel is not None:
             self.tunnel.close()
 
-    def _attach(self, conn: rpyc.Connection, agent, timeout: float) -> tuple[object, dict]:
-        """Our session on the board through this connection, and its methods as netrefs."""
-        session = call(conn, agent.attach, self.session_id, timeout=timeout)
-        return session, {name: getattr(session, name) for name in SESSION_METHODS}
-
     def _link_beside_cell(self) -> SideLink:
         """A second link to the same session, for requests made while a cell runs.
 
@@ -293,9 +261,7 @@ class Board:
             side = self._side
             if side is not None and not side.closed:
                 return side
-            self._side = SideLink(
-                self, attach=lambda conn, agent: self._attach(conn, agent, self.connect_timeout)
-            )
+            self._side = SideLink(self, session_id=self.session_id)
             return self._side
 
     def _introspection_link(self, beside_cell: bool) -> BoardLink | SideLink:
@@ -326,7 +292,7 @@ class Board:
     # ------------------------------------------------------------ cells
     def run_cell(
         self, code: str, filename: str, allow_stdin: bool = False, silent: bool = False
-    ) -> Iterator[list | InputRequest | Notice | CellOutcome]:
+    ) -> Iterator[dict | InputRequest | Notice | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome.
 
         A link that drops while the cell runs is re-established (the board keeps running the cell and

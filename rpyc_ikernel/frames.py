@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .agent import wire
 from .board import Board
 from .errors import BoardError
 from .link import CALL_TIMEOUT, PendingCall
@@ -30,9 +31,6 @@ from .sidelink import SideLink
 DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
 RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
 FIRST_FRAME_EXTRA_WAIT = 2.0  # display() waits for the first frame this long beyond connecting
-MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
-FRAME_SAME = "same"  # agent.FRAME_SAME
-FRAME_MESSAGE = "message"  # agent.FRAME_MESSAGE
 
 Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
 
@@ -44,7 +42,7 @@ def message_bundle(name: str, text: str) -> dict:
 
 def frame_bundle(name: str, kind: str, payload: bytes) -> dict:
     """The display content for a frame: the image itself, transcoded to PNG here when it must be."""
-    if kind not in MIME_TYPES:
+    if kind not in wire.IMAGE_MIME:
         try:
             kind, payload = transcode_to_png(payload)
         except Exception as exc:
@@ -52,7 +50,7 @@ def frame_bundle(name: str, kind: str, payload: bytes) -> dict:
             text = f"{name} holds {len(payload)} {what}; Pillow could not read them ({exc}); waiting"
             return message_bundle(name, text)
     return {
-        MIME_TYPES[kind]: base64.b64encode(payload).decode("ascii"),
+        wire.IMAGE_MIME[kind]: base64.b64encode(payload).decode("ascii"),
         "text/plain": f"<live image {name}: {kind.upper()}, {len(payload)} bytes>",
     }
 
@@ -248,14 +246,14 @@ class FramePump:
     def _note(self, stream: FrameStream, answer: tuple) -> None:
         """Record what the board answered before anything is published, so the next request is right."""
         digest, kind, _payload = answer
-        if kind != FRAME_SAME:
+        if kind != wire.FRAME_SAME:
             stream.digest = digest
 
     def _deliver(self, stream: FrameStream, answer: tuple) -> None:
         _digest, kind, payload = answer
-        if kind == FRAME_SAME:
+        if kind == wire.FRAME_SAME:
             return
-        if kind == FRAME_MESSAGE:
+        if kind == wire.FRAME_MESSAGE:
             content = message_bundle(stream.name, payload)
         else:
             content = frame_bundle(stream.name, kind, payload)

@@ -18,6 +18,7 @@ from ipykernel.ipkernel import IPythonKernel
 
 from . import __version__
 from .adb import adb_board, adb_requested
+from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
 from .errors import BoardError
@@ -276,7 +277,7 @@ class RPycKernel(IPythonKernel):
                 if isinstance(item, InputRequest):
                     self._answer_input(item)
                 elif isinstance(item, Notice):
-                    self._publish_event(["stream", "stderr", f"rpyc_ikernel: {item.text}\n"])
+                    self._publish_event(wire.stream_event("stderr", f"rpyc_ikernel: {item.text}\n"))
                 else:
                     self._publish_event(item)
         except BoardError as exc:
@@ -319,19 +320,10 @@ class RPycKernel(IPythonKernel):
             self._waiting_for_input = False
         self.board.answer_input(value)
 
-    def _publish_event(self, event: list) -> None:
-        kind = event[0]
-        if kind == "stream":
-            self.send_response(
-                self.iopub_socket, "stream", {"name": event[1], "text": event[2]}, ident=self._topic("stream")
-            )
-        elif kind in ("display", "update_display"):
-            msg_type = "update_display_data" if kind == "update_display" else "display_data"
-            self._publish_bundle(msg_type, event[1], event[2], event[3])
-        elif kind == "clear_output":
-            self.send_response(
-                self.iopub_socket, "clear_output", {"wait": event[1]}, ident=self._topic("clear_output")
-            )
+    def _publish_event(self, event: dict) -> None:
+        """An output event of the agent: already an iopub message type and content (see agent/wire.py)."""
+        msg_type = event["msg_type"]
+        self.send_response(self.iopub_socket, msg_type, event["content"], ident=self._topic(msg_type))
 
     def _publish_bundle(
         self, msg_type: str, data: dict, metadata: dict, transient: dict | None = None

@@ -10,22 +10,26 @@ import socket
 from collections.abc import Callable
 
 import rpyc
-from rpyc.core.service import MasterService, VoidService
+from rpyc.core.service import VoidService
 from rpyc.core.stream import SocketStream
 
+from .bootstrap import BoardConnection
 from .errors import BoardConnectionLost, describe_socket_error
 
 CALL_TIMEOUT = 8.0  # seconds any single request may take beyond its own wait
 
 
-class KernelSideService(MasterService, VoidService):
+class KernelSideService(VoidService):
     """The kernel's end of the link: drives the board's SlaveService and exposes nothing back.
 
-    A board running rpyc's full-duplex ClassicService asks its peer for modules on connect; it gets
-    None, so the board can never reach into the kernel's machine.
+    It asks the board for nothing on connect (rpyc's MasterService would: ~8 round trips); its
+    BoardConnection fetches the classic conveniences on first use. A board running rpyc's
+    full-duplex ClassicService asks its peer for modules on connect; it gets None, so the board can
+    never reach into the kernel's machine.
     """
 
     __slots__ = ()
+    _protocol = BoardConnection
 
     def exposed_getmodule(self, name):
         return None

@@ -31,7 +31,18 @@ if TYPE_CHECKING:
     from rpyc.utils.server import ThreadedServer
 
 DEFAULT_PORT = 18812
-DEFERRED_MODULES = ("ssl",)  # rpyc imports these at start-up; most boards never use them
+# rpyc imports these at start-up (bz2 and lzma come through argparse's shutil), most boards never use
+# them, and together they cost a board ~5 MB: ssl ~4 MB (OpenSSL), the rest ~1 MB. See DeferredModule.
+# Each maps to the C module it cannot work without: where that is missing, nothing is deferred, so
+# importing the module fails as usual (and shutil, say, knows bz2 is not there).
+DEFERRED_MODULES = {
+    "ssl": "_ssl",
+    "bz2": "_bz2",
+    "lzma": "_lzma",
+    "pickle": None,
+    "random": "_random",
+    "concurrent.futures": None,
+}
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
 
@@ -409,6 +420,7 @@ class DeferredModule(types.ModuleType):
     rpyc imports ``ssl`` when it starts, whether or not TLS is used, and that alone costs a board
     about 4 MB of resident memory (OpenSSL's libraries). With this stand-in in ``sys.modules``,
     ``import ssl`` still works everywhere (rpyc, user cells, urllib); the real module loads on first use.
+    A deferred package keeps its ``__path__``, so its submodules import as usual.
     """
 
     def __getattr__(self, name: str):
@@ -422,10 +434,20 @@ class DeferredModule(types.ModuleType):
 
 
 def defer_imports(names=DEFERRED_MODULES) -> None:
-    """Put a DeferredModule in sys.modules for each module not imported yet."""
+    """Put a DeferredModule in sys.modules for each module not imported yet that this Python has."""
+    from importlib.util import find_spec
+
     for name in names:
-        if name not in sys.modules:
-            sys.modules[name] = DeferredModule(name)
+        needs = names[name] if isinstance(names, dict) else None
+        if name in sys.modules or (needs is not None and find_spec(needs) is None):
+            continue
+        spec = find_spec(name)
+        if spec is None:
+            continue
+        stand_in = DeferredModule(name)
+        if spec.submodule_search_locations is not None:
+            stand_in.__path__ = spec.submodule_search_locations
+        sys.modules[name] = stand_in
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -470,6 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ascii_host(host: str):
+    """The host as bytes when it is ASCII: socket resolves a str host with the idna codec, which
+    imports unicodedata (~0.2 MB a board would carry for nothing)."""
+    try:
+        return host.encode("ascii")
+    except UnicodeEncodeError:
+        return host
+
+
 def make_server(host: str, port: int, authenticator: BoardAuthenticator | None = None) -> ThreadedServer:
     """A classic rpyc server bound to host:port (port 0 picks a free port)."""
     from rpyc.core.service import SlaveService
@@ -477,7 +508,7 @@ def make_server(host: str, port: int, authenticator: BoardAuthenticator | None =
 
     return ThreadedServer(
         SlaveService,
-        hostname=host,
+        hostname=_ascii_host(host),
         port=port,
         reuse_addr=True,
         authenticator=authenticator,
@@ -519,12 +550,12 @@ def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
 
 
 def main(argv: list | None = None) -> int:
+    defer_imports()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
     )
-    defer_imports()
     try:
         authenticator = build_authenticator(args)
     except OSError as exc:  # ssl.SSLError is an OSError

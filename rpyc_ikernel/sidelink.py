@@ -7,7 +7,6 @@ completion, a batch of live-image frames or a file chunk sent through it is answ
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import rpyc
@@ -18,16 +17,14 @@ from .link import close_connection, tune_for_bulk, tune_for_frames
 if TYPE_CHECKING:
     from .board import Board
 
-Attach = Callable[[rpyc.Connection, object], "tuple[object, dict]"]  # (conn, agent) -> (session, methods)
-
 
 class SideLink:
     """A connection of its own to `board`, with the agent loaded, tuned for its job.
 
     compress=None keeps rpyc's defaults (small requests: interrupt, completion); True/False sets
     compression at both ends and turns off Nagle on the board (file transfer); for_frames tunes it
-    for live images (uncompressed, one read per request). attach, given (conn, agent), returns the
-    kernel's agent session and its methods, for requests made to that session. A setup that fails
+    for live images (uncompressed, one read per request). With session_id, the kernel's agent
+    session is attached in the same round trip, and its methods are in `methods`. A setup that fails
     (this, or a subclass's prepare()) closes the connection; nothing is left open.
     """
 
@@ -36,20 +33,16 @@ class SideLink:
         board: Board,
         compress: bool | None = None,
         for_frames: bool = False,
-        attach: Attach | None = None,
+        session_id: str | None = None,
     ) -> None:
         self.board = board
-        self.session: object = None
-        self.methods: dict = {}
         self.tuned = False  # the board's end reads each frames request in one call
-        self.conn, self.agent = board.open_connection()
+        self.conn, self.attached = board.open_attached(session_id=session_id)
         try:
             if for_frames:
                 self.tuned = tune_for_frames(self.conn, self.agent)
             elif compress is not None:
                 tune_for_bulk(self.conn, self.agent, compress)
-            if attach is not None:
-                self.session, self.methods = attach(self.conn, self.agent)
             self.prepare()
         except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:  # a plain netref look-up failed
             close_connection(self.conn, dead=True)
@@ -57,6 +50,16 @@ class SideLink:
         except BaseException:
             close_connection(self.conn, dead=True)
             raise
+
+    @property
+    def agent(self):
+        """The agent package on the board (netref): agent.read_frames, agent.open_upload, ..."""
+        return self.attached.agent
+
+    @property
+    def methods(self) -> dict:
+        """The session's methods (wire.SESSION_METHODS), if a session_id was given."""
+        return self.attached.methods
 
     def prepare(self) -> None:
         """A subclass's own setup (e.g. fetching agent functions as netrefs), cleaned up like the rest."""

@@ -1,4 +1,7 @@
-"""A TCP proxy on 127.0.0.1 that tests control: drop every connection, or swallow traffic like a dead host."""
+"""A TCP proxy on 127.0.0.1 that tests control: drop every connection, or swallow traffic like a dead host.
+
+It also logs which way each chunk of bytes went, per connection, so tests can count round trips.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ class Proxy:
         self.sent_by_client = bytearray()
         self.blackhole = False  # True: accept and read, forward nothing (a host that vanished)
         self.connections = 0
+        self.directions: list[list[str]] = []  # per connection, in order: "kernel" / "board" per chunk
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -39,10 +43,12 @@ class Proxy:
                 continue
             with self._lock:
                 self._pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+                log: list[str] = []
+                self.directions.append(log)
+            threading.Thread(target=self._pump, args=(client, upstream, True, log), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False, log), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool, log: list) -> None:
         try:
             while True:
                 data = source.recv(65536)
@@ -52,6 +58,7 @@ class Proxy:
                     continue
                 if from_client:
                     self.sent_by_client += data
+                log.append("kernel" if from_client else "board")  # logged before it is passed on
                 sink.sendall(data)
         except OSError:
             pass

@@ -1,6 +1,10 @@
-"""The board server stays light: ssl loads only when something uses it, and then works as usual."""
+"""The board server stays light: ssl loads only when something uses it, and then works as usual;
+the agent adds little memory and loads only its core at connect."""
 
 from __future__ import annotations
+
+import ast
+import time
 
 import pytest
 from helpers import KernelSession, start_board
@@ -31,3 +35,46 @@ def test_ssl_loads_only_when_a_cell_uses_it(fresh_kernel):
     assert cell.status == "ok", cell.error
     assert cell.stream() == "True OpenSSL\n"
     assert cell.result == {"text/plain": "'module'"}
+
+
+AGENT_MEMORY_LIMIT = 3 * 2**20  # bytes; the agent and the connection add ~1 MiB today (make bench)
+CORE = ["", ".boot", ".formatters", ".iostream", ".session", ".shim", ".wire"]  # loaded at connect
+# stdlib modules that cost a board megabytes, which the agent imports only in what needs them
+HEAVY = ("hashlib", "subprocess", "tempfile", "uuid", "platform", "pprint", "rlcompleter", "ctypes")
+LOADED = (
+    "import sys\n"
+    "name = '_rpyc_ikernel_agent'\n"
+    "agent = sorted(m[len(name) :] for m in sys.modules if m.startswith(name))\n"
+    f"heavy = sorted(m for m in sys.modules if m.partition('.')[0] in {HEAVY!r})\n"
+    "agent, heavy"
+)
+
+
+def resident(pid: int) -> int:
+    """VmRSS of a process in bytes (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_the_agent_adds_little_to_a_fresh_board_server(kernelspec_prefix):
+    board = start_board()
+    try:
+        time.sleep(0.5)  # let the server finish starting
+        before = resident(board.process.pid)
+        session = KernelSession.start(board_port=board.port)
+        try:
+            cell = session.run(LOADED)
+            assert cell.status == "ok", cell.error
+            time.sleep(0.5)
+            added = resident(board.process.pid) - before
+        finally:
+            session.stop()
+    finally:
+        board.stop()
+    agent, heavy = ast.literal_eval(cell.result["text/plain"])
+    assert agent == CORE  # the rest of the agent loads on first use
+    assert heavy == []
+    assert added <= AGENT_MEMORY_LIMIT, f"the agent added {added / 2**20:.1f} MiB to the board server"

@@ -11,7 +11,7 @@ import pytest
 from helpers import KernelSession, start_board
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rpyc_ikernel"
-BOARD_FILES = ["agent.py", "server.py"]
+BOARD_FILES = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "agent").rglob("*.py")) + ["server.py"]
 
 
 def _optional_imports(tree: ast.AST) -> set[int]:
@@ -67,3 +67,12 @@ def test_server_file_runs_alone_when_copied_to_a_board(tmp_path, kernelspec_pref
     finally:
         session.stop()
         server.stop()
+
+
+def test_server_and_agent_agree_on_the_executor_name():
+    """server.py stands alone on a board, so it cannot import the agent's wire.py: the one name they
+    share is written in both, and must not drift."""
+    from rpyc_ikernel import server
+    from rpyc_ikernel.agent import wire
+
+    assert server.EXECUTOR_MODULE == wire.EXECUTOR_MODULE

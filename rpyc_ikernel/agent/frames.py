@@ -1,0 +1,273 @@
+"""Live images: the board's end of the kernel's self.display("name").
+
+One request (read_frames) answers for every variable shown, with the encoded bytes only of frames
+that changed. Loaded on the first frame request.
+"""
+
+import io
+import socket
+import sys
+import threading
+import time
+
+from . import wire
+from .iostream import process_state
+from .session import SESSIONS
+
+IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+)
+BROWSER_FORMATS = tuple(wire.IMAGE_MIME)  # what a notebook shows as is
+_MISSING = object()
+JPEG_QUALITY = 85
+_PILLOW = []  # [PIL.Image module or None], looked up once per agent version
+# While frames are requested, a cell that never sleeps must hand the GIL to the serving thread
+# sooner than Python's default 5 ms: every blocking socket call of that thread waits one interval
+# to get the GIL back. 1 ms: ~5x the frames from a busy cell, for a few percent of its speed.
+FRAME_SWITCH_INTERVAL = 0.001
+SWITCH_RESTORE_AFTER = 1.0  # seconds without a frame request before the interval is put back
+
+
+def sniff_image_format(data):
+    """'jpeg', 'png', 'gif' or 'bmp' from the first bytes; '' when none of them."""
+    head = bytes(data[:8])
+    for magic, name in IMAGE_SIGNATURES:
+        if head.startswith(magic):
+            return name
+    return ""
+
+
+def _pillow():
+    """PIL.Image if Pillow is installed on the board, else None (checked once: imports touch disk)."""
+    if not _PILLOW:
+        try:
+            from PIL import Image
+        except ImportError:
+            Image = None
+        _PILLOW.append(Image)
+    return _PILLOW[0]
+
+
+def _is_pil_image(value):
+    return type(value).__module__.startswith("PIL.") and hasattr(value, "tobytes") and hasattr(value, "save")
+
+
+def encode_pil_image(image):
+    """(format, bytes): JPEG for RGB/L images (fast to encode on a weak board, small), else PNG."""
+    out = io.BytesIO()
+    if image.mode in ("RGB", "L"):
+        image.save(out, "JPEG", quality=JPEG_QUALITY)
+        return "jpeg", out.getvalue()
+    if image.mode not in ("RGBA", "LA", "P", "1", "I;16", "I"):
+        image = image.convert("RGBA")
+    image.save(out, "PNG")
+    return "png", out.getvalue()
+
+
+def _frame_bytes(value):
+    """The encoded bytes a bytes-like value holds, or None for any other kind of value."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, io.BytesIO):
+        return value.getvalue()  # CPython shares the buffer: no copy, and hash() stays cached
+    return None
+
+
+def _wrong_type_message(name, value):
+    kind = type(value).__name__
+    hint = ""
+    if kind == "ndarray":
+        hint = "; encode it first, e.g. cv2.imencode('.jpg', frame)[1].tobytes()"
+    return (
+        "%s holds a %s, not an image: store JPEG/PNG/GIF/BMP bytes (bytes, bytearray, BytesIO,"
+        " memoryview) or a PIL image in it%s; waiting" % (name, kind, hint)
+    )
+
+
+def _transcode(name, data, kind):
+    """BMP and other formats become JPEG/PNG here if Pillow is on the board, else the kernel does it."""
+    image_module = _pillow()
+    if image_module is None:
+        return kind or "unknown", data
+    try:
+        image = image_module.open(io.BytesIO(data))
+        image.load()
+    except Exception:
+        return wire.FRAME_MESSAGE, (
+            "%s holds %d bytes that are not JPEG, PNG, GIF or BMP, nor any image Pillow can read;"
+            " waiting" % (name, len(data))
+        )
+    return encode_pil_image(image)
+
+
+def _encoded_frame(name, data):
+    """(kind, payload) for encoded bytes: sent as they are when a notebook can show them."""
+    if not data:
+        return wire.FRAME_MESSAGE, "%s is empty (0 bytes); waiting for a frame" % name
+    kind = sniff_image_format(data)
+    if kind in BROWSER_FORMATS:
+        return kind, data
+    return _transcode(name, data, kind)
+
+
+def _describe_frame(namespace, name):
+    """(digest, a function making (kind, payload)): the digest is cheap, the frame is made if needed.
+
+    The digest of bytes is hash(): bytes objects cache it, so an unchanged frame costs no hashing,
+    and hash() never releases the GIL (hashlib and zlib.crc32 do on large data, and getting the GIL
+    back costs a whole switch interval while a busy cell holds it).
+    """
+    value = namespace.get(name, _MISSING)
+    if value is _MISSING:
+        text = "%s is not defined on the board yet; waiting for it" % name
+        return "missing", lambda: (wire.FRAME_MESSAGE, text)
+    data = _frame_bytes(value)
+    if data is not None:
+        return "b%d:%x" % (len(data), hash(data)), lambda: _encoded_frame(name, data)
+    if _is_pil_image(value):
+        digest = "p%s:%s:%x" % (value.mode, value.size, hash(value.tobytes()))
+        return digest, lambda: encode_pil_image(value)
+    return "type:" + type(value).__name__, lambda: (wire.FRAME_MESSAGE, _wrong_type_message(name, value))
+
+
+def read_frame(namespace, name, last_digest):
+    """(digest, kind, payload) of one board variable; kind wire.FRAME_SAME when it did not change."""
+    try:
+        digest, make = _describe_frame(namespace, name)
+        if digest == last_digest:
+            return digest, wire.FRAME_SAME, b""
+        kind, payload = make()
+    except Exception as exc:
+        text = "reading %s failed: %s: %s; waiting" % (name, type(exc).__name__, exc)
+        digest = "error:" + text
+        if digest == last_digest:
+            return digest, wire.FRAME_SAME, b""
+        return digest, wire.FRAME_MESSAGE, text
+    return digest, kind, payload
+
+
+def _streaming_now():
+    """Shorten the GIL switch interval while frames are requested (restored once they stop)."""
+    state = process_state()
+    state.last_frame_request = time.monotonic()
+    if getattr(state, "saved_switch_interval", None) is not None:
+        return
+    with state.__dict__.setdefault("frames_lock", threading.Lock()):
+        if getattr(state, "saved_switch_interval", None) is not None:
+            return
+        current = sys.getswitchinterval()
+        if current <= FRAME_SWITCH_INTERVAL:
+            return  # the board's own, shorter setting stays as it is
+        state.saved_switch_interval = current
+        sys.setswitchinterval(FRAME_SWITCH_INTERVAL)
+    threading.Thread(target=_restore_switch_interval, name="rpyc_ikernel frames", daemon=True).start()
+
+
+def _restore_switch_interval():
+    state = process_state()
+    while time.monotonic() - state.last_frame_request < SWITCH_RESTORE_AFTER:
+        state.original_sleep(SWITCH_RESTORE_AFTER / 4)
+    with state.frames_lock:
+        if sys.getswitchinterval() == FRAME_SWITCH_INTERVAL:  # unless someone set another since
+            sys.setswitchinterval(state.saved_switch_interval)
+        state.saved_switch_interval = None
+
+
+class OneCallSocketStream(object):
+    """The board's end of a frames connection: one recv per request and one send per answer.
+
+    Stands in for rpyc's SocketStream, which polls, then reads a request's header and its body with
+    separate calls. Each blocking call lets a busy cell take the GIL, and getting it back costs a
+    whole switch interval: this stream halves those waits. Data a recv brings beyond the current
+    request stays buffered, so poll() answers from the buffer first.
+    """
+
+    MAX_IO_CHUNK = 1 << 26  # rpyc's Channel then writes header, frame and flusher in one send
+
+    def __init__(self, stream):
+        self.stream = stream  # rpyc's SocketStream: closing and fileno stay its business
+        self.sock = stream.sock
+        self.buffer = bytearray()
+
+    @property
+    def closed(self):
+        return self.stream.closed
+
+    def close(self):
+        self.stream.close()
+
+    def fileno(self):
+        return self.stream.fileno()
+
+    def poll(self, timeout):
+        if self.buffer:
+            return True
+        left = timeout.timeleft() if hasattr(timeout, "timeleft") else timeout
+        if left is None:  # serving for good: wait for the next request inside recv itself
+            self._fill()
+            return True
+        return self.stream.poll(timeout)
+
+    def read(self, count):
+        while len(self.buffer) < count:
+            self._fill()
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return data
+
+    def write(self, data):
+        try:
+            self.sock.sendall(data)
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise EOFError(exc)
+
+    def _fill(self):
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 18)
+            except socket.timeout:
+                continue
+            except (OSError, ValueError) as exc:
+                self.close()
+                raise EOFError(exc)
+            break
+        if not chunk:
+            self.close()
+            raise EOFError("connection closed by peer")
+        self.buffer += chunk
+
+
+def prepare_frame_connection(conn):
+    """Tune the board's end of a frames connection: no compression, and one call per request.
+
+    conn is this side's rpyc Connection (the kernel passes ``conn.root.getconn()``). Returns what
+    was done, for the kernel's log.
+    """
+    channel = conn._channel
+    channel.compress = False  # JPEG/PNG do not compress; zlib would only cost board time
+    stream = channel.stream
+    if type(stream).__name__ != "SocketStream" or type(getattr(stream, "sock", None)) is not socket.socket:
+        return "uncompressed"  # TLS (an SSLSocket), tunnels, pipes: rpyc's own stream stays
+    channel.stream = OneCallSocketStream(stream)
+    return "uncompressed, one call per request"
+
+
+def read_frames(session_id, wanted):
+    """The frames of several board variables in one round trip, only those that changed.
+
+    wanted is ((name, digest the kernel shows), ...); the answer holds one (digest, kind, payload)
+    per name: kind wire.FRAME_SAME (payload b""), 'jpeg'/'png'/'gif' (the encoded bytes, sent as they
+    are), 'bmp'/'unknown' (bytes for the kernel to transcode: no Pillow here), or wire.FRAME_MESSAGE
+    (payload: one line saying why there is no frame). Only str/bytes/tuples: they cross by value.
+    """
+    _streaming_now()
+    session = SESSIONS.get(session_id)
+    namespace = session.namespace if session is not None else {}
+    return tuple(read_frame(namespace, name, digest) for name, digest in wanted)
