@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import importlib
 import logging
 import os
@@ -22,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import types
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs a board memory
@@ -184,6 +186,191 @@ def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None
     return context
 
 
+# ----------------------------------------------------------------------------- accepting connections
+# rpyc's accept loop ends for good on any accept() error but EINTR/EAGAIN: out of file descriptors
+# (EMFILE), the server would stay alive and never accept again. It also lets any number of peers sit
+# in the token handshake, and a peer that resets at once prints a traceback. ConnectionGuard fixes
+# the three in a ThreadedServer subclass (see make_server).
+
+HANDSHAKE_LIMIT = 32  # connections still in the handshake (TLS, token), from all peers together
+HANDSHAKE_LIMIT_PER_PEER = 8  # ... from one address, so one noisy host cannot take every slot
+ACCEPT_BACKOFF = (0.05, 1.0)  # out of descriptors: first and longest wait before accepting again
+EVENT_WINDOW = 10.0  # seconds: a connection problem is logged once, repeats as one count per window
+_OUT_OF_DESCRIPTORS = tuple(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM") if hasattr(errno, name)
+)
+# accept(2) on Linux: a connection that died in the queue surfaces as one of these; accept again
+_ACCEPT_AGAIN = tuple(
+    getattr(errno, name)
+    for name in ("EINTR", "EAGAIN", "EWOULDBLOCK", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT",
+                 "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EPERM")
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+class EventLog:
+    """Logs a kind of connection problem once, then at most one count of its repeats per window.
+
+    A flood of bad connections costs a few log lines (first one, then "N more in the last 10 s"),
+    never one line (or traceback) per connection.
+    """
+
+    def __init__(self, logger: logging.Logger, window: float = EVENT_WINDOW) -> None:
+        self.logger = logger
+        self.window = window
+        self._lock = threading.Lock()
+        self._kinds: dict = {}  # kind -> [window start, repeats since then, last detail]
+
+    def event(self, kind: str, detail: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._flush(now)
+            entry = self._kinds.get(kind)
+            if entry is not None:
+                entry[1] += 1
+                entry[2] = detail
+                return
+            self._kinds[kind] = [now, 0, detail]
+        self.logger.warning("%s: %s", kind, detail)
+
+    def flush(self) -> None:
+        """Log the counts of windows that have ended (the accept loop calls this twice a second)."""
+        with self._lock:
+            self._flush(time.monotonic())
+
+    def _flush(self, now: float) -> None:
+        for kind, (started, repeats, detail) in list(self._kinds.items()):
+            if now - started < self.window:
+                continue
+            if repeats:
+                self.logger.warning(
+                    "%s: %d more in the last %.0f s (last: %s)", kind, repeats, now - started, detail
+                )
+                self._kinds[kind] = [now, 0, detail]
+            else:
+                del self._kinds[kind]  # a quiet window: the next one is logged at once again
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+
+
+class ConnectionGuard:
+    """Mixed into rpyc's ThreadedServer: survives running out of descriptors, caps handshakes, logs briefly.
+
+    - accept() failing with EMFILE/ENFILE waits (ACCEPT_BACKOFF, doubling) and accepts again; the
+      connections waiting meanwhile stay queued in the kernel and are served once descriptors free up.
+    - at most HANDSHAKE_LIMIT connections (HANDSHAKE_LIMIT_PER_PEER per address) may be in the
+      handshake at once; one more is closed as soon as it is accepted, before any thread is started.
+    - failed handshakes, dropped connections and peers that vanish are logged through EventLog.
+    """
+
+    handshake_limit = HANDSHAKE_LIMIT
+    handshake_limit_per_peer = HANDSHAKE_LIMIT_PER_PEER
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.events = EventLog(self.logger)
+        self._handshaking: dict = {}  # socket -> peer address, while its handshake runs
+        self._handshake_lock = threading.Lock()
+        self._inner_authenticator = self.authenticator
+        self.authenticator = self._authenticate  # rpyc calls it in the connection's thread
+
+    def accept(self) -> None:
+        """Accept one connection and start its thread; replaces rpyc's, which gives up on EMFILE."""
+        backoff = ACCEPT_BACKOFF[0]
+        while self.active:
+            try:
+                sock, address = self.listener.accept()
+                break
+            except socket.timeout:
+                self.events.flush()
+            except OSError as exc:
+                if not self.active:
+                    return
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self.events.event(
+                        "out of file descriptors",
+                        "cannot accept connections (%s); retrying, %d in the handshake"
+                        % (exc.strerror, len(self._handshaking)),
+                    )
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, ACCEPT_BACKOFF[1])
+                elif exc.errno not in _ACCEPT_AGAIN:
+                    raise EOFError("listener failed: %s" % _describe(exc)) from None
+        else:
+            return
+        sock.setblocking(True)
+        self.clients.add(sock)
+        self._accept_method(sock, address[0] if isinstance(address, tuple) else str(address))
+
+    def _accept_method(self, sock: socket.socket, peer: str = "?") -> None:
+        refused = self._take_handshake_slot(sock, peer)
+        if refused:
+            self.events.event("connection dropped", "%s: %s" % (peer, refused))
+            self._discard(sock)
+            return
+        try:
+            threading.Thread(
+                target=self._serve_guarded, args=(sock, peer), name="rpyc client", daemon=True
+            ).start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or of threads
+            self.events.event("connection dropped", "%s: %s" % (peer, exc))
+            self._discard(sock)
+
+    def _take_handshake_slot(self, sock: socket.socket, peer: str) -> str | None:
+        """Reserve a handshake slot for sock; the reason it gets none, if it does not."""
+        with self._handshake_lock:
+            if len(self._handshaking) >= self.handshake_limit:
+                return "%d connections are in the handshake already" % len(self._handshaking)
+            from_peer = sum(1 for each in self._handshaking.values() if each == peer)
+            if from_peer >= self.handshake_limit_per_peer:
+                return "%d connections from this address are in the handshake already" % from_peer
+            self._handshaking[sock] = peer
+        return None
+
+    def _end_handshake(self, sock: socket.socket) -> None:
+        with self._handshake_lock:
+            self._handshaking.pop(sock, None)
+
+    def _authenticate(self, sock: socket.socket):
+        """The real authenticator, with its outcome logged and the handshake slot given back."""
+        try:
+            if self._inner_authenticator is None:
+                return sock, None
+            return self._inner_authenticator(sock)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__  # an AuthenticationError says what failed
+            self.events.event("handshake failed", "%s: %s" % (self._handshaking.get(sock, "?"), reason))
+            raise
+        finally:
+            self._end_handshake(sock)
+
+    def _serve_guarded(self, sock: socket.socket, peer: str) -> None:
+        """The connection's thread: rpyc's handshake and serving, with any failure as one logged event."""
+        try:
+            self._authenticate_and_serve_client(sock)
+        except Exception as exc:  # e.g. the peer reset before rpyc asked for its address
+            self.events.event("connection failed", "%s: %s" % (peer, _describe(exc)))
+        finally:
+            self._end_handshake(sock)
+            self._discard(sock)
+
+    def _serve_client(self, sock: socket.socket, credentials) -> None:
+        try:
+            super()._serve_client(sock, credentials)
+        except Exception as exc:  # rpyc would log it with a traceback, for a peer that just went away
+            self.events.event("connection ended", _describe(exc))
+
+    def _discard(self, sock: socket.socket) -> None:
+        self.clients.discard(sock)
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
 class MainThreadExecutor:
     """Runs submitted cells one at a time on the main thread; interrupts them with a signal."""
 
@@ -319,7 +506,10 @@ def make_server(host: str, port: int, authenticator: BoardAuthenticator | None =
     from rpyc.core.service import SlaveService
     from rpyc.utils.server import ThreadedServer
 
-    return ThreadedServer(
+    class BoardServer(ConnectionGuard, ThreadedServer):
+        """rpyc's ThreadedServer with the ConnectionGuard (rpyc is imported only here, see defer_imports)."""
+
+    return BoardServer(
         SlaveService,
         hostname=host,
         port=port,
