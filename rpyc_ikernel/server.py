@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -57,25 +58,108 @@ def default_token_path() -> str:
     return os.path.join(config, "rpyc_ikernel", "token")
 
 
+MIN_TOKEN_LENGTH = 16  # characters; the tokens made here have 32 (24 random bytes)
+_WARNED_TOKEN_FILES: set = set()
+
+
+class TokenError(Exception):
+    """A token or token file the server will not use; the message is one line saying what to do."""
+
+
+def new_token() -> str:
+    return base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
+
+
+def check_token(token: str, source: str) -> str:
+    """The token, or TokenError when it is too short to resist guessing."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise TokenError(
+            "the token %s has %d characters; use at least %d (a random one: delete the token file and"
+            " restart the server to get one)" % (source, len(token), MIN_TOKEN_LENGTH)
+        )
+    return token
+
+
+def exposure(stats: os.stat_result) -> str | None:
+    """Who besides the owner can read or change a file with these stats ("readable by others"), if anyone."""
+    if os.name == "nt":  # no POSIX permission bits
+        return None
+    mode = stat.S_IMODE(stats.st_mode)
+    what = [word for bits, word in ((0o044, "readable"), (0o022, "writable")) if mode & bits]
+    if not what:
+        return None
+    return "%s by others (mode %04o)" % (" and ".join(what), mode)
+
+
 def read_token_file(path: str) -> str | None:
+    """The token in a kernel's local token file; warns once (stderr, so in the cell) if others can read it."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
+            token = handle.read().strip() or None
+            stats = os.fstat(handle.fileno())
+    except (OSError, UnicodeError):
         return None
+    exposed = exposure(stats) if token else None
+    if exposed and path not in _WARNED_TOKEN_FILES:
+        _WARNED_TOKEN_FILES.add(path)
+        print(
+            "rpyc_ikernel: warning: the token file %s is %s: whoever reads it can run code on boards that"
+            " use this token; run chmod 600 %s" % (path, exposed, path),
+            file=sys.stderr,
+            flush=True,
+        )
+    return token
 
 
 def load_or_create_token(path: str) -> tuple:
-    """(token, created): the stored token, or a new random one written with mode 0600."""
-    token = read_token_file(path)
+    """(token, created): the token stored at path, or a new random one written there with mode 0600.
+
+    An empty (or blank) file gets a new token in a new 0600 file. A token file others can read or
+    change, or one with a short token, is refused (TokenError): the server never uses a token that
+    may be known elsewhere without the owner deciding so.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+            stats = os.fstat(handle.fileno())
+    except FileNotFoundError:
+        token = ""
+    except (OSError, UnicodeError) as exc:
+        raise TokenError("cannot read the token file %s: %s" % (path, getattr(exc, "strerror", None) or exc))
     if token:
-        return token, False
-    token = base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
+        exposed = exposure(stats)
+        if exposed:
+            raise TokenError(
+                "the token file %s is %s, so others may know the token: run chmod 600 %s to keep it,"
+                " or delete the file to get a new one" % (path, exposed, path)
+            )
+        return check_token(token, "stored in %s" % path), False
+    token = new_token()
+    write_private_file(path, token + "\n")
     return token, True
+
+
+def write_private_file(path: str, text: str) -> None:
+    """Write a new file only its owner can read (0600), replacing whatever was at path in one step."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        temporary = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(handle.fileno(), 0o600)  # exactly 0600, whatever the umask
+                handle.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+            raise
+    except OSError as exc:
+        raise TokenError("cannot write the token file %s: %s" % (path, exc.strerror or exc))
 
 
 def _sha256_class():
@@ -459,6 +543,22 @@ def defer_imports(names=DEFERRED_MODULES) -> None:
             sys.modules[name] = DeferredModule(name)
 
 
+DEFAULT_HOST = "127.0.0.1"  # this machine only; a board on the network is started with --host 0.0.0.0
+
+
+def port_argument(text: str) -> int:
+    """--port: a TCP port number, 0 for a free one."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            "%r is not a port: give a number from 1 to 65535 (0: any free one)" % text
+        )
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.server",
@@ -466,20 +566,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default="0.0.0.0",
-        help="address to listen on (default 0.0.0.0: every interface; 127.0.0.1 for this machine only)",
+        default=DEFAULT_HOST,
+        help="address to listen on (default %s: this machine only; 0.0.0.0 for every network interface,"
+        " or one interface's address)" % DEFAULT_HOST,
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_argument,
         default=DEFAULT_PORT,
         help="TCP port (default %d; 0 picks a free one)" % DEFAULT_PORT,
     )
     auth = parser.add_argument_group("authentication and TLS")
     auth.add_argument(
         "--token",
-        help="the token kernels must prove they know (default: $RPYC_IKERNEL_TOKEN, else the token file,"
-        " created with a random token at first start)",
+        metavar="-",
+        help="read the token kernels must prove they know from stdin (a token on the command line would"
+        " show in ps). Default: $RPYC_IKERNEL_TOKEN, else the token file, created with a random token at"
+        " first start. Tokens have at least %d characters" % MIN_TOKEN_LENGTH,
     )
     auth.add_argument("--token-file", help="where the token is stored (default %s)" % default_token_path())
     auth.add_argument(
@@ -533,11 +636,17 @@ def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
             flush=True,
         )
         return BoardAuthenticator(None, tls)
-    token = args.token or os.environ.get("RPYC_IKERNEL_TOKEN")
-    if token:
-        print(
-            "rpyc_ikernel server: kernels must give the token set with --token/RPYC_IKERNEL_TOKEN", flush=True
-        )
+    if args.token is not None:
+        if args.token != "-":
+            raise TokenError(
+                "--token VALUE would show the token to every user of this machine (ps); use --token -"
+                " (reads it from stdin), RPYC_IKERNEL_TOKEN or --token-file"
+            )
+        token = check_token(_read_token_from_stdin(), "read from stdin")
+        print("rpyc_ikernel server: kernels must give the token read from stdin", flush=True)
+    elif os.environ.get("RPYC_IKERNEL_TOKEN"):
+        token = check_token(os.environ["RPYC_IKERNEL_TOKEN"].strip(), "in RPYC_IKERNEL_TOKEN")
+        print("rpyc_ikernel server: kernels must give the token set in RPYC_IKERNEL_TOKEN", flush=True)
     else:
         path = args.token_file or default_token_path()
         token, created = load_or_create_token(path)
@@ -552,6 +661,20 @@ def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
     return BoardAuthenticator(token, tls)
 
 
+def _read_token_from_stdin() -> str:
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass  # a person typing: do not echo the token
+
+        return getpass.getpass("token: ").strip()
+    return (sys.stdin.readline() if sys.stdin is not None else "").strip()
+
+
+def _reach_hint(host: str) -> str:
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "; only this machine can connect (--host 0.0.0.0 listens on the network)"
+    return ""
+
+
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -561,15 +684,24 @@ def main(argv: list | None = None) -> int:
     defer_imports()
     try:
         authenticator = build_authenticator(args)
+    except TokenError as exc:
+        print("rpyc_ikernel server: %s" % exc, file=sys.stderr)
+        return 2
     except OSError as exc:  # ssl.SSLError is an OSError
         print("rpyc_ikernel server: cannot set up authentication/TLS: %s" % exc, file=sys.stderr)
         return 2
     try:
         server = make_server(args.host, args.port, authenticator)
-    except OSError as exc:
+    except (OSError, ValueError, UnicodeError) as exc:  # ValueError: a NUL in the host name
+        in_use = getattr(exc, "errno", None) == errno.EADDRINUSE
         print(
-            "rpyc_ikernel server: cannot listen on %s:%s: %s (is another server running? try --port)"
-            % (args.host, args.port, exc.strerror or exc),
+            "rpyc_ikernel server: cannot listen on %s:%s: %s (%s)"
+            % (
+                args.host,
+                args.port,
+                getattr(exc, "strerror", None) or exc,
+                "is another server running? try --port" if in_use else "check --host and --port",
+            ),
             file=sys.stderr,
         )
         return 2
@@ -580,7 +712,8 @@ def main(argv: list | None = None) -> int:
     serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
     serving.start()
     print(
-        "rpyc_ikernel board server listening on %s:%d (pid %d)" % (args.host, server.port, os.getpid()),
+        "rpyc_ikernel board server listening on %s:%d (pid %d)%s"
+        % (args.host, server.port, os.getpid(), _reach_hint(args.host)),
         flush=True,
     )
     try:
