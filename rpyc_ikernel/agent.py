@@ -32,6 +32,7 @@ import pprint
 import re
 import signal
 import socket
+import stat as _stat
 import sys
 import tempfile
 import threading
@@ -2005,6 +2006,7 @@ def _memory() -> dict:
 # sha256 matches the kernel's: a failed or interrupted upload never leaves a half-written file.
 
 TRANSFER_IDLE_LIMIT = 600.0  # seconds after which an abandoned transfer is closed and cleaned up
+PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 TRANSFERS = {}
 
 
@@ -2016,6 +2018,7 @@ class _Transfer(object):
         self.temp_path = temp_path
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.limit = None  # a download sends at most this many bytes (its size when opened)
         self.touched = time.monotonic()
 
     def discard(self) -> None:
@@ -2146,12 +2149,19 @@ def open_download(handle: str, path: str) -> str:
             return _error("no such directory on the board: %s" % directory)
         return _error("no such file on the board: %s" % target)
     try:
+        if not _stat.S_ISREG(os.stat(target).st_mode):  # before open(): opening a FIFO waits for a writer
+            return _error("%s is not a regular file on the board (a device, FIFO or socket); copy what you"
+                          " need into a file first" % target)  # fmt: skip
         reader = open(target, "rb")
         stats = os.fstat(reader.fileno())
     except OSError as exc:
         return _error(_describe_os_error(exc, target))
-    _new_transfer(handle, _Transfer("download", target, reader))
-    return json.dumps({"path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777})
+    transfer = _Transfer("download", target, reader)
+    # the size seen now bounds the download (a file still growing); /proc, /sys files say 0: up to a cap
+    transfer.limit = stats.st_size or PSEUDO_FILE_LIMIT
+    _new_transfer(handle, transfer)
+    reply = {"path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777, "limit": transfer.limit}
+    return json.dumps(reply)
 
 
 def read_chunk(handle: str, size: int):
@@ -2159,8 +2169,9 @@ def read_chunk(handle: str, size: int):
     transfer = _transfer(handle, "download")
     if transfer is None:
         return _error("the download was abandoned on the board (the board agent was restarted?); try again")
+    size = max(0, min(size, transfer.limit - transfer.size))
     try:
-        data = transfer.file.read(size)
+        data = transfer.file.read(size) if size else b""
     except (OSError, ValueError) as exc:
         TRANSFERS.pop(handle, None)
         transfer.discard()
