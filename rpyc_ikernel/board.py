@@ -27,6 +27,7 @@ from rpyc.core.service import MasterService, VoidService
 from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
+from .checks import host_name, port_number
 from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
 
 DEFAULT_HOST = "127.0.0.1"
@@ -116,15 +117,12 @@ class Address:
     def from_environment(cls, environ: dict | None = None) -> Address:
         """RPYC_IKERNEL_HOST / RPYC_IKERNEL_PORT, else this machine's loopback on port 18812."""
         environ = os.environ if environ is None else environ
-        host = environ.get("RPYC_IKERNEL_HOST") or DEFAULT_HOST
-        port_text = environ.get("RPYC_IKERNEL_PORT") or str(DEFAULT_PORT)
+        host = (environ.get("RPYC_IKERNEL_HOST") or "").strip() or DEFAULT_HOST
+        port = (environ.get("RPYC_IKERNEL_PORT") or "").strip() or DEFAULT_PORT
         try:
-            port = int(port_text)
+            return cls(host_name(host, "RPYC_IKERNEL_HOST"), port_number(port, "RPYC_IKERNEL_PORT"))
         except ValueError as exc:
-            raise BoardError(
-                f"RPYC_IKERNEL_PORT={port_text!r} is not a port number; set it to e.g. 18812"
-            ) from exc
-        return cls(host, port)
+            raise BoardError(f"{exc} (environment or kernelspec)") from None
 
 
 def _flag(value: str | None) -> bool:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .board import CALL_TIMEOUT, Board, BoardError, FrameLink, PendingCall
+from .checks import seconds
 
 DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
 RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
@@ -32,6 +33,11 @@ FRAME_SAME = "same"  # agent.FRAME_SAME
 FRAME_MESSAGE = "message"  # agent.FRAME_MESSAGE
 
 Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
+
+
+def frame_interval(value: object) -> float:
+    """display()'s interval, checked: a NaN or infinite one would make the pump thread spin or stall."""
+    return seconds(value, "interval", example=DEFAULT_INTERVAL)
 
 
 def message_bundle(name: str, text: str) -> dict:
@@ -112,7 +118,7 @@ class FramePump:
 
         Raises BoardError (one line) when the board cannot be reached for the first frame.
         """
-        stream = FrameStream(name=name, interval=interval, parent=parent)
+        stream = FrameStream(name=name, interval=frame_interval(interval), parent=parent)
         with self._cond:
             old = self._streams.pop(name, None)
             if old is not None:
