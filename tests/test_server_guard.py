@@ -50,8 +50,15 @@ def assert_a_kernel_runs_a_cell(port: int) -> None:
         session.stop()
 
 
-def test_handshakes_are_capped_per_address_and_in_all(kernelspec_prefix):
-    server = start_board()
+@pytest.fixture()
+def server():
+    """Our board server on a free loopback port, stopped even when the test fails."""
+    started = start_board()
+    yield started
+    started.stop()
+
+
+def test_handshakes_are_capped_per_address_and_in_all(kernelspec_prefix, server):
     flood: list[socket.socket] = []
     try:
         from_one = [dial(server.port) for _ in range(HANDSHAKE_LIMIT_PER_PEER + 20)]
@@ -79,8 +86,7 @@ def test_handshakes_are_capped_per_address_and_in_all(kernelspec_prefix):
     assert "Traceback" not in server.output()
 
 
-def test_the_server_survives_running_out_of_file_descriptors(kernelspec_prefix):
-    server = start_board()
+def test_the_server_survives_running_out_of_file_descriptors(kernelspec_prefix, server):
     flood: list[socket.socket] = []
     try:
         in_use = len(os.listdir(f"/proc/{server.process.pid}/fd"))
@@ -100,8 +106,7 @@ def test_the_server_survives_running_out_of_file_descriptors(kernelspec_prefix):
     assert output.count("out of file descriptors") <= 2, output  # the first, and at most one count
 
 
-def test_a_flood_of_bad_connections_costs_a_few_log_lines(kernelspec_prefix):
-    server = start_board()
+def test_a_flood_of_bad_connections_costs_a_few_log_lines(kernelspec_prefix, server):
     for n in range(300):
         sock = dial(server.port)
         if n % 3 == 0:  # reset at once (rpyc asks a reset socket for its peer: a traceback each)

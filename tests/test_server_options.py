@@ -130,12 +130,12 @@ def test_short_tokens_are_refused(tmp_path, source):
 
 def test_a_kernel_warns_once_when_its_token_file_is_readable_by_others(kernelspec_prefix, tmp_path):
     token = secrets.token_urlsafe(24)
-    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN=token))
     config = tmp_path / "config"
     path = config / "rpyc_ikernel" / "token"
     path.parent.mkdir(parents=True)
     path.write_text(token + "\n")
     path.chmod(0o644)
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN=token))
     session = KernelSession.start(board_port=server.port, env={"XDG_CONFIG_HOME": str(config)})
     try:
         first = session.run("1 + 1")
