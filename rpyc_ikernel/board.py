@@ -20,6 +20,7 @@ from typing import Protocol
 import rpyc
 
 from . import bootstrap, compat
+from .checks import host_name, port_number
 from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake
@@ -49,15 +50,12 @@ class Address:
     def from_environment(cls, environ: dict | None = None) -> Address:
         """RPYC_IKERNEL_HOST / RPYC_IKERNEL_PORT, else this machine's loopback on port 18812."""
         environ = os.environ if environ is None else environ
-        host = environ.get("RPYC_IKERNEL_HOST") or DEFAULT_HOST
-        port_text = environ.get("RPYC_IKERNEL_PORT") or str(DEFAULT_PORT)
+        host = (environ.get("RPYC_IKERNEL_HOST") or "").strip() or DEFAULT_HOST
+        port = (environ.get("RPYC_IKERNEL_PORT") or "").strip() or DEFAULT_PORT
         try:
-            port = int(port_text)
+            return cls(host_name(host, "RPYC_IKERNEL_HOST"), port_number(port, "RPYC_IKERNEL_PORT"))
         except ValueError as exc:
-            raise BoardError(
-                f"RPYC_IKERNEL_PORT={port_text!r} is not a port number; set it to e.g. 18812"
-            ) from exc
-        return cls(host, port)
+            raise BoardError(f"{exc} (environment or kernelspec)") from None
 
 
 class Tunnel(Protocol):

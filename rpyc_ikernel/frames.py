@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from .agent import wire
 from .board import Board
+from .checks import seconds
 from .errors import BoardError
 from .link import CALL_TIMEOUT, PendingCall
 from .sidelink import SideLink
@@ -33,6 +34,11 @@ RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
 FIRST_FRAME_EXTRA_WAIT = 2.0  # display() waits for the first frame this long beyond connecting
 
 Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
+
+
+def frame_interval(value: object) -> float:
+    """display()'s interval, checked: a NaN or infinite one would make the pump thread spin or stall."""
+    return seconds(value, "interval", example=DEFAULT_INTERVAL)
 
 
 def message_bundle(name: str, text: str) -> dict:
@@ -131,7 +137,7 @@ class FramePump:
 
         Raises BoardError (one line) when the board cannot be reached for the first frame.
         """
-        stream = FrameStream(name=name, interval=interval, parent=parent)
+        stream = FrameStream(name=name, interval=frame_interval(interval), parent=parent)
         with self._cond:
             old = self._streams.pop(name, None)
             if old is not None:

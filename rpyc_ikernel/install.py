@@ -11,12 +11,14 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from .adb import adb_requested
 from .board import DEFAULT_HOST, DEFAULT_PORT
+from .checks import host_name, port_number
 
 RESOURCES = Path(__file__).with_name("resources")
 DEFAULT_NAME = "rpyc"
@@ -158,6 +160,25 @@ def list_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checked(check: Callable[[object, str], object], kind: str = "") -> Callable[[str], object]:
+    """An argparse type from a checks function: its one-line message becomes argparse's error.
+
+    With kind (e.g. "int"), text that is not of that kind starts with argparse's own words for it
+    ("invalid int value: ..."), as with type=int before.
+    """
+
+    def parse(text: str) -> object:
+        try:
+            return check(text, "")  # argparse names the option
+        except ValueError as exc:
+            not_of_kind = kind == "int" and not text.strip().lstrip("-").isdigit()
+            raise argparse.ArgumentTypeError(
+                f"invalid {kind} value: {exc}" if not_of_kind else str(exc)
+            ) from None
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.install",
@@ -176,8 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--prefix", metavar="DIR", help="install into DIR/share/jupyter/kernels")
     parser.add_argument("--name", default=DEFAULT_NAME, help="kernelspec name (default %(default)s)")
     parser.add_argument("--display-name", default=DEFAULT_DISPLAY_NAME, help="name shown in Jupyter")
-    parser.add_argument("--host", help="default board address for this kernelspec (RPYC_IKERNEL_HOST)")
-    parser.add_argument("--port", type=int, help="default board port for this kernelspec (RPYC_IKERNEL_PORT)")
+    parser.add_argument(
+        "--host",
+        type=_checked(host_name),
+        help="default board address for this kernelspec (RPYC_IKERNEL_HOST)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_checked(port_number, "int"),
+        help="default board port for this kernelspec (RPYC_IKERNEL_PORT)",
+    )
     parser.add_argument(
         "--token", help="the board's token (RPYC_IKERNEL_TOKEN); kernel.json is then mode 0600"
     )

@@ -6,6 +6,7 @@ This module is the Jupyter side only: it turns execute/complete/inspect requests
 
 from __future__ import annotations
 
+import keyword
 import re
 import signal
 import sys
@@ -20,9 +21,10 @@ from . import __version__
 from .adb import adb_board, adb_requested
 from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
+from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code
 from .errors import BoardError
-from .frames import DEFAULT_INTERVAL, FramePump
+from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .magics import to_board_code
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
@@ -47,11 +49,7 @@ class RPycKernel(IPythonKernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
-        self.board = (
-            adb_board(self.session_id)
-            if adb_requested()
-            else Board(Address.from_environment(), self.session_id, Credentials.from_environment())
-        )
+        self.board = _default_board(self.session_id)
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
@@ -88,12 +86,14 @@ class RPycKernel(IPythonKernel):
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
             return self.connect_adb(port=port, timeout=timeout)
-        default = Address.from_environment()
-        address = Address(host or default.host, int(port) if port is not None else default.port)
+        host = None if host is None else host_name(host, "host")
+        port = None if port is None else port_number(port, "port")
+        options = _timeout_option(timeout)
+        default = Address.from_environment() if host is None or port is None else None
+        address = Address(host or default.host, port or default.port)
         credentials = Credentials.from_environment().overridden(
             token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
         )
-        options = {"connect_timeout": float(timeout)} if timeout else {}
         self._switch_board(Board(address, self.session_id, credentials, **options))
 
     def connect_adb(
@@ -104,7 +104,8 @@ class RPycKernel(IPythonKernel):
         serial picks one of several devices; port is the board server's port on the device (18812,
         or the preset's). The forward is removed when the kernel leaves this board or shuts down.
         """
-        board = adb_board(self.session_id, serial, port, **({"connect_timeout": timeout} if timeout else {}))
+        port = None if port is None else port_number(port, "port")
+        board = adb_board(self.session_id, serial, port, **_timeout_option(timeout))
         self._switch_board(board, route=lambda: f" (adb forward from 127.0.0.1:{board.tunnel.local_port})")
 
     def _switch_board(self, board: Board, route: Callable[[], str] = str) -> None:
@@ -163,11 +164,9 @@ class RPycKernel(IPythonKernel):
         The display updates in place whenever the frame changes (looked at every `interval`
         seconds) until stop_display(), an interrupt, or the kernel's shutdown.
         """
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f'display() takes the name of a board variable, e.g. "img_buffer"; got {name!r}')
-        if not isinstance(interval, (int, float)) or interval < 0:
-            raise ValueError(f"interval is seconds between frames (0 or more, e.g. 0.05); got {interval!r}")
-        self.frames.start(name, float(interval), self.get_parent())
+        self.frames.start(name, frame_interval(interval), self.get_parent())
 
     def stop_display(self, name: str | None = None) -> None:
         """Stop the live image of `name`, or all of them; each display keeps its last frame."""
@@ -384,6 +383,37 @@ class RPycKernel(IPythonKernel):
         self.frames.close()
         self.board.close()
         return super().do_shutdown(restart)
+
+
+def _default_board(session_id: str) -> Board:
+    """The board the kernel's settings name; a board that explains the mistake if they are wrong.
+
+    A bad RPYC_IKERNEL_PORT must not stop the kernel from starting: every cell then says what to fix.
+    """
+    try:
+        if adb_requested():
+            return adb_board(session_id)
+        return Board(Address.from_environment(), session_id, Credentials.from_environment())
+    except BoardError as exc:
+        return MisconfiguredBoard(str(exc), session_id)
+
+
+class MisconfiguredBoard(Board):
+    """Stands in for the default board when the settings are wrong: each use fails with the reason."""
+
+    def __init__(self, problem: str, session_id: str) -> None:
+        super().__init__(Address(), session_id, Credentials())
+        self.problem = problem
+
+    def open_connection(self, deadline: float | None = None):
+        raise BoardError(f'{self.problem}; or pick a board with # exec(self.connect_remote("HOST"))')
+
+
+def _timeout_option(timeout: object) -> dict:
+    """Board keyword arguments for connect_remote's timeout= (None: the default)."""
+    if timeout is None:
+        return {}
+    return {"connect_timeout": seconds(timeout, "timeout", example=5, minimum=0.1, maximum=MAX_SECONDS)}
 
 
 def _transfer_summary(verb: str, source: str, destination: str, result: TransferResult) -> str:

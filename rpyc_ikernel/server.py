@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import importlib
 import logging
 import os
 import queue
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -203,25 +205,108 @@ def default_token_path() -> str:
     return os.path.join(config, "rpyc_ikernel", "token")
 
 
+MIN_TOKEN_LENGTH = 16  # characters; the tokens made here have 32 (24 random bytes)
+_WARNED_TOKEN_FILES: set = set()
+
+
+class TokenError(Exception):
+    """A token or token file the server will not use; the message is one line saying what to do."""
+
+
+def new_token() -> str:
+    return base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
+
+
+def check_token(token: str, source: str) -> str:
+    """The token, or TokenError when it is too short to resist guessing."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise TokenError(
+            "the token %s has %d characters; use at least %d (a random one: delete the token file and"
+            " restart the server to get one)" % (source, len(token), MIN_TOKEN_LENGTH)
+        )
+    return token
+
+
+def exposure(stats: os.stat_result) -> str | None:
+    """Who besides the owner can read or change a file with these stats ("readable by others"), if anyone."""
+    if os.name == "nt":  # no POSIX permission bits
+        return None
+    mode = stat.S_IMODE(stats.st_mode)
+    what = [word for bits, word in ((0o044, "readable"), (0o022, "writable")) if mode & bits]
+    if not what:
+        return None
+    return "%s by others (mode %04o)" % (" and ".join(what), mode)
+
+
 def read_token_file(path: str) -> str | None:
+    """The token in a kernel's local token file; warns once (stderr, so in the cell) if others can read it."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
+            token = handle.read().strip() or None
+            stats = os.fstat(handle.fileno())
+    except (OSError, UnicodeError):
         return None
+    exposed = exposure(stats) if token else None
+    if exposed and path not in _WARNED_TOKEN_FILES:
+        _WARNED_TOKEN_FILES.add(path)
+        print(
+            "rpyc_ikernel: warning: the token file %s is %s: whoever reads it can run code on boards that"
+            " use this token; run chmod 600 %s" % (path, exposed, path),
+            file=sys.stderr,
+            flush=True,
+        )
+    return token
 
 
 def load_or_create_token(path: str) -> tuple:
-    """(token, created): the stored token, or a new random one written with mode 0600."""
-    token = read_token_file(path)
+    """(token, created): the token stored at path, or a new random one written there with mode 0600.
+
+    An empty (or blank) file gets a new token in a new 0600 file. A token file others can read or
+    change, or one with a short token, is refused (TokenError): the server never uses a token that
+    may be known elsewhere without the owner deciding so.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+            stats = os.fstat(handle.fileno())
+    except FileNotFoundError:
+        token = ""
+    except (OSError, UnicodeError) as exc:
+        raise TokenError("cannot read the token file %s: %s" % (path, getattr(exc, "strerror", None) or exc))
     if token:
-        return token, False
-    token = base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
+        exposed = exposure(stats)
+        if exposed:
+            raise TokenError(
+                "the token file %s is %s, so others may know the token: run chmod 600 %s to keep it,"
+                " or delete the file to get a new one" % (path, exposed, path)
+            )
+        return check_token(token, "stored in %s" % path), False
+    token = new_token()
+    write_private_file(path, token + "\n")
     return token, True
+
+
+def write_private_file(path: str, text: str) -> None:
+    """Write a new file only its owner can read (0600), replacing whatever was at path in one step."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        temporary = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
+        if os.path.lexists(temporary):
+            os.remove(temporary)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(handle.fileno(), 0o600)  # exactly 0600, whatever the umask
+                handle.write(text)
+            os.replace(temporary, path)
+        except BaseException:
+            if os.path.lexists(temporary):
+                os.remove(temporary)
+            raise
+    except OSError as exc:
+        raise TokenError("cannot write the token file %s: %s" % (path, exc.strerror or exc))
 
 
 def _sha256_class():
@@ -351,6 +436,191 @@ def _first_certificate_der(certfile: str) -> bytes:
     return ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
 
 
+# ----------------------------------------------------------------------------- accepting connections
+# rpyc's accept loop ends for good on any accept() error but EINTR/EAGAIN: out of file descriptors
+# (EMFILE), the server would stay alive and never accept again. It also lets any number of peers sit
+# in the token handshake, and a peer that resets at once prints a traceback. ConnectionGuard fixes
+# the three in a ThreadedServer subclass (see make_server).
+
+HANDSHAKE_LIMIT = 32  # connections still in the handshake (TLS, token), from all peers together
+HANDSHAKE_LIMIT_PER_PEER = 8  # ... from one address, so one noisy host cannot take every slot
+ACCEPT_BACKOFF = (0.05, 1.0)  # out of descriptors: first and longest wait before accepting again
+EVENT_WINDOW = 10.0  # seconds: a connection problem is logged once, repeats as one count per window
+_OUT_OF_DESCRIPTORS = tuple(
+    getattr(errno, name) for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM") if hasattr(errno, name)
+)
+# accept(2) on Linux: a connection that died in the queue surfaces as one of these; accept again
+_ACCEPT_AGAIN = tuple(
+    getattr(errno, name)
+    for name in ("EINTR", "EAGAIN", "EWOULDBLOCK", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT",
+                 "EHOSTDOWN", "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EPERM")
+    if hasattr(errno, name)
+)  # fmt: skip
+
+
+class EventLog:
+    """Logs a kind of connection problem once, then at most one count of its repeats per window.
+
+    A flood of bad connections costs a few log lines (first one, then "N more in the last 10 s"),
+    never one line (or traceback) per connection.
+    """
+
+    def __init__(self, logger: logging.Logger, window: float = EVENT_WINDOW) -> None:
+        self.logger = logger
+        self.window = window
+        self._lock = threading.Lock()
+        self._kinds: dict = {}  # kind -> [window start, repeats since then, last detail]
+
+    def event(self, kind: str, detail: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._flush(now)
+            entry = self._kinds.get(kind)
+            if entry is not None:
+                entry[1] += 1
+                entry[2] = detail
+                return
+            self._kinds[kind] = [now, 0, detail]
+        self.logger.warning("%s: %s", kind, detail)
+
+    def flush(self) -> None:
+        """Log the counts of windows that have ended (the accept loop calls this twice a second)."""
+        with self._lock:
+            self._flush(time.monotonic())
+
+    def _flush(self, now: float) -> None:
+        for kind, (started, repeats, detail) in list(self._kinds.items()):
+            if now - started < self.window:
+                continue
+            if repeats:
+                self.logger.warning(
+                    "%s: %d more in the last %.0f s (last: %s)", kind, repeats, now - started, detail
+                )
+                self._kinds[kind] = [now, 0, detail]
+            else:
+                del self._kinds[kind]  # a quiet window: the next one is logged at once again
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
+
+
+class ConnectionGuard:
+    """Mixed into rpyc's ThreadedServer: survives running out of descriptors, caps handshakes, logs briefly.
+
+    - accept() failing with EMFILE/ENFILE waits (ACCEPT_BACKOFF, doubling) and accepts again; the
+      connections waiting meanwhile stay queued in the kernel and are served once descriptors free up.
+    - at most HANDSHAKE_LIMIT connections (HANDSHAKE_LIMIT_PER_PEER per address) may be in the
+      handshake at once; one more is closed as soon as it is accepted, before any thread is started.
+    - failed handshakes, dropped connections and peers that vanish are logged through EventLog.
+    """
+
+    handshake_limit = HANDSHAKE_LIMIT
+    handshake_limit_per_peer = HANDSHAKE_LIMIT_PER_PEER
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.events = EventLog(self.logger)
+        self._handshaking: dict = {}  # socket -> peer address, while its handshake runs
+        self._handshake_lock = threading.Lock()
+        self._inner_authenticator = self.authenticator
+        self.authenticator = self._authenticate  # rpyc calls it in the connection's thread
+
+    def accept(self) -> None:
+        """Accept one connection and start its thread; replaces rpyc's, which gives up on EMFILE."""
+        backoff = ACCEPT_BACKOFF[0]
+        while self.active:
+            try:
+                sock, address = self.listener.accept()
+                break
+            except socket.timeout:
+                self.events.flush()
+            except OSError as exc:
+                if not self.active:
+                    return
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self.events.event(
+                        "out of file descriptors",
+                        "cannot accept connections (%s); retrying, %d in the handshake"
+                        % (exc.strerror, len(self._handshaking)),
+                    )
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, ACCEPT_BACKOFF[1])
+                elif exc.errno not in _ACCEPT_AGAIN:
+                    raise EOFError("listener failed: %s" % _describe(exc)) from None
+        else:
+            return
+        sock.setblocking(True)
+        self.clients.add(sock)
+        self._accept_method(sock, address[0] if isinstance(address, tuple) else str(address))
+
+    def _accept_method(self, sock: socket.socket, peer: str = "?") -> None:
+        refused = self._take_handshake_slot(sock, peer)
+        if refused:
+            self.events.event("connection dropped", "%s: %s" % (peer, refused))
+            self._discard(sock)
+            return
+        try:
+            threading.Thread(
+                target=self._serve_guarded, args=(sock, peer), name="rpyc client", daemon=True
+            ).start()
+        except RuntimeError as exc:  # "can't start new thread": out of memory or of threads
+            self.events.event("connection dropped", "%s: %s" % (peer, exc))
+            self._discard(sock)
+
+    def _take_handshake_slot(self, sock: socket.socket, peer: str) -> str | None:
+        """Reserve a handshake slot for sock; the reason it gets none, if it does not."""
+        with self._handshake_lock:
+            if len(self._handshaking) >= self.handshake_limit:
+                return "%d connections are in the handshake already" % len(self._handshaking)
+            from_peer = sum(1 for each in self._handshaking.values() if each == peer)
+            if from_peer >= self.handshake_limit_per_peer:
+                return "%d connections from this address are in the handshake already" % from_peer
+            self._handshaking[sock] = peer
+        return None
+
+    def _end_handshake(self, sock: socket.socket) -> None:
+        with self._handshake_lock:
+            self._handshaking.pop(sock, None)
+
+    def _authenticate(self, sock: socket.socket):
+        """The real authenticator, with its outcome logged and the handshake slot given back."""
+        try:
+            if self._inner_authenticator is None:
+                return sock, None
+            return self._inner_authenticator(sock)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__  # an AuthenticationError says what failed
+            self.events.event("handshake failed", "%s: %s" % (self._handshaking.get(sock, "?"), reason))
+            raise
+        finally:
+            self._end_handshake(sock)
+
+    def _serve_guarded(self, sock: socket.socket, peer: str) -> None:
+        """The connection's thread: rpyc's handshake and serving, with any failure as one logged event."""
+        try:
+            self._authenticate_and_serve_client(sock)
+        except Exception as exc:  # e.g. the peer reset before rpyc asked for its address
+            self.events.event("connection failed", "%s: %s" % (peer, _describe(exc)))
+        finally:
+            self._end_handshake(sock)
+            self._discard(sock)
+
+    def _serve_client(self, sock: socket.socket, credentials) -> None:
+        try:
+            super()._serve_client(sock, credentials)
+        except Exception as exc:  # rpyc would log it with a traceback, for a peer that just went away
+            self.events.event("connection ended", _describe(exc))
+
+    def _discard(self, sock: socket.socket) -> None:
+        self.clients.discard(sock)
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
 class MainThreadExecutor:
     """Runs submitted cells one at a time on the main thread; interrupts them with a signal."""
 
@@ -450,6 +720,22 @@ def defer_imports(names=DEFERRED_MODULES) -> None:
         sys.modules[name] = stand_in
 
 
+DEFAULT_HOST = "127.0.0.1"  # this machine only; a board on the network is started with --host 0.0.0.0
+
+
+def port_argument(text: str) -> int:
+    """--port: a TCP port number, 0 for a free one."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            "%r is not a port: give a number from 1 to 65535 (0: any free one)" % text
+        )
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.server",
@@ -457,20 +743,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--host",
-        default="0.0.0.0",
-        help="address to listen on (default 0.0.0.0: every interface; 127.0.0.1 for this machine only)",
+        default=DEFAULT_HOST,
+        help="address to listen on (default %s: this machine only; 0.0.0.0 for every network interface,"
+        " or one interface's address)" % DEFAULT_HOST,
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=port_argument,
         default=DEFAULT_PORT,
         help="TCP port (default %d; 0 picks a free one)" % DEFAULT_PORT,
     )
     auth = parser.add_argument_group("authentication and TLS")
     auth.add_argument(
         "--token",
-        help="the token kernels must prove they know (default: $RPYC_IKERNEL_TOKEN, else the token file,"
-        " created with a random token at first start)",
+        metavar="-",
+        help="read the token kernels must prove they know from stdin (a token on the command line would"
+        " show in ps). Default: $RPYC_IKERNEL_TOKEN, else the token file, created with a random token at"
+        " first start. Tokens have at least %d characters" % MIN_TOKEN_LENGTH,
     )
     auth.add_argument("--token-file", help="where the token is stored (default %s)" % default_token_path())
     auth.add_argument(
@@ -506,7 +795,10 @@ def make_server(host: str, port: int, authenticator: BoardAuthenticator | None =
     from rpyc.core.service import SlaveService
     from rpyc.utils.server import ThreadedServer
 
-    return ThreadedServer(
+    class BoardServer(ConnectionGuard, ThreadedServer):
+        """rpyc's ThreadedServer with the ConnectionGuard (rpyc is imported only here, see defer_imports)."""
+
+    return BoardServer(
         SlaveService,
         hostname=_ascii_host(host),
         port=port,
@@ -530,11 +822,17 @@ def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
             flush=True,
         )
         return BoardAuthenticator(None, tls)
-    token = args.token or os.environ.get("RPYC_IKERNEL_TOKEN")
-    if token:
-        print(
-            "rpyc_ikernel server: kernels must give the token set with --token/RPYC_IKERNEL_TOKEN", flush=True
-        )
+    if args.token is not None:
+        if args.token != "-":
+            raise TokenError(
+                "--token VALUE would show the token to every user of this machine (ps); use --token -"
+                " (reads it from stdin), RPYC_IKERNEL_TOKEN or --token-file"
+            )
+        token = check_token(_read_token_from_stdin(), "read from stdin")
+        print("rpyc_ikernel server: kernels must give the token read from stdin", flush=True)
+    elif os.environ.get("RPYC_IKERNEL_TOKEN"):
+        token = check_token(os.environ["RPYC_IKERNEL_TOKEN"].strip(), "in RPYC_IKERNEL_TOKEN")
+        print("rpyc_ikernel server: kernels must give the token set in RPYC_IKERNEL_TOKEN", flush=True)
     else:
         path = args.token_file or default_token_path()
         token, created = load_or_create_token(path)
@@ -549,6 +847,20 @@ def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
     return BoardAuthenticator(token, tls)
 
 
+def _read_token_from_stdin() -> str:
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass  # a person typing: do not echo the token
+
+        return getpass.getpass("token: ").strip()
+    return (sys.stdin.readline() if sys.stdin is not None else "").strip()
+
+
+def _reach_hint(host: str) -> str:
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return "; only this machine can connect (--host 0.0.0.0 listens on the network)"
+    return ""
+
+
 def main(argv: list | None = None) -> int:
     defer_imports()
     args = build_parser().parse_args(argv)
@@ -558,15 +870,24 @@ def main(argv: list | None = None) -> int:
     )
     try:
         authenticator = build_authenticator(args)
+    except TokenError as exc:
+        print("rpyc_ikernel server: %s" % exc, file=sys.stderr)
+        return 2
     except OSError as exc:  # ssl.SSLError is an OSError
         print("rpyc_ikernel server: cannot set up authentication/TLS: %s" % exc, file=sys.stderr)
         return 2
     try:
         server = make_server(args.host, args.port, authenticator)
-    except OSError as exc:
+    except (OSError, ValueError, UnicodeError) as exc:  # ValueError: a NUL in the host name
+        in_use = getattr(exc, "errno", None) == errno.EADDRINUSE
         print(
-            "rpyc_ikernel server: cannot listen on %s:%s: %s (is another server running? try --port)"
-            % (args.host, args.port, exc.strerror or exc),
+            "rpyc_ikernel server: cannot listen on %s:%s: %s (%s)"
+            % (
+                args.host,
+                args.port,
+                getattr(exc, "strerror", None) or exc,
+                "is another server running? try --port" if in_use else "check --host and --port",
+            ),
             file=sys.stderr,
         )
         return 2
@@ -577,7 +898,8 @@ def main(argv: list | None = None) -> int:
     serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
     serving.start()
     print(
-        "rpyc_ikernel board server listening on %s:%d (pid %d)" % (args.host, server.port, os.getpid()),
+        "rpyc_ikernel board server listening on %s:%d (pid %d)%s"
+        % (args.host, server.port, os.getpid(), _reach_hint(args.host)),
         flush=True,
     )
     try:

@@ -28,6 +28,7 @@ from .sidelink import SideLink
 
 CHUNK_SIZE = 512 * 1024  # bytes per round trip: big enough to fill a link, small for a 256 MB board
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
+PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
 
@@ -66,6 +67,10 @@ def upload(
         raise TransferError(f"upload: no such local file: {source} (the kernel runs in {Path.cwd()})")
     if source.is_dir():
         raise TransferError(f"upload: {source} is a directory; upload files one at a time")
+    if not source.is_file():  # checked before open(): opening a FIFO waits for a writer
+        raise TransferError(
+            f"upload: {source} is not a regular file (a device, FIFO or socket); upload files"
+        )
     try:
         reader = source.open("rb")
     except PermissionError:
@@ -77,8 +82,9 @@ def upload(
         opened = transfer.open(agent.open_upload, remote_path or "", source.name, stats.st_size, mode)
         digest, done = hashlib.sha256(), 0
         write_chunk = agent.write_chunk
-        while True:
-            chunk = reader.read(chunk_size)
+        limit = stats.st_size or PSEUDO_FILE_LIMIT  # the size seen at open bounds the upload
+        while done < limit:
+            chunk = reader.read(min(chunk_size, limit - done))
             if not chunk:
                 break
             transfer.request(write_chunk, chunk)
@@ -86,6 +92,11 @@ def upload(
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, max(done, stats.st_size))
+        if stats.st_size == 0 and done >= limit:
+            raise TransferError(
+                f"upload: {source} reports size 0 (a /proc or /sys file?) and has more than"
+                f" {format_size(limit)}; copy it into a regular file first"
+            )
         transfer.finish(agent.finish_upload, digest.hexdigest())
     return TransferResult(str(source), opened["path"], done, time.monotonic() - started, digest.hexdigest())
 
@@ -102,19 +113,27 @@ def download(
     started = time.monotonic()
     with _side_link(board, compress) as (conn, agent), _on_board(board, conn, "download") as transfer:
         opened = transfer.open(agent.open_download, remote_path)
+        limit = opened["limit"]  # the size seen at open (a cap for /proc and /sys files, which say 0)
         target = _local_target(local_path, opened["path"])
         with _LocalFile(target) as writer:
             digest, done = hashlib.sha256(), 0
             read_chunk = agent.read_chunk
-            while True:
-                chunk = transfer.request(read_chunk, chunk_size)
+            while done < limit:
+                chunk = transfer.request(read_chunk, min(chunk_size, limit - done))
                 if not chunk:
                     break
+                if len(chunk) > limit - done:
+                    raise TransferError(f"download: the board sent more than the {limit} bytes it announced")
                 writer.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
                 if on_progress is not None:
                     on_progress(done, max(done, opened["size"]))
+            if opened["size"] == 0 and done >= limit:
+                raise TransferError(
+                    f"download: board:{opened['path']} reports size 0 (a /proc or /sys file?) and has more"
+                    f" than {format_size(limit)}; copy it into a regular file on the board first"
+                )
             sent = transfer.finish(agent.finish_download)
             if (sent["size"], sent["sha256"]) != (done, digest.hexdigest()):
                 raise TransferError(

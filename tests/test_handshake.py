@@ -6,6 +6,7 @@ sockets written here.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import struct
@@ -77,7 +78,7 @@ def test_the_local_token_file_alone_does_not_refuse_an_open_loopback_board(kerne
 
 
 def test_the_board_ends_a_trickling_or_stalled_handshake_within_its_deadline(kernelspec_prefix, tmp_path):
-    server = start_board(command=[*SERVER, "--token", "t0ken"])
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN="t0ken-0123456789"))
     hello = ping_request(6, b"rpyc_ikernel hello 2 " + b"ab" * 16)
     ends: dict = {}
 
@@ -116,7 +117,7 @@ def test_the_board_ends_a_trickling_or_stalled_handshake_within_its_deadline(ker
             thread.join(AUTH_TIMEOUT + 15)
         assert AUTH_TIMEOUT - 1 < ends["trickle"] < AUTH_TIMEOUT + 2
         assert AUTH_TIMEOUT - 1 < ends["half"] < AUTH_TIMEOUT + 2
-        session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "t0ken"})
+        session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "t0ken-0123456789"})
         try:
             assert session.run("6").result == {"text/plain": "6"}  # the server still serves
         finally:
@@ -208,8 +209,8 @@ def test_a_board_server_of_the_old_handshake_is_named(kernelspec_prefix):
 
 def test_a_stopped_board_is_not_taken_for_an_open_one(kernelspec_prefix):
     """SIGSTOP: the hello gets no answer; after SIGCONT the board is the token board it always was."""
-    server = start_board(command=[*SERVER, "--token", "st0p"])
-    session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "st0p"})
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN="st0p-0123456789a"))
+    session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "st0p-0123456789a"})
     try:
         server.process.send_signal(signal.SIGSTOP)
         try:
@@ -230,9 +231,9 @@ def test_a_stopped_board_is_not_taken_for_an_open_one(kernelspec_prefix):
 
 def test_a_late_challenge_is_still_a_challenge(kernelspec_prefix):
     """The board's answer arrives 1.2 s late: nothing assumes an open server, the token is checked."""
-    server = start_board(command=[*SERVER, "--token", "l8te"])
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN="l8te-0123456789a"))
     proxy = DelayProxy(server.port, first_answer_delay=1.2)
-    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": "l8te"})
+    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": "l8te-0123456789a"})
     try:
         cell = session.run("7")
         assert cell.result == {"text/plain": "7"}

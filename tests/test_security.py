@@ -31,7 +31,7 @@ def test_default_server_creates_a_private_token_and_local_kernels_use_it(board, 
 
 def test_token_never_crosses_the_wire(kernelspec_prefix, tmp_path):
     secret = "s3cret-token-that-must-not-leak"
-    server = start_board(command=[*SERVER, "--token", secret])
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN=secret))
     proxy = Proxy(server.port)
     session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": secret})
     try:
@@ -46,7 +46,7 @@ def test_token_never_crosses_the_wire(kernelspec_prefix, tmp_path):
 
 def test_wrong_token_runs_no_code(kernelspec_prefix, tmp_path):
     marker = tmp_path / "ran"
-    server = start_board(command=[*SERVER, "--token", "right"])
+    server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN="right-token-of-this-board"))
     session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": "wrong"})
     try:
         cell = session.run(f"open({str(marker)!r}, 'w').write('x')")
@@ -200,8 +200,9 @@ def test_a_relaying_board_cannot_reuse_the_kernels_proof_over_tls(kernelspec_pre
     import ssl
 
     token = "relay-test-token"
-    server = start_board(command=[*SERVER, "--token", token, "--certfile", certificates["board.pem"],
-                                  "--keyfile", certificates["board.key"]])  # fmt: skip
+    server = start_board(command=[*SERVER, "--certfile", certificates["board.pem"],
+                                  "--keyfile", certificates["board.key"]],
+                         env=dict(os.environ, RPYC_IKERNEL_TOKEN=token))  # fmt: skip
     kernel_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     kernel_side.load_cert_chain(certificates["relay.pem"], certificates["relay.key"])
     board_side = ssl.create_default_context(cafile=certificates["ca.pem"])

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import socket
+import stat as _stat
 import tempfile
 import time
 
 TRANSFER_IDLE_LIMIT = 600.0  # seconds after which an abandoned transfer is closed and cleaned up
+PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 TRANSFERS = {}
 
 
@@ -27,6 +29,7 @@ class _Transfer(object):
         self.temp_path = temp_path
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self.limit = None  # a download sends at most this many bytes (its size when opened)
         self.touched = time.monotonic()
 
     def discard(self):
@@ -157,12 +160,19 @@ def open_download(handle, path):
             return _error("no such directory on the board: %s" % directory)
         return _error("no such file on the board: %s" % target)
     try:
+        if not _stat.S_ISREG(os.stat(target).st_mode):  # before open(): opening a FIFO waits for a writer
+            return _error("%s is not a regular file on the board (a device, FIFO or socket); copy what you"
+                          " need into a file first" % target)  # fmt: skip
         reader = open(target, "rb")
         stats = os.fstat(reader.fileno())
     except OSError as exc:
         return _error(_describe_os_error(exc, target))
-    _new_transfer(handle, _Transfer("download", target, reader))
-    return json.dumps({"path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777})
+    transfer = _Transfer("download", target, reader)
+    # the size seen now bounds the download (a file still growing); /proc, /sys files say 0: up to a cap
+    transfer.limit = stats.st_size or PSEUDO_FILE_LIMIT
+    _new_transfer(handle, transfer)
+    reply = {"path": target, "size": stats.st_size, "mode": stats.st_mode & 0o777, "limit": transfer.limit}
+    return json.dumps(reply)
 
 
 def read_chunk(handle, size):
@@ -170,8 +180,9 @@ def read_chunk(handle, size):
     transfer = _transfer(handle, "download")
     if transfer is None:
         return _error("the download was abandoned on the board (the board agent was restarted?); try again")
+    size = max(0, min(size, transfer.limit - transfer.size))
     try:
-        data = transfer.file.read(size)
+        data = transfer.file.read(size) if size else b""
     except (OSError, ValueError) as exc:
         TRANSFERS.pop(handle, None)
         transfer.discard()
