@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 BOARDS_DIR = Path(os.environ.get("RPYC_IKERNEL_BOARDS_DIR") or REPO / ".boards")
 PYENV = Path(os.environ.get("PYENV_ROOT") or "/root/.pyenv")
 STAMP = "rpyc_ikernel_board.json"  # the recipe a board was built from; a different recipe rebuilds it
+FACTS = "rpyc_ikernel_facts.json"  # Python, machine and rpyc version, as the board reported them
 RECIPE_VERSION = 1
 BOARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -130,20 +132,57 @@ class Board:
         return env
 
     def popen(self, argv: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(self.command(argv), env=self.environment(env), **kwargs)
+        """Start argv on the board in a process group of its own (see stop_process)."""
+        kwargs.setdefault("cwd", None if self.chroot else self.home)
+        return subprocess.Popen(
+            self.command(argv), env=self.environment(env), start_new_session=True, **kwargs
+        )
 
     def run(self, argv: list[str], env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("cwd", None if self.chroot else self.home)
         return subprocess.run(self.command(argv), env=self.environment(env), **kwargs)
+
+    def known_facts(self) -> dict:
+        """The facts recorded when the board was built."""
+        return json.loads((self.root / FACTS).read_text())
 
     def facts(self) -> dict:
         """Python version, machine and rpyc version, as the board reports them."""
         probe = (
-            "import json, platform, sys, rpyc; print(json.dumps({'python': platform.python_version(),"
-            " 'machine': platform.machine(), 'rpyc': rpyc.version.version_string,"
-            " 'executable': sys.executable}))"
+            "import json, platform, sys, rpyc; v = rpyc.__version__\n"  # a tuple in rpyc 5.1
+            "print(json.dumps({'python': platform.python_version(), 'machine': platform.machine(),"
+            " 'rpyc': v if isinstance(v, str) else '.'.join(map(str, v)), 'executable': sys.executable}))"
         )
         out = self.run(["python3", "-c", probe], capture_output=True, text=True, check=True, timeout=120)
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a board process started by Board.popen, and everything it started.
+
+    The whole process group gets the signal: unshare ignores SIGTERM while it waits for its child.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def board_pid(process: subprocess.Popen) -> int:
+    """The pid of the board's own program (the child of unshare for a chroot board)."""
+    try:
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    except OSError:
+        children = []
+    exe = os.readlink(f"/proc/{process.pid}/exe") if os.path.exists(f"/proc/{process.pid}/exe") else ""
+    return int(children[0]) if children and exe.endswith("unshare") else process.pid
 
 
 BOARDS = [
@@ -308,9 +347,10 @@ def build(board: Board, force: bool = False) -> float:
     work.mkdir()
     log(f"{board.name}: building ({board.about})")
     (build_chroot if board.chroot else build_venv)(board, work)
-    (work / STAMP).write_text(json.dumps(board.recipe(), indent=1))
     shutil.rmtree(board.root, ignore_errors=True)
     work.rename(board.root)
+    (board.root / FACTS).write_text(json.dumps(board.facts(), indent=1))  # also warms up its imports
+    (board.root / STAMP).write_text(json.dumps(board.recipe(), indent=1))  # complete: a cached board
     seconds = time.monotonic() - started
     log(f"{board.name}: built in {seconds:.0f} s")
     return seconds
@@ -329,7 +369,7 @@ def build_all(boards: list[Board], force: bool = False, jobs: int = 3) -> None:
 def describe(boards: list[Board]) -> None:
     for board in boards:
         if board.built():
-            facts = board.facts()
+            facts = board.known_facts()
             state = f"Python {facts['python']} {facts['machine']}, rpyc {facts['rpyc']}"
         else:
             state = "not built"
