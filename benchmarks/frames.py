@@ -35,7 +35,8 @@ from pathlib import Path
 import rpyc
 from jupyter_client.manager import KernelManager
 
-from rpyc_ikernel.board import Address, Board, FrameLink
+from rpyc_ikernel.board import Address, Board
+from rpyc_ikernel.frames import FrameLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from helpers import free_port, wait_for_port  # noqa: E402

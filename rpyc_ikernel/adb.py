@@ -19,7 +19,8 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 
-from .board import DEFAULT_PORT, Address, Board, BoardUnreachable
+from .board import DEFAULT_PORT, Address, Board
+from .errors import BoardUnreachable
 
 ADB_TIMEOUT = 10.0  # seconds an adb command may take (the first one may start the adb server)
 

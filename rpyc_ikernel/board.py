@@ -1,8 +1,9 @@
-"""The link to one board: connect, load the agent, run cells, interrupt, complete, inspect.
+"""The board session: connect, load the agent, run cells, reconnect, interrupt, complete, inspect.
 
-This is the only module that speaks rpyc. Every call to the board is bounded in time: a cell is run
-as a series of short long-polls (``Session.poll``), so rpyc's request timeout catches a dead link but
-never a long cell.
+One Board keeps one session (namespace) on the board across reconnects. Every call to the board is
+bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so rpyc's request
+timeout catches a dead link but never a long cell. rpyc-level helpers are in link.py, connections
+beside the main link in sidelink.py, the errors in errors.py.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ from pathlib import Path
 from typing import Protocol
 
 import rpyc
-from rpyc.core.service import MasterService, VoidService
-from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
+from .errors import BoardAuthError, BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
+from .errors import describe_socket_error as _describe_socket_error  # the handshake's name for it
+from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
+from .link import tune_socket as _tune_socket  # the handshake's name for it
 from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
+from .sidelink import SideLink
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
 CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent
-CALL_TIMEOUT = 8.0  # seconds any single request may take beyond its own wait
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
@@ -60,46 +63,6 @@ def _rpyc_ikernel_load(source, version):
     sys.modules["_rpyc_ikernel_agent"] = module
     return module
 """
-
-
-class KernelSideService(MasterService, VoidService):
-    """The kernel's end of the link: drives the board's SlaveService and exposes nothing back.
-
-    A board running rpyc's full-duplex ClassicService asks its peer for modules on connect; it gets
-    None, so the board can never reach into the kernel's machine.
-    """
-
-    __slots__ = ()
-
-    def exposed_getmodule(self, name):
-        return None
-
-    exposed_namespace = None
-
-    def exposed_execute(self, text):
-        raise PermissionError("the kernel does not run code sent by the board")
-
-    exposed_eval = exposed_execute
-
-
-class BoardError(Exception):
-    """A problem with the board link, with a message a user can act on."""
-
-
-class BoardAuthError(BoardError):
-    """The board wants a token we do not have, refused ours, or failed TLS verification."""
-
-
-class BoardUnreachable(BoardError):
-    """The board could not be reached or did not answer as an rpyc server."""
-
-
-class BoardConnectionLost(BoardError):
-    """The link broke while a request was in flight."""
-
-
-class BoardRestarted(BoardConnectionLost):
-    """The link came back, but to a new board process: the running cell and the namespace are gone."""
 
 
 @dataclass
@@ -219,16 +182,6 @@ class BoardLink:
     methods: dict = field(default_factory=dict)
 
 
-def _describe_socket_error(exc: BaseException) -> str:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return "unknown host name"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
 class Board:
     """A board reached through rpyc classic; keeps one session (namespace) on it across reconnects."""
 
@@ -250,7 +203,7 @@ class Board:
         self._boot_id: str | None = None  # identity of the board process we last talked to
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
-        self._side: BoardLink | None = None  # see _link_beside_cell
+        self._side: SideLink | None = None  # see _link_beside_cell
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
         self._side_lock = threading.Lock()
 
@@ -307,14 +260,14 @@ class Board:
     def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
         """A new connection to this board with the agent loaded: (conn, agent module netref).
 
-        The main link uses one; side jobs that must not wait behind a running cell (live images,
-        file transfer) open their own and close it when done.
+        The main link uses one; side jobs that must not wait behind a running cell (interrupt and
+        completion, live images, file transfer) each get one through a SideLink (sidelink.py).
         """
         deadline = self._deadline(deadline)
         sock, early_bytes = self._open_socket(deadline)
         try:
             conn = connect_stream(
-                _ReplayStream(sock, early_bytes),
+                ReplayStream(sock, early_bytes),
                 KernelSideService,
                 config={
                     "sync_request_timeout": max(0.5, deadline - time.monotonic()),
@@ -455,9 +408,10 @@ class Board:
             link, self._link = self._link, None
         with self._side_lock:
             side, self._side = self._side, None
-        for each in (link, side):
-            if each is not None:
-                close_connection(each.conn)
+        if link is not None:
+            close_connection(link.conn)
+        if side is not None:
+            side.close()
         if self.tunnel is not None:
             self.tunnel.close()
 
@@ -466,28 +420,23 @@ class Board:
         session = call(conn, agent.attach, self.session_id, timeout=timeout)
         return session, {name: getattr(session, name) for name in SESSION_METHODS}
 
-    def _link_beside_cell(self) -> BoardLink:
+    def _link_beside_cell(self) -> SideLink:
         """A second link to the same session, for requests made while a cell runs.
 
-        The board serves one connection's requests one after another, and the main link is busy with
-        the running cell's long-polls (up to POLL_WAIT each). A second connection has its own thread
-        on the board, so an interrupt or a completion sent through it is answered at once. It is
-        opened on first need and kept until close().
+        The main link is busy with the running cell's long-polls (up to POLL_WAIT each); a SideLink
+        has its own thread on the board, so an interrupt or a completion sent through it is answered
+        at once. It is opened on first need and kept until close().
         """
         with self._side_lock:
             side = self._side
-            if side is not None and not side.conn.closed:
+            if side is not None and not side.closed:
                 return side
-            conn, agent = self.open_connection()
-            try:
-                session, methods = self._attach(conn, agent, self.connect_timeout)
-            except Exception:
-                close_connection(conn, dead=True)
-                raise
-            self._side = BoardLink(conn=conn, session=session, agent=agent, methods=methods)
+            self._side = SideLink(
+                self, attach=lambda conn, agent: self._attach(conn, agent, self.connect_timeout)
+            )
             return self._side
 
-    def _introspection_link(self, beside_cell: bool) -> BoardLink:
+    def _introspection_link(self, beside_cell: bool) -> BoardLink | SideLink:
         """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""
         return self._link_beside_cell() if beside_cell and self.connected else self.connect()
 
@@ -631,145 +580,3 @@ class Board:
         link = self.connect()
         text = call(link.conn, link.methods["evaluate"], json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
-
-
-class _ReplayStream(SocketStream):
-    """A SocketStream that first hands out bytes already read from the socket during the handshake."""
-
-    __slots__ = ("early",)
-
-    def __init__(self, sock: socket.socket, early: bytes = b"") -> None:
-        super().__init__(sock)
-        self.early = early
-
-    def poll(self, timeout) -> bool:
-        return bool(self.early) or super().poll(timeout)
-
-    def read(self, count: int) -> bytes:
-        if not self.early:
-            return super().read(count)
-        head, self.early = self.early[:count], self.early[count:]
-        return head + (super().read(count - len(head)) if count > len(head) else b"")
-
-
-def _tune_socket(sock: socket.socket) -> None:
-    """No Nagle delay for small requests; TCP keepalive so a board that vanished is noticed when idle."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for option, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
-        if hasattr(socket, option):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
-def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
-    """Make a side connection fit for bulk data: compression as asked, no Nagle delay on the board.
-
-    rpyc compresses large messages by default; zlib costs more than it saves for binary data on a
-    fast link (see DESIGN.md's measurements), so transfers turn it off on their own connection.
-    The main link keeps rpyc's defaults.
-    """
-    conn._channel.compress = compress
-    board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
-    call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
-
-
-def close_connection(conn: rpyc.Connection, dead: bool = False) -> None:
-    """Close without hanging: rpyc's close() waits for the peer's answer, which a dead link never sends."""
-    try:
-        if dead:
-            conn._channel.close()
-        conn._config["sync_request_timeout"] = 1.0
-        conn.close()
-    except Exception:
-        pass
-
-
-def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
-    """Call a remote method, waiting at most `timeout` seconds; link problems become BoardError."""
-    try:
-        result = rpyc.async_(method)(*args)
-        result.set_expiry(timeout)
-        return result.value
-    except rpyc.AsyncResultTimeout:
-        close_connection(conn, dead=True)
-        raise BoardConnectionLost(
-            f"the board did not answer within {timeout:.0f} s; the link looks dead"
-        ) from None
-    except (EOFError, OSError) as exc:
-        close_connection(conn, dead=True)
-        raise BoardConnectionLost(
-            f"lost the connection to the board ({_describe_socket_error(exc)})"
-        ) from None
-
-
-class PendingCall:
-    """A remote call already sent; `result` waits for its answer (link problems become BoardError)."""
-
-    def __init__(self, conn: rpyc.Connection, method: Callable, *args) -> None:
-        self._conn = conn
-        try:
-            self._result = rpyc.async_(method)(*args)
-        except (EOFError, OSError) as exc:
-            conn.close()
-            raise BoardConnectionLost(
-                f"lost the connection to the board ({_describe_socket_error(exc)})"
-            ) from None
-
-    def result(self, timeout: float):
-        """The answer, waiting at most `timeout` seconds; a dead link becomes BoardConnectionLost."""
-        try:
-            self._result.set_expiry(timeout)
-            return self._result.value
-        except rpyc.AsyncResultTimeout:
-            self._conn.close()
-            raise BoardConnectionLost(
-                f"the board did not answer within {timeout:.0f} s; the link looks dead"
-            ) from None
-        except (EOFError, OSError) as exc:
-            self._conn.close()
-            raise BoardConnectionLost(
-                f"lost the connection to the board ({_describe_socket_error(exc)})"
-            ) from None
-
-
-class FrameLink:
-    """The side connection that carries live images: one round trip per batch of frames.
-
-    It is a connection of its own, so frames flow while a cell runs on the main link, and it is
-    uncompressed at both ends: JPEG/PNG do not compress, and zlib would only cost time on the board.
-    """
-
-    def __init__(self, board: Board) -> None:
-        self.board = board
-        self.conn, agent = board.open_connection()
-        try:
-            self.tuned = _tune_for_frames(self.conn, agent)
-            self._read_frames = agent.read_frames
-        except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:
-            self.conn.close()
-            raise BoardConnectionLost(f"lost the connection to the board ({exc or type(exc).__name__})")
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.closed
-
-    def request(self, session_id: str, wanted: tuple) -> PendingCall:
-        """Ask for the frames of ((name, digest), ...); the answer comes from PendingCall.result."""
-        return PendingCall(self.conn, self._read_frames, session_id, wanted)
-
-    def close(self) -> None:
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-
-
-def _tune_for_frames(conn: rpyc.Connection, agent) -> bool:
-    """Turn off rpyc's zlib compression at both ends of conn, and let the agent make the board's end
-    read each request in one call; False if the board refused (slower, but frames still flow)."""
-    conn._channel.compress = False
-    try:
-        agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return True

@@ -1,15 +1,15 @@
 """Live images: board variables shown in the notebook as displays that update in place.
 
-``self.display("img_buffer", interval=0.05)`` adds a :class:`FrameStream`. One :class:`FramePump`
-per kernel serves every stream: a background thread with its own board connection
-(:class:`~rpyc_ikernel.board.FrameLink`), so frames flow while a cell runs and neither waits for the
-other. Each round trip asks the board's agent for all the streams that are due, with the digest of
-what the notebook shows; the agent answers with raw encoded bytes only for frames that changed.
+``self.display("img_buffer", interval=0.05)`` adds a :class:`FrameStream`. One :class:`FramePump` per
+kernel serves every stream: a background thread with its own board connection (:class:`FrameLink`, a
+:class:`~rpyc_ikernel.sidelink.SideLink`), so frames flow while a cell runs and neither waits for the
+other. Each round trip asks the board's agent for all the streams that are due, with the digest of what
+the notebook shows; the agent answers with raw encoded bytes only for frames that changed.
 
-The first frame is a ``display_data`` with a ``display_id``, sent by ``display()`` itself while its
-cell runs (so every frontend has an output to update); later changes are ``update_display_data`` of
-that id: no ``clear_output`` flicker. A variable that is missing or holds no image shows one line in
-its display, and the stream keeps waiting for it.
+The first frame is a ``display_data`` with a ``display_id``, sent by ``display()`` itself while its cell
+runs (so every frontend has an output to update); later changes are ``update_display_data`` of that id:
+no ``clear_output`` flicker. A variable that is missing or holds no image shows one line in its display,
+and the stream keeps waiting for it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .board import CALL_TIMEOUT, Board, BoardError, FrameLink, PendingCall
+from .board import Board
+from .errors import BoardError
+from .link import CALL_TIMEOUT, PendingCall
+from .sidelink import SideLink
 
 DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
 RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
@@ -65,6 +68,24 @@ def transcode_to_png(data: bytes) -> tuple[str, bytes]:
     out = io.BytesIO()
     image.save(out, "PNG")
     return "png", out.getvalue()
+
+
+class FrameLink(SideLink):
+    """The side connection that carries live images: one round trip per batch of frames.
+
+    It is a connection of its own, so frames flow while a cell runs on the main link, and it is
+    uncompressed at both ends: JPEG/PNG do not compress, and zlib would only cost time on the board.
+    """
+
+    def __init__(self, board: Board) -> None:
+        super().__init__(board, for_frames=True)
+
+    def prepare(self) -> None:
+        self._read_frames = self.agent.read_frames  # a netref fetched once: each request is one round trip
+
+    def request(self, session_id: str, wanted: tuple) -> PendingCall:
+        """Ask for the frames of ((name, digest), ...); the answer comes from PendingCall.result."""
+        return PendingCall(self.conn, self._read_frames, session_id, wanted)
 
 
 @dataclass(eq=False)

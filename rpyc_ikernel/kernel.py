@@ -12,13 +12,15 @@ import sys
 import threading
 import traceback
 import uuid
+from collections.abc import Callable
 
 from ipykernel.ipkernel import IPythonKernel
 
 from . import __version__
 from .adb import adb_board, adb_requested
-from .board import Address, Board, BoardError, CellOutcome, Credentials, InputRequest, Notice
+from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .commands import compile_command, find_commands, has_board_code
+from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump
 from .magics import to_board_code
 from .status import format_rows, status_lines
@@ -88,16 +90,7 @@ class RPycKernel(IPythonKernel):
             token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile
         )
         options = {"connect_timeout": float(timeout)} if timeout else {}
-        board = Board(address, self.session_id, credentials, **options)
-        board.connect()
-        board.take_notices()
-        self.board.close()
-        self.board = board
-        info = board.info
-        print(
-            f"Connected to board {address}: Python {info.get('python', '?')} on {info.get('platform', '?')}"
-            f" [{board.security}]"
-        )
+        self._switch_board(Board(address, self.session_id, credentials, **options))
 
     def connect_adb(
         self, serial: str | None = None, port: int | None = None, timeout: float | None = None
@@ -108,17 +101,27 @@ class RPycKernel(IPythonKernel):
         or the preset's). The forward is removed when the kernel leaves this board or shuts down.
         """
         board = adb_board(self.session_id, serial, port, **({"connect_timeout": timeout} if timeout else {}))
+        self._switch_board(board, route=lambda: f" (adb forward from 127.0.0.1:{board.tunnel.local_port})")
+
+    def _switch_board(self, board: Board, route: Callable[[], str] = str) -> None:
+        """Connect `board` and make it the kernel's board from now on, closing the one before.
+
+        On failure the previous board stays selected and the new one is closed (with any tunnel made
+        for it). Live images follow on their own: the FramePump reconnects to whatever self.board is.
+        route() adds how the board is reached to the "Connected" line (known once it is connected).
+        """
         try:
             board.connect()
         except BaseException:
-            board.close()  # removes the forward made for it
+            board.close()
             raise
+        board.take_notices()  # the line below says what connecting established
         self.board.close()
         self.board = board
         info = board.info
         print(
-            f"Connected to board {board.address} (adb forward from 127.0.0.1:{board.tunnel.local_port}):"
-            f" Python {info.get('python', '?')} on {info.get('platform', '?')}"
+            f"Connected to board {board.address}{route()}: Python {info.get('python', '?')}"
+            f" on {info.get('platform', '?')} [{board.security}]"
         )
 
     def status(self) -> None:

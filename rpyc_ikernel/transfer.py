@@ -1,10 +1,10 @@
 """File transfer between the notebook machine and the board: ``self.upload`` / ``self.download``.
 
-A transfer runs on its own connection to the board (``Board.open_connection``), so it never waits
-behind the main link, and that connection sends without rpyc's zlib compression: file data is often
-already compressed, and on a fast link zlib costs more than it saves. The file moves in chunks of
-``CHUNK_SIZE`` bytes, one round trip each, through the agent's transfer functions. Both ends hash what
-they send and receive (sha256); a file is put in place, on the board or here, only when the hashes
+A transfer runs on its own connection to the board (a :class:`~rpyc_ikernel.sidelink.SideLink`), so it
+never waits behind the main link, and that connection sends without rpyc's zlib compression: file data
+is often already compressed, and on a fast link zlib costs more than it saves. The file moves in chunks
+of ``CHUNK_SIZE`` bytes, one round trip each, through the agent's transfer functions. Both ends hash
+what they send and receive (sha256); a file is put in place, on the board or here, only when the hashes
 match, so an interrupted or failed transfer never leaves a half-written file behind.
 """
 
@@ -21,15 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .board import (
-    CALL_TIMEOUT,
-    Board,
-    BoardConnectionLost,
-    BoardError,
-    call,
-    close_connection,
-    tune_for_bulk,
-)
+from .board import Board
+from .errors import BoardConnectionLost, BoardError
+from .link import CALL_TIMEOUT, call, close_connection
+from .sidelink import SideLink
 
 CHUNK_SIZE = 512 * 1024  # bytes per round trip: big enough to fill a link, small for a 256 MB board
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
@@ -241,15 +236,12 @@ def _local_target(local_path: str | os.PathLike | None, remote_path: str) -> Pat
 @contextmanager
 def _side_link(board: Board, compress: bool):
     """A connection of its own for one transfer, closed when the transfer ends."""
-    conn, agent = board.open_connection()
-    try:
-        tune_for_bulk(conn, agent, compress)
-        yield conn, agent
-    except (EOFError, TimeoutError, ConnectionError) as exc:
-        # a plain netref look-up (agent.write_chunk) failing; calls through call() are BoardErrors
-        raise BoardConnectionLost(f"lost the connection to the board during the transfer ({exc!r})")
-    finally:
-        conn.close()
+    with SideLink(board, compress=compress) as link:
+        try:
+            yield link.conn, link.agent
+        except (EOFError, TimeoutError, ConnectionError) as exc:
+            # a plain netref look-up (agent.write_chunk) failing; calls through call() are BoardErrors
+            raise BoardConnectionLost(f"lost the connection to the board during the transfer ({exc!r})")
 
 
 def _abandon(board: Board, conn, handle: str) -> None:
@@ -259,11 +251,8 @@ def _abandon(board: Board, conn, handle: str) -> None:
     """
     close_connection(conn, dead=True)  # after an interrupt the link may be stuck mid-message
     try:
-        fresh, agent = board.open_connection()
-        try:
-            call(fresh, agent.abort_transfer, handle, timeout=2.0)
-        finally:
-            fresh.close()
+        with SideLink(board) as fresh:
+            call(fresh.conn, fresh.agent.abort_transfer, handle, timeout=2.0)
     except (BoardError, EOFError, OSError):
         pass  # best effort: the board drops abandoned transfers after TRANSFER_IDLE_LIMIT anyway
 

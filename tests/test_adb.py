@@ -21,7 +21,7 @@ import pytest
 from helpers import KernelSession, free_port, start_board
 
 from rpyc_ikernel.adb import AdbError, adb_board
-from rpyc_ikernel.board import BoardUnreachable
+from rpyc_ikernel.errors import BoardUnreachable
 
 FAKE_ADB_DIR = Path(__file__).with_name("fake_adb")
 

@@ -117,7 +117,8 @@ def frontend(kernel) -> Frontend:
 
 def last_frame_request(port: int) -> float:
     """When the board's agent last served a frame request (0 if never)."""
-    from rpyc_ikernel.board import Address, Board, close_connection
+    from rpyc_ikernel.board import Address, Board
+    from rpyc_ikernel.link import close_connection
 
     conn, _ = Board(Address("127.0.0.1", port), "probe").open_connection()  # with the board's token
     try:

@@ -16,7 +16,8 @@ import uuid
 import pytest
 from helpers import PLAIN_BOARD, KernelSession, start_board
 
-from rpyc_ikernel.board import Address, Board, call
+from rpyc_ikernel.board import Address, Board
+from rpyc_ikernel.link import call
 
 SIZE = 8 * 1024 * 1024 + 12345  # several chunks and a partial last one
 
