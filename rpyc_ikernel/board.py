@@ -9,39 +9,32 @@ beside the main link in sidelink.py, the errors in errors.py.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
-import secrets
-import socket
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import rpyc
-from rpyc.utils.factory import connect_stream
 
-from .errors import BoardAuthError, BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
-from .errors import describe_socket_error as _describe_socket_error  # the handshake's name for it
+from . import compat
+from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
+from .errors import describe_socket_error as _describe_socket_error
+from .handshake import BoardHandshake, Credentials, Handshake
 from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
-from .link import tune_socket as _tune_socket  # the handshake's name for it
-from .server import AUTH_BANNER, default_token_path, proof, read_line, read_token_file
 from .sidelink import SideLink
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
-CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent
+CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent (more on a slow link, see handshake)
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
 RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
-BANNER_WAIT = 0.3  # how long to wait for a board's token challenge before assuming an open server
-BANNER_WAIT_WITH_TOKEN = 1.0  # the same when the user gave a token (a slow link still gets asked)
 
 AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text(encoding="utf-8")
 AGENT_VERSION = hashlib.sha256(AGENT_SOURCE.encode("utf-8")).hexdigest()[:16]
@@ -88,46 +81,6 @@ class Address:
                 f"RPYC_IKERNEL_PORT={port_text!r} is not a port number; set it to e.g. 18812"
             ) from exc
         return cls(host, port)
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to prove who we are to a board and how to check who it is (token, TLS)."""
-
-    token: str | None = None  # given by the user; else the local token file is tried
-    tls: bool = False
-    ca: str | None = None  # CA bundle that signed the board's certificate (default: system CAs)
-    certfile: str | None = None  # a client certificate, for boards started with --ca
-    keyfile: str | None = None
-
-    @classmethod
-    def from_environment(cls, environ: dict | None = None) -> Credentials:
-        """RPYC_IKERNEL_TOKEN, RPYC_IKERNEL_TLS, RPYC_IKERNEL_CA, RPYC_IKERNEL_CERTFILE/KEYFILE."""
-        environ = os.environ if environ is None else environ
-        return cls(
-            token=environ.get("RPYC_IKERNEL_TOKEN") or None,
-            tls=_flag(environ.get("RPYC_IKERNEL_TLS")) or bool(environ.get("RPYC_IKERNEL_CA")),
-            ca=environ.get("RPYC_IKERNEL_CA") or None,
-            certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
-            keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
-        )
-
-    def overridden(self, **changes) -> Credentials:
-        """These credentials with the given non-None values replaced (connect_remote's keywords)."""
-        changes = {key: value for key, value in changes.items() if value is not None}
-        if changes.get("ca") or changes.get("certfile"):
-            changes.setdefault("tls", True)
-        return replace(self, **changes)
-
-    def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca)
-        if self.certfile:
-            context.load_cert_chain(self.certfile, self.keyfile)
-        return context
 
 
 class Tunnel(Protocol):
@@ -225,8 +178,7 @@ class Board:
             if self.connected:
                 return self._link
             self.close()
-            deadline = self._deadline(deadline)
-            conn, agent = self.open_connection(deadline)
+            conn, agent, deadline = self._open_connection(deadline)
             try:
                 remaining = max(0.5, deadline - time.monotonic())
                 session, methods = self._attach(conn, agent, remaining)
@@ -253,29 +205,28 @@ class Board:
         notices, self._notices = self._notices, []
         return notices
 
-    def _deadline(self, deadline: float | None) -> float:
-        own = time.monotonic() + self.connect_timeout
-        return own if deadline is None else min(own, deadline)
-
     def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
         """A new connection to this board with the agent loaded: (conn, agent module netref).
 
         The main link uses one; side jobs that must not wait behind a running cell (interrupt and
         completion, live images, file transfer) each get one through a SideLink (sidelink.py).
         """
-        deadline = self._deadline(deadline)
-        sock, early_bytes = self._open_socket(deadline)
+        conn, agent, _ = self._open_connection(deadline)
+        return conn, agent
+
+    def _open_connection(self, limit: float | None) -> tuple[rpyc.Connection, object, float]:
+        """open_connection, and the connect's deadline (scaled by the measured round trip)."""
+        shake = self._open_socket(limit)
+        deadline = shake.deadline
         try:
-            conn = connect_stream(
-                ReplayStream(sock, early_bytes),
+            conn = compat.connect(
+                ReplayStream(shake.sock, shake.early),
                 KernelSideService,
-                config={
-                    "sync_request_timeout": max(0.5, deadline - time.monotonic()),
-                    "allow_pickle": False,
-                },
+                {"sync_request_timeout": max(0.5, deadline - time.monotonic()), "allow_pickle": False},
+                shake.wire,
             )
         except Exception as exc:
-            sock.close()
+            shake.sock.close()
             raise self._not_rpyc(exc) from None
         try:
             agent = self._load_agent(conn, max(0.5, deadline - time.monotonic()))
@@ -283,108 +234,19 @@ class Board:
             close_connection(conn, dead=True)
             raise self._not_rpyc(exc) from None
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
-        return conn, agent
+        return conn, agent, deadline
 
-    def _open_socket(self, deadline: float) -> tuple[socket.socket, bytes]:
-        """TCP connect, keepalive, then TLS and the token handshake when the board asks for them.
-
-        Returns the socket and any bytes an open server already sent (rpyc's ClassicService speaks
-        first), which the rpyc stream must still read.
-        """
+    def _open_socket(self, limit: float | None) -> Handshake:
+        """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
-        try:
-            sock = socket.create_connection(
-                (dial.host, dial.port), timeout=max(0.1, deadline - time.monotonic())
-            )
-        except OSError as exc:
-            raise BoardUnreachable(
-                f"cannot reach board {self.address}: {_describe_socket_error(exc)}; {self._hint()}"
-            ) from None
-        _tune_socket(sock)
-        try:
-            if self.credentials.tls:
-                sock = self._wrap_tls(sock)
-            self.security, early_bytes = self._authenticate(sock, deadline)
-            if self.credentials.tls:
-                self.security += ", TLS (certificate verified)"
-        except BaseException:
-            sock.close()
-            raise
-        sock.settimeout(None)
-        return sock, early_bytes
-
-    def _wrap_tls(self, sock: socket.socket) -> socket.socket:
-        try:
-            return self.credentials.tls_context().wrap_socket(sock, server_hostname=self.address.host)
-        except ssl.SSLCertVerificationError as exc:
-            raise BoardAuthError(
-                f"TLS: board {self.address} showed a certificate we do not trust ({exc.verify_message});"
-                " pass ca= the CA file that signed it"
-            ) from None
-        except (ssl.SSLError, OSError) as exc:
-            raise BoardUnreachable(
-                f"TLS handshake with board {self.address} failed ({_describe_socket_error(exc)});"
-                " is the board server started with --certfile/--keyfile?"
-            ) from None
-
-    def _authenticate(self, sock: socket.socket, deadline: float) -> tuple[str, bytes]:
-        """Answer the board's token challenge, if it sends one.
-
-        Returns what was established and the bytes read that belong to rpyc (an open server's first
-        frame starts with a zero byte; our challenge with the letter R).
-        """
-        explicit = self.credentials.token
-        token = explicit or read_token_file(default_token_path())
-        sock.settimeout(BANNER_WAIT_WITH_TOKEN if explicit else BANNER_WAIT)
-        try:
-            first = sock.recv(1)
-        except (socket.timeout, ssl.SSLError):
-            first = b""
-        except OSError as exc:
-            raise BoardUnreachable(f"board {self.address} dropped the connection ({exc})") from None
-        if first != AUTH_BANNER[:1]:
-            if explicit:
-                self._notices.append(
-                    Notice(f"board {self.address} does not check tokens: anyone who reaches it can run code")
-                )
-            return "no authentication (open rpyc server)", first
-        sock.settimeout(max(0.2, deadline - time.monotonic()))
-        try:
-            banner = first + read_line(sock)
-        except (OSError, EOFError, ValueError):
-            banner = first
-        if not banner.startswith(AUTH_BANNER):
-            said = banner[:40].decode("ascii", "replace") or "nothing"
-            raise BoardUnreachable(
-                f"board {self.address} is not an rpyc server (it said {said!r}); check the port"
-            )
-        if not token:
-            raise BoardAuthError(
-                f"board {self.address} requires a token: pass token=... to connect_remote, set"
-                f" RPYC_IKERNEL_TOKEN, or install the kernelspec with --token (the board server printed"
-                f" it at first start and keeps it in {default_token_path()} on the board)"
-            )
-        board_nonce = banner[len(AUTH_BANNER) :]
-        kernel_nonce = secrets.token_hex(16).encode("ascii")
-        answer = kernel_nonce + b" " + proof(token, b"kernel", board_nonce, kernel_nonce).encode("ascii")
-        try:
-            sock.sendall(answer + b"\n")
-            reply = read_line(sock)
-        except (OSError, EOFError, ValueError) as exc:
-            raise BoardAuthError(f"board {self.address} closed the connection during the token check ({exc})")
-        if reply.startswith(b"DENIED"):
-            reason = reply[7:].decode("ascii", "replace")
-            source = "given" if explicit else f"from this machine's token file {default_token_path()}"
-            raise BoardAuthError(
-                f"board {self.address} refused the token {source} ({reason}); give the token the board"
-                " server printed (token=... or RPYC_IKERNEL_TOKEN)"
-            )
-        expected = proof(token, b"board", kernel_nonce, board_nonce).encode("ascii")
-        if not (reply.startswith(b"OK ") and hmac.compare_digest(reply[3:], expected)):
-            raise BoardAuthError(
-                f"board {self.address} does not know our token (its proof is wrong); not sending code to it"
-            )
-        return "token (challenge-response)", b""
+        handshake = BoardHandshake(
+            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint()
+        )
+        result = handshake.open(dial.host, dial.port, self.connect_timeout, limit)
+        self.security = result.security
+        self._notices.extend(Notice(text) for text in result.notices)
+        result.sock.settimeout(None)
+        return result
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
         reason = "no answer" if isinstance(exc, BoardConnectionLost) else f"{type(exc).__name__}: {exc}"

@@ -75,19 +75,22 @@ class RPycKernel(IPythonKernel):
         ca: str | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
+        allow_open: bool | None = None,
     ) -> None:
         """Use the board at host:port from now on.
 
         Unset values come from RPYC_IKERNEL_HOST/PORT/TOKEN/TLS/CA (environment or kernelspec), else
-        127.0.0.1:18812, the local token file and no TLS. The board is connected at once, so a mistake
-        shows in this cell; on failure the previous board stays selected.
+        127.0.0.1:18812, the local token file (loopback boards only) and no TLS. The board is connected
+        at once, so a mistake shows in this cell; on failure the previous board stays selected.
+        allow_open=True (or RPYC_IKERNEL_ALLOW_OPEN=1) accepts a board that checks no token even
+        though this kernel has one; otherwise such a board is refused.
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
             return self.connect_adb(port=port, timeout=timeout)
         default = Address.from_environment()
         address = Address(host or default.host, int(port) if port is not None else default.port)
         credentials = Credentials.from_environment().overridden(
-            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile
+            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
         )
         options = {"connect_timeout": float(timeout)} if timeout else {}
         self._switch_board(Board(address, self.session_id, credentials, **options))

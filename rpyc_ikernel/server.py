@@ -20,8 +20,10 @@ import os
 import queue
 import signal
 import socket
+import struct
 import sys
 import threading
+import time
 import types
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs a board memory
@@ -33,17 +35,152 @@ DEFERRED_MODULES = ("ssl",)  # rpyc imports these at start-up; most boards never
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
 
-# ----------------------------------------------------------------------------- token authentication
-# A challenge-response run on the raw socket before rpyc starts, so the token never crosses the wire:
-#   board  -> kernel: "RPYC_IKERNEL AUTH 1 <board nonce>\n"
-#   kernel -> board : "<kernel nonce> <HMAC(token, 'kernel|' + board nonce + '|' + kernel nonce)>\n"
-#   board  -> kernel: "OK <HMAC(token, 'board|' + kernel nonce + '|' + board nonce)>\n"  or "DENIED <why>\n"
-# The kernel checks the board's proof too, so it never sends code to a board that does not know the token.
+# ----------------------------------------------------------------------------- handshake 2
+# The kernel speaks first, so nobody waits on a timer to guess what the peer is. Every message is one
+# rpyc channel frame (!LB header: payload length, compressed=0; the payload; b"\n") whose payload is a
+# valid rpyc HANDLE_PING request (kernel) or reply (board), in the kernel's wire:
+#   wire 6 (rpyc >= 6):  I1(msg) + brine((seq, args))        wire 5 (rpyc <= 5.x):  brine((msg, seq, args))
+#   kernel -> board:  PING  "rpyc_ikernel hello 2 <kernel nonce>"
+#   board  -> kernel: reply "rpyc_ikernel challenge 2 <board nonce> wire=<5|6> auth=token"
+#   kernel -> board:  PING  "rpyc_ikernel proof <HMAC(token, 'kernel|hello|challenge|binding')>"
+#   board  -> kernel: reply "rpyc_ikernel ok <HMAC(token, 'board|hello|challenge|binding')>"
+#                     or    "rpyc_ikernel denied <why>"
+# (hello and challenge stand for the whole texts above, nonces included)
+# binding is b"" without TLS; with TLS it names the board certificate both ends see (RFC 5929
+# tls-server-end-point, with SHA-256), so a proof relayed through another TLS endpoint fails.
+# A plain rpyc server (or ours with --no-auth) simply echoes the hello: the kernel then knows it is an
+# open server, and which wire it speaks, without a timer. A server of the other wire drops the frame.
 # The kernel side imports these helpers from here: one definition of the protocol.
 
-AUTH_BANNER = b"RPYC_IKERNEL AUTH 1 "
-AUTH_TIMEOUT = 10.0  # seconds a peer has to complete the handshake
-_MAX_LINE = 512
+HANDSHAKE_VERSION = b"2"
+HELLO = b"rpyc_ikernel hello"
+CHALLENGE = b"rpyc_ikernel challenge"
+PROOF = b"rpyc_ikernel proof"
+ACCEPTED = b"rpyc_ikernel ok"
+DENIED = b"rpyc_ikernel denied"
+HANDSHAKE_SEQ = 0x52494B  # the seq of every handshake message; never one of rpyc's own (it counts from 0)
+AUTH_TIMEOUT = 10.0  # seconds a peer has for the whole handshake (TLS included), not per read
+MAX_HANDSHAKE_FRAME = 4096  # handshake frames are ~100 bytes; a plain server's first frames are small too
+_FRAME_HEADER = struct.Struct("!LB")
+_MSG_REQUEST, _MSG_REPLY, _MSG_EXCEPTION = 1, 2, 3  # rpyc.core.consts, the same in rpyc 5 and 6
+_HANDLE_PING = 1
+_LABEL_VALUE = 1
+_TUPLE3_TAG = 0x12  # brine's tag of a 3-tuple: how a wire-5 message starts
+
+
+class HandshakeTimeout(OSError):
+    """The whole handshake took longer than its deadline (a stalled or trickling peer)."""
+
+
+class NotAFrame(ValueError):
+    """The peer sent bytes that are not an rpyc channel frame; `data` is what it sent."""
+
+    def __init__(self, data: bytes) -> None:
+        ValueError.__init__(self, "not an rpyc frame: %r" % data[:40])
+        self.data = data
+
+
+def local_wire() -> int:
+    """The wire the installed rpyc speaks: 6 for rpyc >= 6, else 5."""
+    from rpyc.version import version
+
+    return 6 if int(version[0]) >= 6 else 5
+
+
+def read_exactly(sock: socket.socket, count: int, deadline: float) -> bytes:
+    """`count` bytes, all of them before `deadline` (time.monotonic()), however the peer trickles them."""
+    data = b""
+    while len(data) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HandshakeTimeout("handshake not finished in time (got %d of %d bytes)" % (len(data), count))
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(count - len(data))
+        except socket.timeout:
+            raise HandshakeTimeout(
+                "handshake not finished in time (got %d of %d bytes)" % (len(data), count)
+            ) from None
+        if not chunk:
+            raise EOFError("peer closed the connection" + (" mid-frame" if data else ""))
+        data += chunk
+    return data
+
+
+def read_frame(sock: socket.socket, deadline: float, limit: int = MAX_HANDSHAKE_FRAME) -> tuple:
+    """(raw frame bytes, payload) of one rpyc channel frame, read before `deadline`."""
+    header = read_exactly(sock, _FRAME_HEADER.size, deadline)
+    length, compressed = _FRAME_HEADER.unpack(header)
+    if length > limit or compressed > 1:
+        raise NotAFrame(header)
+    rest = read_exactly(sock, length + 1, deadline)
+    if rest[-1:] != b"\n":
+        raise NotAFrame(header + rest)
+    payload = rest[:-1]
+    if compressed:
+        import zlib
+
+        payload = zlib.decompress(payload)
+    return header + rest, payload
+
+
+def encode_frame(payload: bytes) -> bytes:
+    return _FRAME_HEADER.pack(len(payload), 0) + payload + b"\n"
+
+
+def encode_message(wire: int, msg: int, seq: int, args) -> bytes:
+    """An rpyc message payload in the given wire."""
+    from rpyc.core import brine
+
+    if wire >= 6:
+        return brine.I1.pack(msg) + brine.dump((seq, args))
+    return brine.dump((msg, seq, args))
+
+
+def decode_message(payload: bytes) -> tuple:
+    """(wire, msg, seq, args) of an rpyc message payload of either wire; ValueError if it is none."""
+    from rpyc.core import brine
+
+    try:
+        if payload[:1] == bytes((_TUPLE3_TAG,)):
+            msg, seq, args = brine.load(payload)
+            return 5, msg, seq, args
+        if payload[:1] in (b"\x01", b"\x02", b"\x03"):
+            seq, args = brine.load(payload[1:])
+            return 6, payload[0], seq, args
+    except Exception:
+        pass
+    raise ValueError("not an rpyc message")
+
+
+def ping_request(wire: int, text: bytes) -> bytes:
+    """A channel frame: an rpyc PING request carrying `text`, as rpyc's own Connection.ping sends."""
+    args = (_HANDLE_PING, (_LABEL_VALUE, (text,)))
+    return encode_frame(encode_message(wire, _MSG_REQUEST, HANDSHAKE_SEQ, args))
+
+
+def ping_reply(wire: int, text: bytes) -> bytes:
+    """A channel frame: the rpyc reply to a handshake PING, carrying `text`."""
+    return encode_frame(encode_message(wire, _MSG_REPLY, HANDSHAKE_SEQ, (_LABEL_VALUE, text)))
+
+
+def ping_text(args, reply: bool = False):
+    """The bytes a handshake PING request (or, with reply=True, its reply) carries; None if it is not one."""
+    try:
+        if reply:
+            label, text = args
+        else:
+            handler, (label, (text,)) = args
+            if handler != _HANDLE_PING:
+                return None
+    except (TypeError, ValueError):
+        return None
+    return text if label == _LABEL_VALUE and isinstance(text, bytes) else None
+
+
+def tls_binding(certificate_der: bytes) -> bytes:
+    """RFC 5929 tls-server-end-point of the board certificate (always SHA-256 here): what proofs bind to."""
+    return b"tls-server-end-point:" + _sha256_class()(certificate_der).hexdigest().encode("ascii")
 
 
 def default_token_path() -> str:
@@ -111,22 +248,12 @@ def new_nonce() -> bytes:
     return os.urandom(16).hex().encode("ascii")
 
 
-def proof(token: str, role: bytes, first: bytes, second: bytes) -> str:
-    """HMAC-SHA256 of role|first|second keyed with the token, as hex."""
-    return hmac_sha256(token.encode("utf-8"), role + b"|" + first + b"|" + second)
+def proof(token: str, role: bytes, hello: bytes, challenge: bytes, binding: bytes = b"") -> str:
+    """HMAC-SHA256 of role|hello|challenge|binding keyed with the token, as hex.
 
-
-def read_line(sock: socket.socket) -> bytes:
-    """One newline-terminated line (without the newline); reads byte-wise so nothing after it is consumed."""
-    data = bytearray()
-    while not data.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            raise EOFError("peer closed the connection")
-        data += chunk
-        if len(data) > _MAX_LINE:
-            raise ValueError("line too long")
-    return bytes(data[:-1])
+    hello and challenge carry both nonces (and the versions); binding ties the proof to the TLS channel.
+    """
+    return hmac_sha256(token.encode("utf-8"), b"|".join((role, hello, challenge, binding)))
 
 
 def _auth_error(message: str) -> Exception:
@@ -137,39 +264,53 @@ def _auth_error(message: str) -> Exception:
 
 
 class BoardAuthenticator:
-    """rpyc authenticator for the board: socket options, optional TLS, then the token challenge-response."""
+    """rpyc authenticator for the board: socket options, optional TLS, then handshake 2 (see above).
+
+    Without a token it reads nothing: an open server is a plain rpyc classic server (a kernel's hello
+    is answered by rpyc's own PING handler), so any rpyc client works with it.
+    """
 
     def __init__(self, token: str | None, tls_context: ssl.SSLContext | None = None) -> None:  # noqa: F821
         self.token = token
         self.tls_context = tls_context
+        self.binding = getattr(tls_context, "rpyc_ikernel_binding", b"") if tls_context is not None else b""
+        self.wire = local_wire()
 
     def __call__(self, sock: socket.socket):
         # rpyc leaves Nagle on: small replies after a large one would wait ~40 ms for an ACK
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(AUTH_TIMEOUT)
+        deadline = time.monotonic() + AUTH_TIMEOUT  # one deadline for TLS and the token check together
         try:
             if self.tls_context is not None:
+                sock.settimeout(AUTH_TIMEOUT)  # CPython bounds the whole TLS handshake by this timeout
                 sock = self.tls_context.wrap_socket(sock, server_side=True)
             if self.token is not None:
-                self._challenge(sock)
+                self._challenge(sock, deadline)
         except (OSError, EOFError, ValueError) as exc:
-            raise _auth_error(str(exc)) from None
+            raise _auth_error(str(exc) or type(exc).__name__) from None
         sock.settimeout(None)
         return sock, None
 
-    def _challenge(self, sock: socket.socket) -> None:
-        board_nonce = new_nonce()
-        sock.sendall(AUTH_BANNER + board_nonce + b"\n")
-        answer = read_line(sock).split(b" ")
-        if len(answer) != 2 or not answer[0]:
-            sock.sendall(b"DENIED this board requires a token\n")
+    def _challenge(self, sock: socket.socket, deadline: float) -> None:
+        _, payload = read_frame(sock, deadline)
+        wire, msg, _, args = decode_message(payload)
+        hello = ping_text(args) if msg == _MSG_REQUEST else None
+        if hello is None or not hello.startswith(HELLO + b" "):
+            raise _auth_error("client did not start the rpyc_ikernel handshake (an older kernel?)")
+        challenge = b"%s %s %s wire=%d auth=token" % (CHALLENGE, HANDSHAKE_VERSION, new_nonce(), self.wire)
+        sock.sendall(ping_reply(wire, challenge))
+        _, payload = read_frame(sock, deadline)
+        words = (ping_text(decode_message(payload)[3]) or b"").split(b" ")
+        if len(words) != 3 or b" ".join(words[:2]) != PROOF:
+            sock.sendall(ping_reply(wire, DENIED + b" this board requires a token"))
             raise _auth_error("client sent no token")
-        kernel_nonce, kernel_proof = answer
-        expected = proof(self.token, b"kernel", board_nonce, kernel_nonce)
-        if not same_digest(expected.encode("ascii"), kernel_proof):
-            sock.sendall(b"DENIED wrong token\n")
+        expected = proof(self.token, b"kernel", hello, challenge, self.binding)
+        if not same_digest(expected.encode("ascii"), words[2]):
+            reason = b"wrong token" + (b" (or a relayed connection)" if self.binding else b"")
+            sock.sendall(ping_reply(wire, DENIED + b" " + reason))
             raise _auth_error("wrong token")
-        sock.sendall(b"OK " + proof(self.token, b"board", kernel_nonce, board_nonce).encode("ascii") + b"\n")
+        answer = proof(self.token, b"board", hello, challenge, self.binding).encode("ascii")
+        sock.sendall(ping_reply(wire, ACCEPTED + b" " + answer))
 
 
 def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None) -> ssl.SSLContext:  # noqa: F821
@@ -178,10 +319,25 @@ def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certfile, keyfile)
+    context.rpyc_ikernel_binding = tls_binding(_first_certificate_der(certfile))
     if ca:
         context.load_verify_locations(ca)
         context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _first_certificate_der(certfile: str) -> bytes:
+    """The DER bytes of the first certificate in a PEM file: the one the board shows to kernels."""
+    import ssl
+
+    with open(certfile, encoding="ascii", errors="replace") as handle:
+        text = handle.read()
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise ssl.SSLError("no certificate in %s" % certfile)
+    return ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
 
 
 class MainThreadExecutor:

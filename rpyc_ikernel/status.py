@@ -42,7 +42,13 @@ def status_lines(
     elif tunnel and tunnel.startswith("adb"):
         rows.append(("tls", "off (the link is the USB cable; the forward listens on 127.0.0.1 only)"))
     else:
-        rows.append(("tls", "off: the link is plain TCP, readable on the network"))
+        rows.append(
+            (
+                "tls",
+                "off: plain TCP; anyone on the network path can read the link and, after the token"
+                " check, take it over (use TLS off a trusted network)",
+            )
+        )
     return rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import KernelSession, start_board
+from hostile_board import RelayingBoard
 from proxy import Proxy
 
 SERVER = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
@@ -104,7 +105,13 @@ def certificates(tmp_path_factory) -> dict:
             "-out", "board.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem",
             "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1")  # fmt: skip
-    return {name: str(directory / name) for name in ("ca.pem", "board.pem", "board.key", "other.pem")}
+    # a hostile board with a certificate of its own from the same CA (it passes the kernel's check)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "relay.key", "-out", "relay.csr",
+            "-subj", "/CN=127.0.0.1")  # fmt: skip
+    openssl("x509", "-req", "-in", "relay.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "relay.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    names = ("ca.pem", "board.pem", "board.key", "other.pem", "relay.pem", "relay.key")
+    return {name: str(directory / name) for name in names}
 
 
 @pytest.fixture()
@@ -179,3 +186,60 @@ def test_board_hmac_matches_the_standard_library():
         key = _os.urandom(size)
         message = _os.urandom(size * 3 + 1)
         assert hmac_sha256(key, message) == hmac.new(key, message, "sha256").hexdigest()
+
+
+# --------------------------------------------------------------------------- relay (issue 13.1)
+
+
+def test_a_relaying_board_cannot_reuse_the_kernels_proof_over_tls(kernelspec_prefix, certificates, tmp_path):
+    """A hostile board with a certificate the kernel trusts relays the handshake to the real board.
+
+    The proofs are bound to the board certificate each end sees (tls-server-end-point), so the real
+    board refuses the relayed proof and the hostile board never gets a link that runs code.
+    """
+    import ssl
+
+    token = "relay-test-token"
+    server = start_board(command=[*SERVER, "--token", token, "--certfile", certificates["board.pem"],
+                                  "--keyfile", certificates["board.key"]])  # fmt: skip
+    kernel_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    kernel_side.load_cert_chain(certificates["relay.pem"], certificates["relay.key"])
+    board_side = ssl.create_default_context(cafile=certificates["ca.pem"])
+    marker = tmp_path / "relayed"
+    relay = RelayingBoard(server.port, str(marker), kernel_side_tls=kernel_side, board_side_tls=board_side)
+    session = KernelSession.start(
+        board_port=relay.port, env={"RPYC_IKERNEL_TOKEN": token, "RPYC_IKERNEL_CA": certificates["ca.pem"]}
+    )
+    try:
+        cell = session.run("1")
+        assert relay.wait_finished()
+        assert relay.hijacked == 0, relay.log
+        assert not marker.exists()
+        assert cell.status == "error", relay.log
+        assert cell.reply["ename"] == "BoardAuthError", (cell.reply["evalue"], relay.log)
+    finally:
+        session.stop()
+        relay.close()
+        server.stop()
+
+
+def test_the_local_token_file_is_not_offered_to_a_board_elsewhere(kernelspec_prefix, tmp_path):
+    """A kernel given no token dials a hostile board on a non-loopback address (in a network namespace
+    of its own), which relays to this machine's board server: the token file must not be used there."""
+    import json
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, unshare and ip for a private network namespace")
+    script = Path(__file__).with_name("netns_relay.py")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = subprocess.run(
+        ["unshare", "-n", sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["relay_attempts"] >= 1
+    assert outcome["hijacked"] == 0, outcome
+    assert not outcome["marker"]
+    assert outcome["ename"] == "BoardAuthError"
+    assert "requires a token" in outcome["evalue"]

@@ -1,0 +1,74 @@
+"""Talk to a board whose rpyc speaks the other wire (rpyc 5.x against 6.x, either way round).
+
+rpyc 5.x and 6.x differ in one place only, the start of each message inside a channel frame:
+
+    wire 5 (rpyc <= 5.x):  brine.dump((msg, seq, args))            = 0x12, 0x50 + msg, seq..., args...
+    wire 6 (rpyc >= 6):    brine.I1.pack(msg) + brine.dump((seq, args)) = msg, 0x11, seq..., args...
+
+(0x12 and 0x11 are brine's 3-tuple and 2-tuple tags; 0x50 + n is brine's one-byte small int.)
+Handlers, boxing, brine and the channel framing are the same, so translating the first two bytes of
+every message is all it takes: no decoding, one copy. It is done in the Channel, below the
+Connection, so the installed rpyc's own send queue, locks and dispatch stay untouched (they differ
+between rpyc 5.3 and 6.0.x; overriding Connection._send/_dispatch would have to copy them).
+"""
+
+from __future__ import annotations
+
+import rpyc
+from rpyc.core.channel import Channel
+from rpyc.utils.factory import connect_channel
+
+from .server import local_wire
+
+LOCAL_WIRE = local_wire()  # the wire of the rpyc installed here
+_TUPLE2, _TUPLE3, _SMALL_INT = 0x11, 0x12, 0x50
+_MESSAGES = (1, 2, 3)  # MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION
+
+
+def wire6_to_wire5(data: bytes) -> bytes:
+    """One rpyc message of wire 6 as wire 5."""
+    msg = data[0]
+    if msg not in _MESSAGES or data[1] != _TUPLE2:
+        raise ValueError(f"not an rpyc 6 message: {bytes(data[:8])!r}")
+    return bytes((_TUPLE3, _SMALL_INT + msg)) + data[2:]
+
+
+def wire5_to_wire6(data: bytes) -> bytes:
+    """One rpyc message of wire 5 as wire 6."""
+    msg = data[1] - _SMALL_INT
+    if data[0] != _TUPLE3 or msg not in _MESSAGES:
+        raise ValueError(f"not an rpyc 5 message: {bytes(data[:8])!r}")
+    return bytes((msg, _TUPLE2)) + data[2:]
+
+
+class OtherWireChannel(Channel):
+    """A Channel to a peer of the other wire: messages are translated on their way in and out."""
+
+    __slots__ = ("_outgoing", "_incoming")
+
+    def __init__(self, stream, peer_wire: int, compress: bool = True) -> None:
+        super().__init__(stream, compress)
+        if peer_wire == LOCAL_WIRE:
+            raise ValueError("the peer speaks our own wire: use a plain Channel")
+        self._outgoing = wire6_to_wire5 if peer_wire == 5 else wire5_to_wire6
+        self._incoming = wire5_to_wire6 if peer_wire == 5 else wire6_to_wire5
+
+    def send(self, data: bytes) -> None:
+        super().send(self._outgoing(data))
+
+    def recv(self) -> bytes:
+        return self._incoming(super().recv())
+
+
+def channel_for(stream, peer_wire: int) -> Channel:
+    """A Channel over stream that speaks the peer's wire."""
+    return Channel(stream) if peer_wire == LOCAL_WIRE else OtherWireChannel(stream, peer_wire)
+
+
+def connect(stream, service, config: dict, peer_wire: int) -> rpyc.Connection:
+    """rpyc's connect_stream, for a peer of either wire.
+
+    rpyc's experimental bind_threads mode (RPYC_BIND_THREADS=true) prefixes every message with thread
+    ids and is not translated: both ends must then run the same rpyc major version.
+    """
+    return connect_channel(channel_for(stream, peer_wire), service, config=config)

@@ -1,0 +1,359 @@
+"""Handshake 2, the kernel's side: reach the board, and learn what it is without guessing.
+
+The kernel speaks first (see server.py for the byte layout). Right after TCP connect (and TLS) it
+sends one rpyc channel frame, a valid PING request carrying "rpyc_ikernel hello 2 <nonce>", and reads
+frames until the answer to it arrives:
+
+- our board server with a token answers with a challenge: the two HMAC proofs follow (2 round trips);
+- a plain rpyc classic server (or ours with --no-auth) echoes the PING: an open server, 1 round trip;
+- an rpyc server of the other wire (rpyc 5.x vs 6.x) answers with a frame of its own wire and hangs
+  up: the kernel dials again in that wire (2 more round trips, once: the wire is remembered per board);
+- anything else (HTTP, garbage, silence, a stopped board) ends with a one-line error.
+
+Every read is bounded by one deadline for the whole connect, which scales with the round trip time
+the TCP connect measured. The token file of this machine is offered only to loopback boards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from .errors import BoardAuthError, BoardError, BoardUnreachable, describe_socket_error
+from .link import tune_socket
+from .server import (
+    ACCEPTED,
+    CHALLENGE,
+    DENIED,
+    HANDSHAKE_SEQ,
+    HANDSHAKE_VERSION,
+    HELLO,
+    PROOF,
+    HandshakeTimeout,
+    NotAFrame,
+    decode_message,
+    default_token_path,
+    local_wire,
+    ping_request,
+    ping_text,
+    proof,
+    read_frame,
+    read_token_file,
+    tls_binding,
+)
+
+RTT_FACTOR = 40  # round trips a connect may take before it is called dead (today it needs ~30)
+MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it answers our hello
+_MSG_REQUEST, _MSG_REPLY = 1, 2
+_OLD_HANDSHAKE = b"RPYC_"  # what a board server of handshake 1 (rpyc_ikernel <= 0.1) sends first
+
+_wires: dict = {}  # "host:port" -> the rpyc wire the board there spoke last time
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to prove who we are to a board and how to check who it is (token, TLS)."""
+
+    token: str | None = None  # given by the user; else the local token file is tried (loopback boards)
+    tls: bool = False
+    ca: str | None = None  # CA bundle that signed the board's certificate (default: system CAs)
+    certfile: str | None = None  # a client certificate, for boards started with --ca
+    keyfile: str | None = None
+    allow_open: bool = False  # with a token: still accept a board that checks none
+
+    @classmethod
+    def from_environment(cls, environ: dict | None = None) -> Credentials:
+        """RPYC_IKERNEL_TOKEN, _TLS, _CA, _CERTFILE/_KEYFILE and _ALLOW_OPEN."""
+        environ = os.environ if environ is None else environ
+        return cls(
+            token=environ.get("RPYC_IKERNEL_TOKEN") or None,
+            tls=_flag(environ.get("RPYC_IKERNEL_TLS")) or bool(environ.get("RPYC_IKERNEL_CA")),
+            ca=environ.get("RPYC_IKERNEL_CA") or None,
+            certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
+            keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
+            allow_open=_flag(environ.get("RPYC_IKERNEL_ALLOW_OPEN")),
+        )
+
+    def overridden(self, **changes) -> Credentials:
+        """These credentials with the given non-None values replaced (connect_remote's keywords)."""
+        changes = {key: value for key, value in changes.items() if value is not None}
+        if changes.get("ca") or changes.get("certfile"):
+            changes.setdefault("tls", True)
+        return replace(self, **changes)
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+@dataclass
+class Handshake:
+    """A socket ready for rpyc, and what the handshake learnt."""
+
+    sock: socket.socket
+    wire: int  # the board's rpyc wire (5 or 6): compat.connect speaks it
+    security: str  # for status(): "token (challenge-response)" or "no authentication ...", + ", TLS ..."
+    deadline: float  # the connect's deadline (time.monotonic()), stretched by the measured round trip
+    early: bytes = b""  # frames the board sent before its answer; rpyc must still read them
+    notices: list = field(default_factory=list)
+    rtt: float = 0.0  # the round trip measured while connecting (TCP connect, hello)
+
+
+def connect_budget(timeout: float, rtt: float) -> float:
+    """Seconds a whole connect may take: the connect timeout, or RTT_FACTOR round trips on a slow link."""
+    return max(timeout, RTT_FACTOR * rtt)
+
+
+def is_loopback(ip: str) -> bool:
+    """Whether a peer address is this machine (127.0.0.0/8, ::1, or IPv4-mapped 127.x)."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+class _OtherWire(Exception):
+    """The board answered in the other rpyc wire (or hung up on ours): dial again in `wire`."""
+
+    def __init__(self, wire: int) -> None:
+        self.wire = wire
+
+
+class BoardHandshake:
+    """One board's handshakes: dial, TLS, hello; raises BoardError subclasses with one-line messages.
+
+    `host` and `shown` are the board's host (its TLS certificate names it) and the address users know
+    (an adb board is dialled through a local forward); `not_rpyc` builds the error for a peer that is
+    not an rpyc server (the Board words it, adb too).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        shown: str,
+        credentials: Credentials,
+        not_rpyc: Callable[[BaseException], BoardError],
+        hint: str,
+    ) -> None:
+        self.host = host
+        self.shown = shown
+        self.credentials = credentials
+        self.not_rpyc = not_rpyc
+        self.hint = hint
+        self._budget = 0.0  # seconds the current connect may take, for messages
+
+    def open(self, host: str, port: int, timeout: float, limit: float | None = None) -> Handshake:
+        """Dial host:port and run the handshake, all before `limit` and within the scaled budget.
+
+        The budget starts as `timeout` and grows to RTT_FACTOR round trips once one is measured: the
+        TCP connect, then the hello's answer (through an ssh or adb tunnel only the latter is the
+        board's real round trip).
+        """
+        started = time.monotonic()
+        wire = _wires.get(self.shown, local_wire())
+
+        def deadline_for(rtt: float) -> float:
+            deadline = started + connect_budget(timeout, rtt)
+            deadline = deadline if limit is None else min(deadline, limit)
+            self._budget = deadline - started
+            return deadline
+
+        deadline = deadline_for(0.0)
+        sock, rtt = self._dial(host, port, max(0.1, deadline - started))
+        deadline = deadline_for(rtt)
+        for attempt in (1, 2):
+            try:
+                hello, answer, early, hello_rtt = self._hello(sock, wire, deadline)
+                rtt = max(rtt, hello_rtt)
+                deadline = deadline_for(rtt)
+                if answer == hello:
+                    result = self._open_board(sock, wire, deadline, early)
+                elif answer.startswith(CHALLENGE + b" "):
+                    result = self._prove(sock, wire, hello, answer, deadline)
+                else:
+                    raise self.not_rpyc(ValueError(f"it answered {answer[:40]!r}"))
+            except _OtherWire as other:
+                sock.close()
+                if attempt == 2:
+                    tls = "" if self.credentials.tls else "; a board server started with TLS needs tls=True"
+                    hung_up = EOFError(f"it hung up on our hello in both rpyc wires{tls}")
+                    raise self.not_rpyc(hung_up) from None
+                wire = other.wire
+                sock, _ = self._dial(host, port, max(0.1, deadline - time.monotonic()))
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            _wires[self.shown] = result.wire
+            result.rtt = rtt
+            return result
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ steps
+    def _dial(self, host: str, port: int, timeout: float) -> tuple[socket.socket, float]:
+        """TCP connect (and TLS): the socket and the TCP connect time, a measure of the round trip."""
+        started = time.monotonic()
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise BoardUnreachable(
+                f"cannot reach board {self.shown}: {describe_socket_error(exc)}; {self.hint}"
+            ) from None
+        rtt = time.monotonic() - started
+        tune_socket(sock)
+        if self.credentials.tls:
+            sock.settimeout(max(0.1, timeout - rtt))  # CPython bounds the whole TLS handshake by it
+            sock = self._wrap_tls(sock)
+        return sock, rtt
+
+    def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        try:
+            return self.credentials.tls_context().wrap_socket(sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            raise BoardAuthError(
+                f"TLS: board {self.shown} showed a certificate we do not trust ({exc.verify_message});"
+                " pass ca= the CA file that signed it"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise BoardUnreachable(
+                f"TLS handshake with board {self.shown} failed ({describe_socket_error(exc)});"
+                " is the board server started with --certfile/--keyfile?"
+            ) from None
+
+    def _hello(self, sock: socket.socket, wire: int, deadline: float) -> tuple[bytes, bytes, bytes, float]:
+        """Send the hello in `wire` and read until its answer: (hello, answer, early frames, round trip).
+
+        Frames the board sends before its answer (a full-duplex ClassicService asks for our root
+        first) are kept for rpyc; a frame in the other wire, or a hang-up, raises _OtherWire.
+        """
+        hello = b"%s %s %s" % (HELLO, HANDSHAKE_VERSION, secrets.token_hex(16).encode("ascii"))
+        early = b""
+        try:
+            sent = time.monotonic()
+            sock.sendall(ping_request(wire, hello))
+            while True:
+                raw, payload = read_frame(sock, deadline)
+                board_wire, msg, seq, args = decode_message(payload)
+                if board_wire != wire:
+                    raise _OtherWire(board_wire)
+                if msg == _MSG_REQUEST and len(early) + len(raw) <= MAX_EARLY_BYTES:
+                    early += raw
+                    continue
+                answer = ping_text(args, reply=True) if (msg, seq) == (_MSG_REPLY, HANDSHAKE_SEQ) else None
+                if answer is None:
+                    raise ValueError("it answered our hello with something else")
+                return hello, answer, early, time.monotonic() - sent
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            if early:  # it spoke our wire, then hung up
+                raise self.not_rpyc(EOFError("it closed the connection")) from None
+            raise _OtherWire(5 if wire == 6 else 6) from None
+        except HandshakeTimeout:
+            raise self.not_rpyc(
+                TimeoutError(
+                    f"no answer to our hello within {self._budget:.1f} s: a stopped board, or a link slower"
+                    " than that (connect_remote(..., timeout=SECONDS) allows more)"
+                )
+            ) from None
+        except NotAFrame as exc:
+            raise self._not_a_frame(sock, exc.data) from None
+        except ValueError as exc:
+            raise self.not_rpyc(exc) from None
+        except OSError as exc:
+            raise self.not_rpyc(exc) from None
+
+    def _not_a_frame(self, sock: socket.socket, data: bytes) -> BoardError:
+        if data.startswith(_OLD_HANDSHAKE):
+            return BoardUnreachable(
+                f"board {self.shown} runs an older rpyc_ikernel server (handshake 1): copy this version's"
+                " server.py to the board (or pip install -U rpyc_ikernel there) and restart it"
+            )
+        try:  # a little more of what it said, for the message
+            sock.settimeout(0.05)
+            data += sock.recv(64)
+        except OSError:
+            pass
+        said = data[:40].decode("ascii", "replace").splitlines()[0] if data else ""
+        return self.not_rpyc(ValueError(f"it said {said!r}"))
+
+    def _token(self, sock: socket.socket) -> tuple[str | None, str]:
+        """The token to prove (given, else the local file for a loopback board) and where it came from."""
+        if self.credentials.token:
+            return self.credentials.token, "given"
+        try:
+            peer = sock.getpeername()[0]
+        except OSError:
+            peer = ""
+        if is_loopback(peer):
+            path = default_token_path()
+            return read_token_file(path), f"from this machine's token file {path}"
+        return None, ""
+
+    def _open_board(self, sock: socket.socket, wire: int, deadline: float, early: bytes) -> Handshake:
+        notices = []
+        if self.credentials.token:
+            if not self.credentials.allow_open:
+                raise BoardAuthError(
+                    f"board {self.shown} does not check tokens (anyone who reaches it can run code) but this"
+                    " kernel has one, so it refuses the board; to use it anyway pass"
+                    " connect_remote(..., allow_open=True) or set RPYC_IKERNEL_ALLOW_OPEN=1"
+                )
+            notices.append(f"board {self.shown} does not check tokens: anyone who reaches it can run code")
+        security = "no authentication (open rpyc server)" + self._tls_text()
+        return Handshake(sock, wire, security, deadline, early, notices)
+
+    def _prove(
+        self, sock: socket.socket, wire: int, hello: bytes, challenge: bytes, deadline: float
+    ) -> Handshake:
+        fields = dict(word.split(b"=", 1) for word in challenge.split(b" ") if b"=" in word)
+        board_wire = int(fields.get(b"wire", b"%d" % wire))
+        token, source = self._token(sock)
+        if not token:
+            elsewhere = "" if source else " (this machine's token file is offered only to loopback boards)"
+            raise BoardAuthError(
+                f"board {self.shown} requires a token{elsewhere}: pass token=... to connect_remote, set"
+                f" RPYC_IKERNEL_TOKEN, or install the kernelspec with --token (the board server printed"
+                f" it at first start and keeps it in {default_token_path()} on the board)"
+            )
+        binding = tls_binding(sock.getpeercert(binary_form=True)) if self.credentials.tls else b""
+        kernel_proof = proof(token, b"kernel", hello, challenge, binding).encode("ascii")
+        try:
+            sock.sendall(ping_request(wire, PROOF + b" " + kernel_proof))
+            _, payload = read_frame(sock, deadline)
+            verdict = ping_text(decode_message(payload)[3], reply=True) or b""
+        except (OSError, EOFError, ValueError) as exc:
+            raise BoardAuthError(
+                f"board {self.shown} closed the connection during the token check"
+                f" ({describe_socket_error(exc)})"
+            ) from None
+        if verdict.startswith(DENIED):
+            reason = verdict[len(DENIED) + 1 :].decode("ascii", "replace")
+            raise BoardAuthError(
+                f"board {self.shown} refused the token {source} ({reason}); give the token the board"
+                " server printed (token=... or RPYC_IKERNEL_TOKEN)"
+            )
+        expected = proof(token, b"board", hello, challenge, binding).encode("ascii")
+        board_proof = verdict[len(ACCEPTED) + 1 :] if verdict.startswith(ACCEPTED + b" ") else b""
+        if not secrets.compare_digest(board_proof, expected):
+            raise BoardAuthError(
+                f"board {self.shown} does not know our token (its proof is wrong); not sending code to it"
+            )
+        return Handshake(sock, board_wire, "token (challenge-response)" + self._tls_text(), deadline)
+
+    def _tls_text(self) -> str:
+        return ", TLS (certificate verified)" if self.credentials.tls else ""

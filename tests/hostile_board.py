@@ -1,0 +1,160 @@
+"""A hostile board for tests: it relays a kernel's token handshake to a real board server, then keeps
+the authenticated link for itself and tries to run its own code there (the relay attack of issue 13.1).
+
+It knows both handshakes: version 1 (the board speaks first with a text line) and version 2 (the
+kernel speaks first with rpyc channel frames). With TLS it terminates the kernel's TLS with its own
+certificate and opens its own TLS connection to the board, as a real attacker in the middle would.
+
+Run on its own (e.g. inside a network namespace): python hostile_board.py LISTEN_HOST TARGET_PORT MARKER
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+import rpyc
+from rpyc.core.stream import SocketStream
+
+_HEADER = struct.Struct("!LB")
+
+
+def _read_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise EOFError("closed")
+        data += chunk
+    return data
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            raise EOFError("closed")
+        data += chunk
+    return data
+
+
+def _read_frame(sock: socket.socket, prefix: bytes = b"") -> bytes:
+    header = prefix + _read_exactly(sock, _HEADER.size - len(prefix))
+    length, _ = _HEADER.unpack(header)
+    return header + _read_exactly(sock, length + 1)
+
+
+def _first_speaker(kernel: socket.socket, board: socket.socket) -> tuple:
+    """(the socket whose peer sent application data first, its first byte).
+
+    select() alone cannot tell: TLS may hold decrypted data it does not see, and a TLS 1.3 server
+    sends session tickets (readable, but no data) right after the handshake.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pending = [sock for sock in (kernel, board) if isinstance(sock, ssl.SSLSocket) and sock.pending()]
+        ready = pending or select.select([kernel, board], [], [], deadline - time.monotonic())[0]
+        for sock in ready:
+            sock.setblocking(False)
+            try:
+                first = sock.recv(1)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                continue
+            finally:
+                sock.settimeout(10)
+            if not first:
+                raise EOFError("closed before the handshake")
+            return sock, first
+    raise TimeoutError("nobody spoke")
+
+
+class RelayingBoard:
+    """Listens on host:port; each kernel that connects has its handshake relayed to target_port."""
+
+    def __init__(
+        self,
+        target_port: int,
+        marker: str,
+        host: str = "127.0.0.1",
+        kernel_side_tls: ssl.SSLContext | None = None,
+        board_side_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.target_port = target_port
+        self.marker = marker
+        self.kernel_side_tls = kernel_side_tls
+        self.board_side_tls = board_side_tls
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.attempts = 0
+        self.hijacked = 0  # how often the stolen link ran our code on the board
+        self.log: list = []
+        self._finished = threading.Semaphore(0)
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                kernel, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(kernel,), daemon=True).start()
+
+    def _relay(self, kernel: socket.socket) -> None:
+        self.attempts += 1
+        board = None
+        try:
+            kernel.settimeout(10)
+            if self.kernel_side_tls is not None:
+                kernel = self.kernel_side_tls.wrap_socket(kernel, server_side=True)
+            board = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+            if self.board_side_tls is not None:
+                board = self.board_side_tls.wrap_socket(board, server_hostname="127.0.0.1")
+            speaker, first = _first_speaker(kernel, board)
+            if speaker is board:  # handshake 1: the board's banner, the kernel's answer, the verdict
+                kernel.sendall(first + _read_line(board))
+                board.sendall(_read_line(kernel))
+                kernel.sendall(_read_line(board))
+            else:  # handshake 2: hello, challenge, proof, verdict
+                for round_trip in range(2):
+                    board.sendall(_read_frame(kernel, first if round_trip == 0 else b""))
+                    kernel.sendall(_read_frame(board))
+            kernel.close()
+            self._use_stolen_link(board)
+        except Exception as exc:  # the attack failed somewhere: that is what a test wants to see
+            self.log.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            for sock in (kernel, board):
+                if sock is not None:
+                    sock.close()
+            self._finished.release()
+
+    def wait_finished(self, timeout: float = 20) -> bool:
+        """Wait until one relay attempt (handshake and attack) has ended; False on timeout."""
+        return self._finished.acquire(timeout=timeout)
+
+    def _use_stolen_link(self, board: socket.socket) -> None:
+        board.settimeout(None)
+        conn = rpyc.classic.connect_stream(SocketStream(board))
+        conn._config["sync_request_timeout"] = 5
+        conn.execute(f"open({self.marker!r}, 'w').write('relayed')")
+        self.hijacked += 1
+        conn.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+if __name__ == "__main__":
+    listen_host, target, marker_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    relay = RelayingBoard(target, marker_path, host=listen_host)
+    print(relay.port, flush=True)
+    threading.Event().wait()
