@@ -120,6 +120,7 @@ def test_completion_uses_the_board_namespace(ours):
 @pytest.mark.parametrize(
     "kind, code",
     [("loop", "spins = 0\nwhile True:\n    spins += 1"), ("sleep", "import time\ntime.sleep(60)")],
+    ids=["loop", "sleep"],
 )
 def test_interrupt(ours, kind, code):
     ours.kernel.run("kept = 'still here'")
