@@ -267,7 +267,8 @@ def setup_host() -> None:
             continue
         if not (BINFMT / handler).exists():
             subprocess.run(["update-binfmts", "--import", handler], check=False)
-        subprocess.run(["update-binfmts", "--enable", handler], check=False)
+        if not handler_enabled(handler):
+            subprocess.run(["update-binfmts", "--enable", handler], check=False)
         if not handler_enabled(handler):
             raise SystemExit(f"binfmt_misc handler {handler} is not enabled: foreign boards cannot run")
 
