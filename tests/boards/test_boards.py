@@ -84,6 +84,15 @@ def test_connects_and_reports_the_boards_python(ours):
     assert f"Python {ours.facts['python']}" in ours.connected
 
 
+def test_status_describes_the_board(ours):
+    cell = ours.kernel.run("# exec(self.status())")
+    assert cell.status == "ok", cell.error
+    text = cell.stream()
+    assert f"CPython {ours.facts['python']}" in text and ours.facts["machine"] in text
+    assert "state     connected" in text
+    assert "uptime" in text and "memory" in text
+
+
 def test_print_and_result_come_from_the_board(ours):
     cell = ours.kernel.run(
         "import platform, sys\nprint('hello from', platform.machine())\nsys.version_info[:2]"
@@ -109,6 +118,16 @@ def test_error_shows_the_board_traceback(ours):
     assert "divide(1, 0)" in text and "return a / b" in text
     assert "agent" not in text
     assert ours.kernel.run("'still usable'").result == {"text/plain": "'still usable'"}
+
+
+def test_shell_lines_magics_and_display_on_the_board(ours):
+    cell = ours.kernel.run("files = !echo one; echo {2 * 3}\nfiles")
+    assert cell.result == {"text/plain": "['one', '6']"}, cell.error
+    cell = ours.kernel.run("%time sum(range(10))")
+    assert cell.result == {"text/plain": "45"} and "Wall time:" in cell.stream()
+    cell = ours.kernel.run("print('a')\ndisplay(1)\nprint('b')")
+    kinds = [m["msg_type"] for m in cell.outputs]
+    assert kinds == ["stream", "display_data", "stream"], kinds
 
 
 def test_completion_uses_the_board_namespace(ours):
