@@ -838,6 +838,7 @@ class Session:
         self.cell_id = None  # the kernel's id of the current or last cell
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
+        self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
     # ------------------------------------------------------------ output from the cell
     def _own_cell(self):
@@ -938,9 +939,12 @@ class Session:
     def _poll(self, wait: float, ack) -> str:
         if self._unacked is not None and ack != self._unacked[0]:
             return self._unacked[1]
+        self._polls += 1
+        mine = self._polls
+        self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
         while True:
-            if self._reply is not None or self._input_waiting:
+            if self._reply is not None or self._input_waiting or self._polls != mine:
                 break
             now = time.monotonic()
             if self._events:
@@ -953,10 +957,13 @@ class Session:
             if timeout <= 0:
                 break
             self._cond.wait(timeout)
+        running = self.cell is not None
+        if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
+            return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
         events = self._take_events()
         done = self._reply is not None
         self._seq += 1
-        message = {"events": events, "done": done, "seq": self._seq, "running": self.cell is not None}
+        message = {"events": events, "done": done, "seq": self._seq, "running": running}
         if done:
             message["reply"] = self._reply
             self._reply = None
