@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench screenshots clean
+.PHONY: demo test test-boards lint bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
+## test-boards: build the test boards (cached in .boards/; needs root: debootstrap, chroot, qemu-user) and
+## run tests/boards on each: Debian armhf (rpyc 5.3) and arm64 (rpyc 6.0), bullseye (3.9), pyenv 3.7 and 3.8
+test-boards: $(VENV)/.installed
+	$(PY) scripts/boards.py build
+	RPYC_IKERNEL_BOARDS_REQUIRED=1 $(PY) -m pytest -m boards tests/boards
+
 ## bench: latency, start-up, print throughput and board memory against stock ipykernel, in one table
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run_all.py
@@ -31,4 +37,4 @@ screenshots: $(VENV)/.installed
 	RPYC_IKERNEL_SCREENSHOTS=doc $(PY) -m pytest -q -m browser
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache .boards

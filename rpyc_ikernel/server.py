@@ -778,6 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run cells in worker threads instead of the main thread (interrupt is then best effort)",
     )
     parser.add_argument("--quiet", action="store_true", help="log only errors")
+    parser.add_argument(
+        "--systemd-unit",
+        action="store_true",
+        help="print a systemd unit that starts this server at boot with the other options given, and exit",
+    )
     return parser
 
 
@@ -861,9 +866,74 @@ def _reach_hint(host: str) -> str:
     return ""
 
 
+def _unit_quote(arg: str) -> str:
+    if arg and not any(c in arg for c in " \t\"'\\$%;"):
+        return arg
+    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("%", "%%")
+
+
+def systemd_unit(argv: list) -> str:
+    """A unit file that runs this server, with this Python and these options, as this user at boot.
+
+    The token stays in the token file (mode 0600): a --token option is left out, since unit files
+    are readable by every user.
+    """
+    import pwd  # only here: printing a unit is rare
+
+    options, skip, dropped = [], False, False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--token" or arg.startswith("--token="):
+            skip = arg == "--token"  # its value follows
+            dropped = True
+        elif arg != "--systemd-unit":
+            options.append(arg)
+    spec = globals().get("__spec__")
+    if spec is not None and spec.name == "rpyc_ikernel.server":
+        program = [sys.executable, "-m", "rpyc_ikernel.server"]
+    else:
+        program = [sys.executable, os.path.abspath(__file__)]
+    user = pwd.getpwuid(os.getuid())
+    exec_start = " ".join(_unit_quote(arg) for arg in program + options)
+    return "\n".join(
+        [
+            "# rpyc_ikernel board server, started at boot. Install it with:",
+            "#   python3 %s --systemd-unit > rpyc-ikernel.service"
+            % " ".join(_unit_quote(a) for a in program[1:] + options),
+            "#   sudo cp rpyc-ikernel.service /etc/systemd/system/",
+            "#   sudo systemctl daemon-reload && sudo systemctl enable --now rpyc-ikernel",
+            "# Logs (and the token's location): journalctl -u rpyc-ikernel",
+            "# (--token left out: unit files are world-readable; the server uses its token file)"
+            if dropped
+            else "#",
+            "[Unit]",
+            "Description=rpyc_ikernel board server (Jupyter cells run here)",
+            "Wants=network-online.target",
+            "After=network-online.target",
+            "",
+            "[Service]",
+            "Type=simple",
+            "User=%s" % user.pw_name,
+            "WorkingDirectory=%s" % _unit_quote(os.getcwd()),
+            "Environment=PYTHONUNBUFFERED=1",
+            "ExecStart=%s" % exec_start,
+            "Restart=on-failure",
+            "RestartSec=3",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ]
+    )
+
+
 def main(argv: list | None = None) -> int:
     defer_imports()
     args = build_parser().parse_args(argv)
+    if args.systemd_unit:
+        sys.stdout.write(systemd_unit(sys.argv[1:] if argv is None else list(argv)))
+        return 0
     logging.basicConfig(
         level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
