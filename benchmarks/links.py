@@ -143,11 +143,31 @@ class Figures:
         self.values[key] = value
 
 
+CHANGED_ENVIRONMENT = (
+    "XDG_CONFIG_HOME",
+    "JUPYTER_PATH",
+    "RPYC_IKERNEL_HOST",
+    "RPYC_IKERNEL_PORT",
+    "RPYC_IKERNEL_TOKEN",
+    "RPYC_IKERNEL_TOKEN_FILE",
+)
+
+
+def restore_environment(saved: dict) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class Bench:
     """The kernelspec, a token board and a no-auth board, each behind its own emulator."""
 
     def __init__(self, stack: ExitStack) -> None:
         self.tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rpyc-links-")))
+        saved = {name: os.environ.get(name) for name in CHANGED_ENVIRONMENT}
+        stack.callback(restore_environment, saved)
         os.environ["XDG_CONFIG_HOME"] = str(self.tmp / "config")  # the boards' token file, not yours
         for name in ("RPYC_IKERNEL_TOKEN", "RPYC_IKERNEL_TOKEN_FILE"):
             os.environ.pop(name, None)
