@@ -311,7 +311,7 @@ def measure_frames(kernel: Kernel, sizes: Sizes, figures: Figures) -> None:
     msg_id = kernel.client.execute(
         f'# exec(self.display("img_buffer", interval={INTERVAL}))\nproduce({produce_for})'
     )
-    display_id, count, first, lags, interrupted = None, 0, None, [], False
+    display_id, count, first, last, lags, interrupted = None, 0, None, None, [], False
     deadline = time.monotonic() + produce_for + 30
     while time.monotonic() < deadline:
         try:
@@ -335,15 +335,16 @@ def measure_frames(kernel: Kernel, sizes: Sizes, figures: Figures) -> None:
         if first is None:
             first = now
         elif now - first <= sizes.frames_seconds:
-            count += 1
+            count, last = count + 1, now
             lags.append(time.time() - struct.unpack(">d", base64.b64decode(jpeg)[-8:])[0])
         if now - first > sizes.frames_seconds and not interrupted:
             kernel.manager.interrupt_kernel()  # the producer (and with it the stream) can stop now
             interrupted = True
     kernel._take_reply(msg_id, 30)
     kernel.execute("# exec(self.stop_display())")
-    figures["fps"] = count / sizes.frames_seconds if first else 0.0
+    figures["fps"] = count / (last - first) if last else 0.0  # frames after the first, to the last
     figures["lag"] = statistics.median(lags) if lags else None
+    figures["lag max"] = max(lags) if lags else None  # a queue that grows shows here
 
 
 def measure_interrupts(kernel: Kernel, sizes: Sizes, figures: Figures) -> None:
@@ -443,6 +444,7 @@ ROWS = [
     ),
     ("... raw pull fps (1 round trip per look)", lambda f, p: f"{f['raw pull fps']:.1f}"),
     ("live image lag, median", lambda f, p: in_rtts(f["lag"], p)),
+    ("... largest", lambda f, p: in_rtts(f["lag max"], p)),
     ("... goal RTT + 2 intervals", lambda f, p: f"{(p.rtt + 2 * INTERVAL) * 1000:.0f} ms"),
     ("... raw pull lag, median", lambda f, p: in_rtts(f["raw pull lag"], p)),
     ("interrupt -> reply (first: opens a link)", lambda f, p: in_rtts(f["interrupt first"], p)),
@@ -478,7 +480,7 @@ def goals(figures: Figures) -> str:
         ("`1+1` <= 1 RTT + 5 ms", "1+1", lambda v: v <= rtt + 0.005, in_rtts),
         ("print >= 70% of link", "print", lambda v: v >= 0.7 * rate, of_link),
         ("live image >= 20 fps", "fps", lambda v: v >= 20, lambda v, p: f"{v:.1f} fps"),
-        ("lag <= RTT + 2 intervals", "lag", lambda v: v <= rtt + 2 * INTERVAL, in_rtts),
+        ("lag <= RTT + 2 intervals (largest)", "lag max", lambda v: v <= rtt + 2 * INTERVAL, in_rtts),
         ("interrupt <= 1 RTT + 100 ms", "interrupt", lambda v: v <= rtt + 0.1, in_rtts),
         ("completion <= 1 RTT + 20 ms", "completion", lambda v: v <= rtt + 0.02, in_rtts),
         ("upload >= 80% of link", "upload", lambda v: v >= 0.8 * rate, of_link),

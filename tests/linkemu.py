@@ -53,13 +53,19 @@ class Direction:
     delay: float = 0.0  # one-way seconds
     jitter: float = 0.0  # each chunk's delay varies by up to +- this many seconds (order is kept)
     rate: float | None = None  # bytes/s; None: no cap
-    burst: int = 16384  # token bucket depth in bytes
+    burst: int | None = None  # token bucket depth in bytes; None: 2 ms of the rate, at least 2 segments
     buffer: float = 0.05  # seconds of queueing at `rate` the router holds before the sender waits
+
+    def bucket(self) -> float:
+        """The token bucket's depth in bytes: what may pass at once after the link was idle."""
+        if self.burst is not None:
+            return self.burst
+        return max(2 * MIN_PIECE, (self.rate or 0) * PIECE_SECONDS)
 
     def queue_limit(self) -> int:
         if not self.rate:
             return UNLIMITED_QUEUE
-        in_flight = self.rate * (self.delay + self.jitter + self.buffer) + self.burst
+        in_flight = self.rate * (self.delay + self.jitter + self.buffer) + self.bucket()
         return max(MIN_QUEUE, int(in_flight))
 
     def piece_size(self) -> int:
@@ -86,7 +92,7 @@ class Lane:
         if not settings.rate:
             return arrival
         with self._lock:
-            start = max(self._free_at, arrival - settings.burst / settings.rate)
+            start = max(self._free_at, arrival - settings.bucket() / settings.rate)
             self._free_at = start + size / settings.rate
             return max(self._free_at, arrival)
 
