@@ -15,6 +15,7 @@ import pytest
 from helpers import KernelSession, start_board
 from linkemu import LinkEmulator
 
+from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
 from rpyc_ikernel.server import default_token_path, read_token_file
 
 SLOW_RTT = 0.5
@@ -243,3 +244,65 @@ def test_repeated_drops_mid_cell_lose_no_output(kernelspec_prefix, board):
             assert stdout_of(outputs) == "".join(f"{i}\n" for i in range(40))
         finally:
             session.stop()
+
+
+PRODUCER_CELL = """
+import io, time
+from PIL import Image
+frames = []
+for shade in range(30):
+    out = io.BytesIO()
+    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
+    frames.append(out.getvalue())
+end, count = time.monotonic() + {seconds}, 0
+while time.monotonic() < end:
+    count += 1
+    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')  # every frame differs
+    time.sleep(1 / 30)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_live_images_get_more_than_one_frame_per_round_trip(kernelspec_prefix, board):
+    """Over a 200 ms RTT link one request per look gives at most 5 frames/s; pipelined, about 20."""
+    rtt = 0.2
+    with LinkEmulator(board.port, rtt=rtt) as link:
+        session = KernelSession.start(board_port=link.port)
+        try:
+            assert session.run("1", timeout=60).status == "ok"
+            code = '# exec(self.display("img_buffer", interval=0.05))\n' + PRODUCER_CELL.format(seconds=12)
+            reply, outputs = run_timed(session, code, timeout=120)
+            assert reply["status"] == "ok", reply
+            updates = [t for t, m in outputs if m["msg_type"] == "update_display_data"]
+            assert len(updates) > 20, len(updates)
+            window = [t for t in updates if updates[0] + 3 <= t <= updates[0] + 9]  # past the ramp-up
+            assert len(window) / 6 > 2 / rtt, f"{len(window) / 6:.1f} frames/s"
+            session.run("# exec(self.stop_display())", timeout=60)
+        finally:
+            session.stop()
+
+
+def test_flight_window_covers_the_round_trip_and_shrinks_when_answers_queue():
+    window = FlightWindow()
+    for _ in range(20):
+        window.record(0.2, interval=0.05)
+    assert window.size == 5  # ceil(0.2 / 0.05) + 1: a request leaves every interval
+    window.record(0.2 + 0.06, interval=0.05)  # an answer queued more than one interval
+    assert window.size == 4
+    window.record(0.2 + 0.3, interval=0.05)
+    assert window.size == 3
+    window.record(0.2, interval=0.05)
+    assert window.size == 3  # after queueing, one calm answer is not enough to grow
+    window.record(0.2, interval=0.05)
+    assert window.size == 4
+    for _ in range(10):
+        window.record(5.0, interval=0.05)  # a link far slower than the camera: one at a time
+    assert window.size == 1
+    assert MAX_IN_FLIGHT >= 7  # 300 ms at 20 frames/s
+
+
+def test_flight_window_is_one_request_per_answer_flat_out():
+    window = FlightWindow()
+    for _ in range(5):
+        window.record(0.3, interval=0.0)
+    assert window.size == 1
