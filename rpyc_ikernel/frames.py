@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .agent import wire
 from .board import Board
 from .checks import seconds
-from .errors import BoardError
+from .errors import BoardConnectionLost, BoardError
 from .link import CALL_TIMEOUT, PendingCall
 from .sidelink import SideLink
 
 DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
 RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
 FIRST_FRAME_EXTRA_WAIT = 2.0  # display() waits for the first frame this long beyond connecting
+MAX_IN_FLIGHT = 8  # frame requests on their way at once, at most (a far link at a fast pace)
+QUICKEST_TURN_MEMORY = 10.0  # seconds over which the quickest request->answer time is remembered
 
 Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
 
@@ -101,6 +105,7 @@ class FrameStream:
     parent: dict  # header of the execute_request that called display(): outputs belong to that cell
     display_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     digest: str = ""  # the agent's digest of what the notebook shows (or is about to)
+    published: str = ""  # digest of the content last published (an answer may repeat a frame)
     next_due: float = 0.0
     frames: int = 0  # frames published, first one included
     shown: bool = False  # display() has published the first display_data
@@ -111,11 +116,63 @@ class FrameStream:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@dataclass(eq=False)
+class Flight:
+    """One frame request on its way: what it asked for and when it left."""
+
+    call: PendingCall
+    asked: list  # the FrameStreams it asked for, in order
+    sent: float = field(default_factory=time.monotonic)
+
+
+class FlightWindow:
+    """How many frame requests may be on their way at once.
+
+    One request per round trip caps a stream at 1/RTT frames/s (10 at 100 ms). Enough requests in
+    flight to cover the round trip at the streams' pace give every interval its frame. When answers
+    queue behind a link slower than the camera (an answer takes more than one interval longer than
+    the quickest one lately), the window shrinks at once, and grows again only after answers came
+    back without queueing (one per step until the first queueing, then two): the lag stays near one
+    round trip plus one frame's transfer, no queue grows, and the latest frame wins.
+    """
+
+    CALM_ANSWERS = 2  # answers without queueing before the window grows by one
+
+    def __init__(self) -> None:
+        self.size = 1
+        self._turns: deque = deque()  # (when, seconds from request to answer)
+        self._calm = 0
+        self._queued_once = False
+
+    @property
+    def quickest(self) -> float:
+        return min(turn for _, turn in self._turns) if self._turns else 0.0
+
+    def record(self, turn: float, interval: float) -> None:
+        now = time.monotonic()
+        self._turns.append((now, turn))
+        while len(self._turns) > 1 and self._turns[0][0] < now - QUICKEST_TURN_MEMORY:
+            self._turns.popleft()
+        if interval <= 0:
+            self.size = 1  # flat out: the next request leaves with each answer; more would only queue
+            return
+        wanted = min(MAX_IN_FLIGHT, math.ceil(self.quickest / interval) + 1)
+        excess = turn - self.quickest
+        if excess > interval:
+            self.size, self._calm = max(1, self.size - 1), 0  # answers are queueing: ask less at once
+            self._queued_once = True
+        elif excess <= interval / 2:
+            self._calm += 1
+            if self._calm >= (self.CALM_ANSWERS if self._queued_once else 1):  # a quick start
+                self.size, self._calm = self.size + 1, 0
+        self.size = max(1, min(self.size, wanted))
+
+
 class FramePump:
     """Serves all live images of one kernel: one thread, one board connection, batched requests.
 
-    Requests are pipelined when frames are due back to back: the next request is on its way to the
-    board while this side base64-encodes and publishes the previous frames.
+    Requests are pipelined: as many are on their way as the round trip needs at the streams' pace
+    (see FlightWindow), and the next ones leave while this side base64-encodes and publishes.
     """
 
     def __init__(self, get_board: Callable[[], Board], session_id: str, publish: Publisher) -> None:
@@ -187,7 +244,8 @@ class FramePump:
     # ------------------------------------------------------------ the pump thread
     def _run(self) -> None:
         link: FrameLink | None = None
-        pending: tuple[PendingCall, list[FrameStream]] | None = None
+        flights: deque[Flight] = deque()
+        window = FlightWindow()
         try:
             while True:
                 with self._cond:
@@ -201,24 +259,26 @@ class FramePump:
                         # First use, a lost link, or connect_remote: streams move to the kernel's board.
                         if link is not None:
                             link.close()
-                        link, pending = None, None
+                        link, flights, window = None, deque(), FlightWindow()
                         link = FrameLink(board)
-                    if pending is None:
-                        pending = self._request_due(link, streams)
-                    if pending is None:
+                    self._send_due(link, streams, flights, window)
+                    if not flights:
                         self._sleep_until_due(streams)
                         continue
-                    call, asked = pending
-                    answers = call.result(CALL_TIMEOUT)
-                    for stream, answer in zip(asked, answers):
-                        self._note(stream, answer)
-                    pending = self._request_due(link, streams)  # on its way while we publish
-                    for stream, answer in zip(asked, answers):
+                    wake = self._next_due(streams) if len(flights) < window.size else None
+                    if not self._await_answer(flights[0], wake):
+                        continue  # a request fell due before the oldest answer came: send it first
+                    answered = [flights.popleft()]
+                    while flights and flights[0].call.ready:  # answers already here: the newest wins
+                        answered.append(flights.popleft())
+                    newest = self._take_answers(answered, window)
+                    self._send_due(link, streams, flights, window)  # on its way while we publish
+                    for stream, answer in newest.items():
                         self._deliver(stream, answer)
                 except Exception as exc:  # a lost link, or anything unexpected: say so, and retry
                     if link is not None:
                         link.close()
-                    link, pending = None, None
+                    link, flights = None, deque()
                     self._link_failed(streams, exc)
         finally:
             if link is not None:
@@ -226,6 +286,45 @@ class FramePump:
             with self._cond:
                 if self._thread is threading.current_thread():
                     self._thread = None
+
+    def _send_due(self, link: FrameLink, streams: list, flights: deque, window: FlightWindow) -> None:
+        while len(flights) < window.size:
+            request = self._request_due(link, streams)
+            if request is None:
+                return
+            flights.append(Flight(*request))
+
+    def _next_due(self, streams: list[FrameStream]) -> float:
+        return min((s.next_due for s in streams if not s.stopped), default=time.monotonic() + RETRY_DELAY)
+
+    def _await_answer(self, flight: Flight, wake: float | None) -> bool:
+        """Wait for `flight`'s answer (True) unless `wake` comes first (False).
+
+        An answer that takes CALL_TIMEOUT means a dead link: BoardConnectionLost.
+        """
+        expires = flight.sent + CALL_TIMEOUT
+        until = expires if wake is None else min(wake, expires)
+        if flight.call.wait(until - time.monotonic()):
+            return True
+        if time.monotonic() >= expires:
+            flight.call.abandon()
+            raise BoardConnectionLost(
+                f"the board did not answer within {CALL_TIMEOUT:.0f} s; the link looks dead"
+            )
+        return False
+
+    def _take_answers(self, answered: list[Flight], window: FlightWindow) -> dict:
+        """Record every answer (so the next requests carry the right digests); the newest per stream."""
+        now = time.monotonic()
+        newest = {}
+        for flight in answered:
+            answers = flight.call.result(CALL_TIMEOUT)  # already in: returns at once
+            window.record(now - flight.sent, min(s.interval for s in flight.asked))
+            for stream, answer in zip(flight.asked, answers):
+                self._note(stream, answer)
+                if answer[1] != wire.FRAME_SAME:
+                    newest[stream] = answer
+        return newest
 
     def _request_due(self, link: FrameLink, streams: list[FrameStream]):
         """Send one request for every stream that is due; None when none is."""
@@ -256,9 +355,10 @@ class FramePump:
             stream.digest = digest
 
     def _deliver(self, stream: FrameStream, answer: tuple) -> None:
-        _digest, kind, payload = answer
-        if kind == wire.FRAME_SAME:
-            return
+        digest, kind, payload = answer
+        if kind == wire.FRAME_SAME or digest == stream.published:
+            return  # requests in flight together may bring the same frame twice
+        stream.published = digest
         if kind == wire.FRAME_MESSAGE:
             content = message_bundle(stream.name, payload)
         else:
@@ -295,6 +395,7 @@ class FramePump:
             reason = f"{problem}; retrying every {RETRY_DELAY:.0f} s"
             if stream.digest != "link:" + reason:
                 stream.digest = "link:" + reason  # never an agent digest: the frame comes back after
+                stream.published = stream.digest
                 self._show(stream, message_bundle(stream.name, reason))
         with self._cond:
             self._cond.wait(RETRY_DELAY)

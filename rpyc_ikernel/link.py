@@ -7,6 +7,7 @@ socket into BoardConnectionLost (closing the connection, which a dead link would
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 
 import rpyc
@@ -134,6 +135,35 @@ class PendingCall:
             raise BoardConnectionLost(
                 f"lost the connection to the board ({describe_socket_error(exc)})"
             ) from None
+
+    @property
+    def ready(self) -> bool:
+        """The answer (or an error) is in: result() returns at once."""
+        return self._result.ready
+
+    def wait(self, timeout: float) -> bool:
+        """Serve the connection until the answer is in (True) or `timeout` seconds passed (False).
+
+        Other answers that arrive meanwhile are dispatched to their own calls, so several calls can
+        be in flight on one connection (live images pipeline their requests this way).
+        """
+        deadline = time.monotonic() + timeout
+        while not self._result.ready:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                self._conn.serve(remaining)
+            except (EOFError, OSError) as exc:
+                self._conn.close()
+                raise BoardConnectionLost(
+                    f"lost the connection to the board ({describe_socket_error(exc)})"
+                ) from None
+        return True
+
+    def abandon(self) -> None:
+        """Give up on the answer: the link is taken for dead and closed."""
+        self._conn.close()
 
     def result(self, timeout: float):
         """The answer, waiting at most `timeout` seconds; a dead link becomes BoardConnectionLost."""

@@ -29,3 +29,25 @@ def test_every_benchmark_runs_and_reports_a_row():
     assert all(row.rpyc > 0 and row.stock > 0 and row.ratio > 0 for row in rows)
     table = format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "USS" in notes[0]
+
+
+def test_links_benchmark_runs_in_its_quick_size():
+    import links
+
+    results = links.run([links.Profile(20, 20)], links.Sizes.quick(), log=lambda text: None)
+    (figures,) = results
+    assert not figures.notes, figures.notes
+    for key in (
+        "connect",
+        "1+1",
+        "raw eval",
+        "print",
+        "fps",
+        "interrupt",
+        "completion",
+        "upload",
+        "download",
+    ):
+        assert figures[key] is not None and figures[key] > 0, key
+    assert figures["1+1"] >= 0.02  # a 20 ms RTT link: no cell is faster than one round trip
+    assert "20 ms, 20 Mbit/s" in links.table(results)
