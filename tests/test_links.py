@@ -217,11 +217,6 @@ def test_a_board_stopped_mid_result_ends_the_cell_with_one_line_and_the_next_cel
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent Session._poll: a poll from the dropped connection still waits on the board, wakes first"
-    " when output comes and takes it into an answer nobody receives; the kernel's ack then skips it",
-)
 def test_repeated_drops_mid_cell_lose_no_output(kernelspec_prefix, board):
     with LinkEmulator(board.port) as link:
         session = KernelSession.start(board_port=link.port)
