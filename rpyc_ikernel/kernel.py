@@ -405,7 +405,8 @@ class MisconfiguredBoard(Board):
         super().__init__(Address(), session_id, Credentials())
         self.problem = problem
 
-    def open_connection(self, deadline: float | None = None):
+    def _open_attached(self, limit: float | None, session_id: str | None = None):
+        """Every connection (main link and side links) goes through here: each says what to fix."""
         raise BoardError(f'{self.problem}; or pick a board with # exec(self.connect_remote("HOST"))')
 
 
