@@ -1,8 +1,9 @@
 """The board session: connect, load the agent, run cells, reconnect, interrupt, complete, inspect.
 
 One Board keeps one session (namespace) on the board across reconnects. Every call to the board is
-bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so rpyc's request
-timeout catches a dead link but never a long cell. rpyc-level helpers are in link.py, connections
+bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so a long cell is
+never cut short, while a link that stays silent when an answer is due (link.SILENCE_LIMIT) is dead.
+A reset or closed link is seen at once (link.BoardStream). rpyc-level helpers are in link.py, connections
 beside the main link in sidelink.py, the errors in errors.py.
 """
 
@@ -422,7 +423,7 @@ class Board:
                     raise _GaveUp(
                         f"lost board {self.address} while this cell ran: the link was closed and nothing"
                         " listens there now (connection refused), so its server stopped and the cell's"
-                        " work is gone. The next cell reconnects."
+                        " work is gone. The next cell tries again."
                     ) from None
                 if deadline is None or time.monotonic() + 0.25 >= deadline:
                     raise BoardConnectionLost(str(exc)) from None
