@@ -63,12 +63,12 @@ def last_statement_silenced(code):
 
 
 def format_error(exc_type, exc, tb):
-    """ename/evalue/traceback with the agent's own frames left out, so it points at the user's lines."""
+    """ename/evalue/traceback with only the user's frames, like IPython shows a cell's error."""
     if isinstance(exc, UsageError):
         lines = ["UsageError: %s" % exc]
     else:
         report = traceback.TracebackException(exc_type, exc, tb)
-        _drop_agent_frames(report)
+        _keep_user_frames(report, exc, tb)
         lines = list(report.format())
     return {
         "status": "error",
@@ -78,19 +78,52 @@ def format_error(exc_type, exc, tb):
     }
 
 
-def _drop_agent_frames(report):
-    """Remove the agent's frames from a TracebackException and the exceptions chained to it."""
-    prefix = AGENT_FILES + "/"
-    pending = [report]
+def _keep_user_frames(report, exc, tb):
+    """Remove the agent's and the server's frames from a TracebackException and its chained ones.
+
+    Hidden are frames of the agent's files, of our server's file (its interrupt signal handler
+    raises KeyboardInterrupt on top of the user's frame), and frames whose function sets
+    ``__tracebackhide__ = True`` (IPython's and pytest's convention).
+    """
+    hidden_files = _hidden_files()
+    pending = [(report, exc, tb)]
     seen = set()
     while pending:
-        item = pending.pop()
+        item, error, error_tb = pending.pop()
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
-        kept = [frame for frame in item.stack if not frame.filename.startswith(prefix)]
+        frames = [frame for frame, _ in traceback.walk_tb(error_tb)]
+        if len(frames) == len(item.stack):  # one summary per frame, in order: the frames can be asked
+            kept = [s for s, f in zip(item.stack, frames) if not _hidden_frame(f, hidden_files)]
+        else:
+            kept = [s for s in item.stack if not _hidden_file(s.filename, hidden_files)]
         item.stack = traceback.StackSummary.from_list(kept)
-        pending.extend([item.__cause__, item.__context__])
+        for chained in ("__cause__", "__context__"):
+            inner = getattr(error, chained, None)
+            pending.append((getattr(item, chained), inner, getattr(inner, "__traceback__", None)))
+
+
+def _hidden_files():
+    """The files of our own code running in this process: the agent's directory and our server."""
+    files = set()
+    executor = sys.modules.get(wire.EXECUTOR_MODULE)
+    submit = getattr(executor, "submit", None)
+    code = getattr(getattr(submit, "__func__", submit), "__code__", None)
+    if code is not None:
+        files.add(code.co_filename)
+    return files
+
+
+def _hidden_file(filename, hidden_files):
+    return filename.startswith(AGENT_FILES + "/") or filename in hidden_files
+
+
+def _hidden_frame(frame, hidden_files):
+    code = frame.f_code
+    if _hidden_file(code.co_filename, hidden_files):
+        return True
+    return "__tracebackhide__" in code.co_varnames and bool(frame.f_locals.get("__tracebackhide__"))
 
 
 def show_figures(skip=None):
@@ -281,11 +314,15 @@ class SessionInput(object):
                 while self._input_answer is None:
                     cell.check_interrupt()
                     self._cond.wait(0.05)
+                # An interrupt beats an answer that came with it: on Ctrl-C the kernel interrupts, then
+                # ends its stdin request with "no input" (EOF); both may be here before this thread
+                # wakes up (a busy board), and the user asked for KeyboardInterrupt, not EOFError.
+                cell.check_interrupt()
+                answer = self._input_answer
             finally:
                 self._input_waiting = False
                 self._input_prompt = None
-            answer = self._input_answer
-            self._input_answer = None
+                self._input_answer = None
         if answer.get("eof"):
             raise EOFError("EOF when reading a line")
         return answer.get("value", "")
