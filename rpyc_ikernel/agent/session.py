@@ -23,7 +23,14 @@ import traceback
 
 from . import wire
 from .formatters import format_bundle
-from .iostream import OutputBatch, StdinNotImplementedError, install_hooks, process_state
+from .iostream import (
+    OutputBatch,
+    StdinNotImplementedError,
+    drain_fd_output,
+    fd_capture,
+    install_hooks,
+    process_state,
+)
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
@@ -194,12 +201,17 @@ class CellRun(Interruptible):
         reply = None
         state = process_state()
         state.sinks[self.thread_ident] = self.session
+        capture = fd_capture()
+        captured = False
         try:
+            captured = capture.begin(self.session)  # fds 1/2: children's and C code's output
             reply = self._execute()
         except BaseException as exc:  # an interrupt that landed outside user code
             reply = format_error(type(exc), exc, None)
         finally:
             self.interruptible = False
+            if captured:
+                capture.end(self.session)
             state.sinks.pop(self.thread_ident, None)
             self.session.finish(self, reply)
 
@@ -273,6 +285,7 @@ class SessionOutput(object):
         if cell is None:
             return self._write_stream(name, text, block)
         with cell.shielded():
+            drain_fd_output()  # a child's output written before this text shows before it
             self._write_stream(name, text, block)
 
     def _write_stream(self, name, text, block):
@@ -290,8 +303,10 @@ class SessionOutput(object):
         if cell is None:
             with self._cond:
                 return self._output.add_event(event)
-        with cell.shielded(), self._cond:
-            self._output.add_event(event)
+        with cell.shielded():
+            drain_fd_output()
+            with self._cond:
+                self._output.add_event(event)
 
 
 class SessionInput(object):
