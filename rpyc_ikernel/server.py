@@ -12,7 +12,6 @@ completion, live images and interrupts keep working while a cell runs.
 
 from __future__ import annotations
 
-import base64
 import errno
 import gc
 import importlib
@@ -216,6 +215,8 @@ class TokenError(Exception):
 
 
 def new_token() -> str:
+    import base64  # only here: most starts read a stored token
+
     return base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
 
 
