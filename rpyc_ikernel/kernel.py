@@ -304,6 +304,13 @@ class RPycKernel(IPythonKernel):
         return {"status": "ok", "user_expressions": expressions}
 
     def _answer_input(self, request: InputRequest) -> None:
+        """Ask the frontend for the board's input(); Ctrl-C there interrupts the board's cell.
+
+        On Ctrl-C the board gets the interrupt alone: its input() raises KeyboardInterrupt. An "end of
+        input" answer sent with it could win the race on a busy board (EOFError instead), or answer
+        the next input() of code that catches the interrupt. Only if the interrupt found no cell to
+        stop is input() answered with EOF, so nothing on the board waits forever.
+        """
         self._waiting_for_input = True
         try:
             if request.password:
@@ -313,7 +320,8 @@ class RPycKernel(IPythonKernel):
         except EOFError:
             value = None
         except KeyboardInterrupt:
-            self.board.interrupt()
+            if self.board.interrupt(self.board.running_cell_id):
+                return
             value = None
         finally:
             self._waiting_for_input = False
