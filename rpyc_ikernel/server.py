@@ -12,9 +12,8 @@ completion, live images and interrupts keep working while a cell runs.
 
 from __future__ import annotations
 
-import argparse
-import base64
 import errno
+import gc
 import importlib
 import logging
 import os
@@ -30,6 +29,8 @@ import types
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs a board memory
 if TYPE_CHECKING:
+    import argparse
+
     from rpyc.utils.server import ThreadedServer
 
 DEFAULT_PORT = 18812
@@ -214,6 +215,8 @@ class TokenError(Exception):
 
 
 def new_token() -> str:
+    import base64  # only here: most starts read a stored token
+
     return base64.urlsafe_b64encode(os.urandom(24)).decode("ascii").rstrip("=")
 
 
@@ -725,6 +728,8 @@ DEFAULT_HOST = "127.0.0.1"  # this machine only; a board on the network is start
 
 def port_argument(text: str) -> int:
     """--port: a TCP port number, 0 for a free one."""
+    import argparse
+
     try:
         port = int(text, 10)
     except ValueError:
@@ -737,6 +742,8 @@ def port_argument(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # parse_arguments() drops it again
+
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.server",
         description="Serve this board to rpyc_ikernel (an rpyc classic server).",
@@ -795,6 +802,20 @@ def _ascii_host(host: str):
         return host
 
 
+def drop_builtin_netref_classes() -> None:
+    """Free the netref classes rpyc makes at import for ~40 builtin types (~0.3 MB of a board's memory).
+
+    They spare a peer's list, dict or function, received by reference, rpyc's HANDLE_INSPECT round
+    trip. The board never gets those: the kernel sends it only what rpyc sends by value (str, bytes,
+    numbers, tuples). Should one arrive after all, rpyc asks the peer about its type, as it does for
+    every other class. Classes live in reference cycles, hence the collection.
+    """
+    from rpyc.core import netref
+
+    getattr(netref, "builtin_classes_cache", {}).clear()
+    gc.collect()
+
+
 def make_server(host: str, port: int, authenticator: BoardAuthenticator | None = None) -> ThreadedServer:
     """A classic rpyc server bound to host:port (port 0 picks a free port)."""
     from rpyc.core.service import SlaveService
@@ -802,6 +823,8 @@ def make_server(host: str, port: int, authenticator: BoardAuthenticator | None =
 
     class BoardServer(ConnectionGuard, ThreadedServer):
         """rpyc's ThreadedServer with the ConnectionGuard (rpyc is imported only here, see defer_imports)."""
+
+    drop_builtin_netref_classes()
 
     return BoardServer(
         SlaveService,
@@ -814,7 +837,19 @@ def make_server(host: str, port: int, authenticator: BoardAuthenticator | None =
     )
 
 
-def build_authenticator(args: argparse.Namespace) -> BoardAuthenticator | None:
+def parse_arguments(argv: list | None = None) -> types.SimpleNamespace:
+    """The options, as a plain namespace. Options are parsed once: argparse and the modules it pulls in
+    (gettext, locale, shutil, textwrap; ~0.3 MB) leave sys.modules afterwards, so a board gets that
+    memory back for serving (nothing the server keeps refers to them)."""
+    loaded = set(sys.modules)
+    options = types.SimpleNamespace(**vars(build_parser().parse_args(argv)))
+    for name in set(sys.modules) - loaded:
+        del sys.modules[name]
+    gc.collect()
+    return options
+
+
+def build_authenticator(args: types.SimpleNamespace) -> BoardAuthenticator | None:
     """The authenticator the options ask for, printing what a user needs to know (never the stored token)."""
     tls = None
     if args.certfile:
@@ -928,9 +963,107 @@ def systemd_unit(argv: list) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- a lean start
+# Run as a program (`python3 server.py` on a board, or `-m` without a .pyc), this ~1,000-line file is
+# compiled in one piece before its first line runs, and the compiler's peak stays in the process: about
+# 0.5 MB of a small board's memory for as long as the server runs. So the server starts once more, in
+# place (exec: same pid, stdin, stdout, options), in a process that compiles this file one top-level
+# statement at a time, the way the agent's boot.py loads the agent: its peak is a few KB. That
+# process's program is STATEMENT_LOADER, passed through the environment (so `ps` shows a short command
+# line), which it leaves at once.
+
+STATEMENT_LOADER_ENV = "RPYC_IKERNEL_SERVER_LOADER"
+STATEMENT_LOADER = """
+from __future__ import annotations  # compile() passes it on to each statement, as this file has it
+import os
+import sys
+
+CONTINUED = ("else", "elif", "except", "finally", ")", "]", "}", "#", " ", "\\t", "\\r", "\\n")
+
+
+def next_start(lines, after):
+    return next((i for i in range(after + 1, len(lines)) if not lines[i].startswith(CONTINUED)), len(lines))
+
+
+def run_in_statements(path, module):
+    main = sys.modules["__main__"]
+    main.__file__ = path
+    main._STATEMENT_LOADED = True  # start_lean() does nothing then
+    if module:  # as python -m module
+        from importlib.machinery import ModuleSpec
+
+        main.__spec__ = ModuleSpec(module, None, origin=path)
+    elif sys.path and sys.path[0] == "":  # as python file.py: imports look beside the file first
+        sys.path[0] = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    start = 0
+    while start < len(lines):
+        end = start
+        while True:  # the lines up to the next one that can start a statement, or more if needed
+            end = next_start(lines, end)
+            try:
+                code = compile("\\n" * start + "".join(lines[start:end]), path, "exec")
+                break
+            except SyntaxError:  # cut inside a statement (a string, a decorator...): take more lines
+                if end == len(lines):
+                    raise
+        exec(code, main.__dict__)
+        start = end
+
+
+sys.argv[:2] = sys.argv[1:2]
+run_in_statements(sys.argv[0], MODULE)
+"""
+
+
+def start_lean() -> None:
+    """Replace this process by one that compiles this file statement by statement (see above).
+
+    Returns only where that is done already (this is that process) or not possible: not POSIX, or
+    the interpreter's own options (-u, -X ..., -W ...) cannot be known, so could not be kept.
+    """
+    if globals().get("_STATEMENT_LOADED") or os.name != "posix" or not sys.executable:
+        return
+    options = _interpreter_options()
+    if options is None:
+        return
+    spec = globals().get("__spec__")
+    loader = STATEMENT_LOADER.replace("MODULE", repr(spec.name if spec is not None else None))
+    program = "import os; exec(os.environ.pop(%r))" % STATEMENT_LOADER_ENV
+    environment = dict(os.environ)
+    environment[STATEMENT_LOADER_ENV] = loader
+    arguments = [sys.executable, *options, "-c", program, os.path.abspath(__file__), *sys.argv[1:]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, arguments, environment)
+    except OSError:
+        return  # carry on in this process
+
+
+def _interpreter_options() -> list | None:
+    """The options this process's interpreter was started with, from its original command line."""
+    original = getattr(sys, "orig_argv", None)  # Python 3.10+
+    if not original:
+        try:
+            with open("/proc/self/cmdline", "rb") as handle:
+                original = [os.fsdecode(arg) for arg in handle.read().split(b"\0")[:-1]]
+        except OSError:
+            return None
+    given = sys.argv[1:]
+    head = original[: len(original) - len(given)]
+    if original[len(head) :] != given or len(head) < 2:
+        return None
+    if globals().get("__spec__") is None:  # python [options] server.py
+        same = os.path.realpath(head[-1]) == os.path.realpath(__file__)
+        return head[1:-1] if same else None
+    return head[1:-2] if len(head) >= 3 and head[-2] == "-m" else None  # python [options] -m module
+
+
 def main(argv: list | None = None) -> int:
     defer_imports()
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     if args.systemd_unit:
         sys.stdout.write(systemd_unit(sys.argv[1:] if argv is None else list(argv)))
         return 0
@@ -985,4 +1118,5 @@ def main(argv: list | None = None) -> int:
 
 
 if __name__ == "__main__":
+    start_lean()
     sys.exit(main())

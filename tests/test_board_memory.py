@@ -4,10 +4,15 @@ the agent adds little memory and loads only its core at connect."""
 from __future__ import annotations
 
 import ast
+import shutil
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from helpers import KernelSession, start_board
+from helpers import REPO, KernelSession, start_board
+
+SERVER_FILE = REPO / "rpyc_ikernel" / "server.py"
 
 
 @pytest.fixture()
@@ -78,3 +83,45 @@ def test_the_agent_adds_little_to_a_fresh_board_server(kernelspec_prefix):
     assert agent == CORE  # the rest of the agent loads on first use
     assert heavy == []
     assert added <= AGENT_MEMORY_LIMIT, f"the agent added {added / 2**20:.1f} MiB to the board server"
+
+
+STARTED = (
+    "import os, sys\n"
+    "main = sys.modules['__main__']\n"
+    "(getattr(main, '_STATEMENT_LOADED', False), getattr(main.__spec__, 'name', None), sys.argv[0],"
+    " sys.warnoptions, 'argparse' in sys.modules, 'RPYC_IKERNEL_SERVER_LOADER' in os.environ)"
+)
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_the_server_restarts_itself_compiled_statement_by_statement(kernelspec_prefix, tmp_path, how):
+    """Run as a program, the server re-executes once into its statement loader (server.py, "a lean
+    start"): same interpreter options and arguments, how it was started kept, argparse gone after
+    parsing, and the loader's program not left in the environment of what the board runs."""
+    if how == "script":  # as copied alone to a board
+        shutil.copy(SERVER_FILE, tmp_path / "server.py")
+        command = [sys.executable, "-W", "ignore::ResourceWarning", "server.py", "--host", "127.0.0.1"]
+        board = start_board(command=command, cwd=tmp_path)
+    else:
+        command = [sys.executable, "-W", "ignore::ResourceWarning", "-m", "rpyc_ikernel.server"]
+        board = start_board(command=[*command, "--host", "127.0.0.1"])
+    try:
+        session = KernelSession.start(board_port=board.port)
+        try:
+            cell = session.run(STARTED)
+        finally:
+            session.stop()
+    finally:
+        board.stop()
+    assert cell.status == "ok", cell.error
+    loaded, module, program, warnoptions, argparse_loaded, leaked = ast.literal_eval(
+        cell.result["text/plain"]
+    )
+    assert loaded is True
+    assert module == (None if how == "script" else "rpyc_ikernel.server")
+    expected = tmp_path / "server.py" if how == "script" else SERVER_FILE
+    assert Path(program).resolve() == expected.resolve()
+    assert warnoptions == ["ignore::ResourceWarning"]
+    assert argparse_loaded is False
+    assert leaked is False
+    assert "listening on 127.0.0.1:" in board.output()
