@@ -25,7 +25,7 @@ from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreac
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake
 from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
-from .sidelink import SideLink
+from .sidelink import SideLink, SideLinkSlot
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
@@ -130,9 +130,9 @@ class Board:
         self._boot_id: str | None = None  # identity of the board process we last talked to
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
-        self._side: SideLink | None = None  # see _link_beside_cell
+        self._side = SideLinkSlot(self, session_id)  # see _link_beside_cell
+        self.warm_side_link = False  # open the side link in the background after each main connect
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
-        self._side_lock = threading.Lock()
 
     # ------------------------------------------------------------ connection
     @property
@@ -166,6 +166,8 @@ class Board:
                     )
             self._boot_id = info.get("boot_id")
             self._link = BoardLink(conn=conn, agent=attached.agent, info=info, methods=attached.methods)
+            if self.warm_side_link:
+                self._side.warm()
             return self._link
 
     def take_notices(self) -> list[Notice]:
@@ -183,18 +185,18 @@ class Board:
         return conn, attached.agent
 
     def open_attached(
-        self, deadline: float | None = None, session_id: str | None = None
+        self, deadline: float | None = None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached]:
         """A new connection with the agent loaded and session_id (if given) attached, in the fewest
-        round trips (see bootstrap.py)."""
-        conn, attached, _ = self._open_attached(deadline, session_id)
+        round trips (see bootstrap.py). notices=False: the handshake's notices were shown already."""
+        conn, attached, _ = self._open_attached(deadline, session_id, notices)
         return conn, attached
 
     def _open_attached(
-        self, limit: float | None, session_id: str | None = None
+        self, limit: float | None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
         """open_attached, and the connect's deadline (scaled by the measured round trip)."""
-        shake = self._open_socket(limit)
+        shake = self._open_socket(limit, notices)
         deadline = shake.deadline
         try:
             conn = compat.connect(
@@ -214,7 +216,7 @@ class Board:
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
         return conn, attached, deadline
 
-    def _open_socket(self, limit: float | None) -> Handshake:
+    def _open_socket(self, limit: float | None, notices: bool = True) -> Handshake:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
         handshake = BoardHandshake(
@@ -222,7 +224,8 @@ class Board:
         )
         result = handshake.open(dial.host, dial.port, self.connect_timeout, limit)
         self.security = result.security
-        self._notices.extend(Notice(text) for text in result.notices)
+        if notices:
+            self._notices.extend(Notice(text) for text in result.notices)
         result.sock.settimeout(None)
         return result
 
@@ -239,12 +242,9 @@ class Board:
         """Close the link; the session and its namespace stay on the board."""
         with self._lock:
             link, self._link = self._link, None
-        with self._side_lock:
-            side, self._side = self._side, None
         if link is not None:
             close_connection(link.conn)
-        if side is not None:
-            side.close()
+        self._side.close()
         if self.tunnel is not None:
             self.tunnel.close()
 
@@ -253,14 +253,14 @@ class Board:
 
         The main link is busy with the running cell's long-polls (up to POLL_WAIT each); a SideLink
         has its own thread on the board, so an interrupt or a completion sent through it is answered
-        at once. It is opened on first need and kept until close().
+        at once. It is opened on first need (or ahead, see warm_side_link) and kept until close().
         """
-        with self._side_lock:
-            side = self._side
-            if side is not None and not side.closed:
-                return side
-            self._side = SideLink(self, session_id=self.session_id)
-            return self._side
+        return self._side.get()
+
+    @property
+    def side_links(self) -> SideLinkSlot:
+        """The slot of the link beside the main one: file transfers borrow it (see transfer.py)."""
+        return self._side
 
     def _introspection_link(self, beside_cell: bool) -> BoardLink | SideLink:
         """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""

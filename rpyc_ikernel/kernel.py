@@ -50,6 +50,7 @@ class RPycKernel(IPythonKernel):
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
         self.board = _default_board(self.session_id)
+        self.board.warm_side_link = True  # the first interrupt must not wait for a connect
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
@@ -115,6 +116,7 @@ class RPycKernel(IPythonKernel):
         for it). Live images follow on their own: the FramePump reconnects to whatever self.board is.
         route() adds how the board is reached to the "Connected" line (known once it is connected).
         """
+        board.warm_side_link = True
         try:
             board.connect()
         except BaseException:
