@@ -196,15 +196,33 @@ class Board:
         self, limit: float | None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
         """open_attached, and the connect's deadline (scaled by the measured round trip)."""
-        shake = self._open_socket(limit, notices)
+        bootstrap.prepare_shipment()  # in case this board process needs the agent
+        early: list = []  # the rpyc connection made during the handshake, if it was
+
+        def start_rpyc(sock, wire: int) -> None:  # right after the token proof: GETROOT goes with it
+            conn = compat.connect(ReplayStream(sock), KernelSideService, {"allow_pickle": False}, wire)
+            early.append(conn)
+            conn.request_root()
+
+        try:
+            shake = self._open_socket(limit, notices, start_rpyc)
+        except BaseException:
+            for conn in early:
+                close_connection(conn, dead=True)
+            raise
         deadline = shake.deadline
         try:
-            conn = compat.connect(
-                ReplayStream(shake.sock, shake.early),
-                KernelSideService,
-                {"sync_request_timeout": max(0.5, deadline - time.monotonic()), "allow_pickle": False},
-                shake.wire,
+            conn = (
+                early[0]
+                if early
+                else compat.connect(
+                    ReplayStream(shake.sock, shake.early),
+                    KernelSideService,
+                    {"allow_pickle": False},
+                    shake.wire,
+                )
             )
+            conn._config["sync_request_timeout"] = max(0.5, deadline - time.monotonic())
         except Exception as exc:
             shake.sock.close()
             raise self._not_rpyc(exc) from None
@@ -216,11 +234,13 @@ class Board:
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
         return conn, attached, deadline
 
-    def _open_socket(self, limit: float | None, notices: bool = True) -> Handshake:
+    def _open_socket(
+        self, limit: float | None, notices: bool = True, after_proof: Callable | None = None
+    ) -> Handshake:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
         handshake = BoardHandshake(
-            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint()
+            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint(), after_proof
         )
         result = handshake.open(dial.host, dial.port, self.connect_timeout, limit)
         self.security = result.security
