@@ -36,7 +36,8 @@ from .link import CALL_TIMEOUT, call, close_connection
 from .sidelink import SideLink
 
 CHUNK_SIZE = 256 * 1024  # bytes per request: small for a 256 MB board, big enough to cost little per call
-WINDOW = 2 * 1024 * 1024  # bytes of requests on their way at once: covers 100 Mbit/s at 150 ms RTT
+WINDOW = 4 * 1024 * 1024  # bytes of requests on their way at once: covers 100 Mbit/s at 300 ms RTT
+OPENING_WINDOW = WINDOW // 4  # ... until the board accepted the transfer (a refusal wastes little)
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
 PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 
@@ -131,12 +132,15 @@ def download(
     started = time.monotonic()
     with _on_board(board, "download", compress) as transfer:
         transfer.open("open_download", remote_path)
-        transfer.send("read_chunk", chunk_size, 0, size=chunk_size)  # the first chunk goes with the open
+        asked = 0
+        while asked < OPENING_WINDOW:  # the first chunks go with the open (past the end: b"")
+            transfer.send("read_chunk", chunk_size, asked, size=chunk_size)
+            asked += chunk_size
         opened = transfer.wait_opened()
         limit = opened["limit"]  # the size seen at open (a cap for /proc and /sys files, which say 0)
         target = _local_target(local_path, opened["path"])
         with _LocalFile(target) as writer:
-            digest, done, asked, ended = hashlib.sha256(), 0, chunk_size, False
+            digest, done, ended = hashlib.sha256(), 0, False
 
             def settled(flight: _Flight, chunk: bytes) -> None:
                 nonlocal done, ended
@@ -232,16 +236,17 @@ class _BoardTransfer:
     def make_room(self, size: int, settled: Settled) -> None:
         """Take answers until a request of `size` more bytes fits in the window.
 
-        Until the opening call is answered only one chunk travels with it, so a refused transfer
-        (no such directory, no space) wastes little of the link.
+        Until the opening call is answered only OPENING_WINDOW bytes travel with it, and its answer
+        is taken as soon as it is in, so a refused transfer (no such directory, no space) wastes
+        little of the link.
         """
-        while self.flights and self.in_flight + size > self._window(size):
+        if self.opened is None and self.flights and self.flights[0].result.ready:
+            self._settle_oldest(settled)  # the opening call's answer (raises if it was refused)
+        while self.flights and self.in_flight + size > self._window():
             self._settle_oldest(settled)
 
-    def _window(self, size: int) -> int:
-        if self.opened is None and not self.opening.result.ready:
-            return size
-        return WINDOW
+    def _window(self) -> int:
+        return OPENING_WINDOW if self.opened is None else WINDOW
 
     def wait_opened(self) -> dict:
         """The opening call's answer (it is the first request), waiting for it."""

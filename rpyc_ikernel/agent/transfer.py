@@ -208,8 +208,8 @@ def read_chunk(handle, size, offset=None):
     if transfer is None:
         return _error("the download was abandoned on the board (the board agent was restarted?); try again")
     if offset is not None and offset != transfer.size:
-        if transfer.ended and offset > transfer.size:
-            return b""  # asked ahead of a file that turned out shorter: nothing more
+        if offset > transfer.size and (transfer.ended or transfer.size >= transfer.limit):
+            return b""  # asked ahead, past the end (or of a file that turned out shorter)
         return _out_of_order(transfer, offset)
     size = max(0, min(size, transfer.limit - transfer.size))
     try:
