@@ -34,6 +34,7 @@ POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
 RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
+SLOW_LINK_RTT = 0.02  # seconds of round trip above which work is done ahead while the link is slow
 
 
 @dataclass
@@ -196,7 +197,6 @@ class Board:
         self, limit: float | None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
         """open_attached, and the connect's deadline (scaled by the measured round trip)."""
-        bootstrap.prepare_shipment()  # in case this board process needs the agent
         early: list = []  # the rpyc connection made during the handshake, if it was
 
         def start_rpyc(sock, wire: int) -> None:  # right after the token proof: GETROOT goes with it
@@ -211,6 +211,8 @@ class Board:
                 close_connection(conn, dead=True)
             raise
         deadline = shake.deadline
+        if shake.rtt >= SLOW_LINK_RTT:  # the agent's bundle is made while the probe travels
+            bootstrap.prepare_shipment()
         try:
             conn = (
                 early[0]
