@@ -16,11 +16,14 @@ demo: $(VENV)/.installed
 	$(PY) -m rpyc_ikernel.install --sys-prefix
 	$(PY) scripts/demo.py
 
-## test: venv + install, lint, then every test (real servers, kernels and notebooks on 127.0.0.1)
+## test: venv + install, lint, the test boards (root only: built once, cached in .boards/), then every
+## test (real servers, kernels and notebooks on 127.0.0.1; tests/boards on each board)
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest
+	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/boards.py build; \
+	else echo "not root: tests/boards will skip (building boards needs debootstrap, chroot, qemu-user)"; fi
+	@if [ "$$(id -u)" = 0 ]; then export RPYC_IKERNEL_BOARDS_REQUIRED=1; fi; $(PY) -m pytest
 
 ## test-boards: build the test boards (cached in .boards/; needs root: debootstrap, chroot, qemu-user) and
 ## run tests/boards on each: Debian armhf (rpyc 5.3) and arm64 (rpyc 6.0), bullseye (3.9), pyenv 3.7 and 3.8

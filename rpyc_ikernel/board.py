@@ -1,8 +1,9 @@
 """The board session: connect, load the agent, run cells, reconnect, interrupt, complete, inspect.
 
 One Board keeps one session (namespace) on the board across reconnects. Every call to the board is
-bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so rpyc's request
-timeout catches a dead link but never a long cell. rpyc-level helpers are in link.py, connections
+bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so a long cell is
+never cut short, while a link that stays silent when an answer is due (link.SILENCE_LIMIT) is dead.
+A reset or closed link is seen at once (link.BoardStream). rpyc-level helpers are in link.py, connections
 beside the main link in sidelink.py, the errors in errors.py.
 """
 
@@ -23,17 +24,31 @@ from . import bootstrap, compat
 from .checks import host_name, port_number
 from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
-from .handshake import BoardHandshake, Credentials, Handshake
-from .link import CALL_TIMEOUT, KernelSideService, ReplayStream, call, close_connection
+from .handshake import BoardHandshake, Credentials, Handshake, connect_budget
+from .link import (
+    CALL_TIMEOUT,
+    WAIT_SLICE,
+    BoardStream,
+    KernelSideService,
+    PendingCall,
+    call,
+    close_connection,
+    link_alive,
+    silence_limit,
+)
 from .sidelink import SideLink, SideLinkSlot
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
 CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent (more on a slow link, see handshake)
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
-POLL_MARGIN = 4.0  # a poll unanswered this long after its wait means the link is dead
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
-RECONNECT_WINDOW = 4.0  # seconds a running cell spends trying to get a dropped link back
+# A cell waits for a silent link (TCP still up: a Wi-Fi stall) up to link.silence_limit (12 s, more
+# on a very slow link), saying so in the cell after NOTICE_AFTER; an interrupt stops the wait sooner.
+# A link the board closed or reset is seen at once and reconnected within RECONNECT_WINDOW.
+NOTICE_AFTER = 5.0
+RECONNECT_WINDOW = 4.0  # seconds a running cell tries to get a dropped link back (or one connect budget)
+INTERRUPT_GRACE = 2.0  # an interrupt ends the wait for a link silent this long (+ 2 round trips)
 SLOW_LINK_RTT = 0.02  # seconds of round trip above which work is done ahead while the link is slow
 
 
@@ -134,12 +149,24 @@ class Board:
         self._side = SideLinkSlot(self, session_id)  # see _link_beside_cell
         self.warm_side_link = False  # open the side link in the background after each main connect
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
+        self._interrupted: str | None = None  # the running cell's id once the user interrupted it
+        self.rtt = 0.0  # the round trip the last connect measured (seconds)
 
     # ------------------------------------------------------------ connection
     @property
     def connected(self) -> bool:
         link = self._link
         return link is not None and not link.conn.closed
+
+    @property
+    def connect_budget(self) -> float:
+        """Seconds a new connection may take: connect_timeout, or more on a link measured as slow."""
+        return connect_budget(self.connect_timeout, self.rtt)
+
+    @property
+    def silence_limit(self) -> float:
+        """Seconds the link may stay silent while an answer is due before it is taken for dead."""
+        return silence_limit(self.rtt)
 
     def _hint(self) -> str:
         return (
@@ -150,7 +177,7 @@ class Board:
     def connect(self, deadline: float | None = None) -> BoardLink:
         """Open the main link (if not open): connect, load the agent, attach our session."""
         with self._lock:
-            if self.connected:
+            if self.connected and link_alive(self._link.conn):
                 return self._link
             self.close()
             conn, attached, _ = self._open_attached(deadline, self.session_id)
@@ -200,7 +227,8 @@ class Board:
         early: list = []  # the rpyc connection made during the handshake, if it was
 
         def start_rpyc(sock, wire: int) -> None:  # right after the token proof: GETROOT goes with it
-            conn = compat.connect(ReplayStream(sock), KernelSideService, {"allow_pickle": False}, wire)
+            stream = BoardStream(sock)
+            conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, wire)
             early.append(conn)
             conn.request_root()
 
@@ -214,16 +242,14 @@ class Board:
         if shake.rtt >= SLOW_LINK_RTT:  # the agent's bundle is made while the probe travels
             bootstrap.prepare_shipment()
         try:
-            conn = (
-                early[0]
-                if early
-                else compat.connect(
-                    ReplayStream(shake.sock, shake.early),
-                    KernelSideService,
-                    {"allow_pickle": False},
-                    shake.wire,
-                )
-            )
+            if early:
+                conn = early[0]
+                stream = conn._channel.stream  # made before the round trip was known; the handshake's
+                stream.silence_limit = silence_limit(shake.rtt)  # reads left the socket's timeout short
+                stream.sock.settimeout(stream.silence_limit)
+            else:
+                stream = BoardStream(shake.sock, shake.early, silence_limit(shake.rtt))
+                conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, shake.wire)
             conn._config["sync_request_timeout"] = max(0.5, deadline - time.monotonic())
         except Exception as exc:
             shake.sock.close()
@@ -244,11 +270,11 @@ class Board:
         handshake = BoardHandshake(
             self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint(), after_proof
         )
-        result = handshake.open(dial.host, dial.port, self.connect_timeout, limit)
+        result = handshake.open(dial.host, dial.port, self.connect_budget, limit)
         self.security = result.security
+        self.rtt = result.rtt
         if notices:
             self._notices.extend(Notice(text) for text in result.notices)
-        result.sock.settimeout(None)
         return result
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
@@ -316,15 +342,17 @@ class Board:
         """Run code on the board; yields output events as they come, then one CellOutcome.
 
         A link that drops while the cell runs is re-established (the board keeps running the cell and
-        keeps its output until we acknowledge it), so nothing is lost; a board that restarted or stays
-        away ends the cell with BoardConnectionLost.
+        keeps its output until we acknowledge it), so nothing is lost; a silent link is waited for
+        (see NOTICE_AFTER); a board that restarted or stays away ends the cell with BoardConnectionLost.
         """
         cell_id = uuid.uuid4().hex
         self.running_cell_id = cell_id
+        self._interrupted = None
         self.connect()
         yield from self.take_notices()
-        message = self._cell_request(
-            lambda link: (link.methods["run"], code, filename, FIRST_WAIT, allow_stdin, silent, cell_id)
+        message = yield from self._cell_request(
+            lambda link: (link.methods["run"], code, filename, FIRST_WAIT, allow_stdin, silent, cell_id),
+            FIRST_WAIT,
         )
         if message.get("busy"):
             raise BoardError(
@@ -343,10 +371,16 @@ class Board:
             if not message.get("running", True) and not message["events"]:
                 raise BoardError(f"board {self.address} no longer runs this cell and has no result for it")
             ack = message["seq"]
-            message = self._cell_request(lambda link, ack=ack: (link.methods["poll"], POLL_WAIT, ack))
+            message = yield from self._cell_request(
+                lambda link, ack=ack: (link.methods["poll"], POLL_WAIT, ack), POLL_WAIT
+            )
 
-    def _cell_request(self, build: Callable) -> dict:
-        """One run/poll call; on a dropped link, reconnect within RECONNECT_WINDOW and repeat it."""
+    def _cell_request(self, build: Callable, wait: float) -> Iterator[Notice]:
+        """One run/poll call (the board may hold it `wait` s); yields notices, returns the answer.
+
+        On a dropped link: reconnect within the reconnect window and repeat it (the board answers a
+        repeated request without losing anything). A silent link ends the cell (see _await_answer).
+        """
         deadline = None
         while True:
             link = self._link if self.connected else None
@@ -354,18 +388,51 @@ class Board:
                 if link is None:
                     link = self._reconnect_for_cell(deadline)
                 method, *args = build(link)
-                return json.loads(call(link.conn, method, *args, timeout=POLL_WAIT + POLL_MARGIN))
+                pending = PendingCall(link.conn, method, *args)
+                yield from self._await_answer(pending, wait)
+                return json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
             except BoardRestarted:
                 raise
+            except _GaveUp as exc:
+                raise BoardConnectionLost(str(exc)) from None
             except BoardConnectionLost as exc:
                 self.close()
                 if deadline is None:
-                    deadline = time.monotonic() + RECONNECT_WINDOW
+                    deadline = time.monotonic() + max(RECONNECT_WINDOW, self.connect_budget)
                 if time.monotonic() >= deadline:
                     raise BoardConnectionLost(
                         f"lost the connection to board {self.address} while this cell ran ({exc}); the cell"
                         " may still be running there. The next cell reconnects."
                     ) from None
+
+    def _await_answer(self, pending: PendingCall, wait: float) -> Iterator[Notice]:
+        """Wait for a run/poll answer due `wait` s after it left, however long the link is silent,
+        up to the silence limit: a stall is waited for, and one line says so after NOTICE_AFTER.
+
+        A reset or closed link raises BoardConnectionLost at once (from pending.wait); a link silent
+        for the whole limit, or silent and interrupted by the user, ends the cell (_GaveUp).
+        """
+        limit = self.silence_limit
+        longest = 0.0
+        while not pending.wait(WAIT_SLICE):
+            silent = pending.silent_for(wait)
+            if silent >= NOTICE_AFTER and longest < NOTICE_AFTER:
+                yield Notice(
+                    f"board {self.address} silent for {silent:.0f} s; waiting up to {limit:.0f} s"
+                    " (interrupt to stop waiting)"
+                )
+            longest = max(longest, silent)
+            interrupted = self._interrupted is not None and silent >= INTERRUPT_GRACE + 2 * self.rtt
+            if silent >= limit or interrupted:
+                pending.abandon()
+                self.close()
+                why = "stopped waiting (interrupted)" if interrupted else "the link looks dead"
+                raise _GaveUp(
+                    f"board {self.address} sent nothing for {silent:.0f} s; {why}. The cell may still be"
+                    " running there; the next cell reconnects."
+                )
+        if longest >= NOTICE_AFTER:
+            yield Notice(f"board {self.address} answers again, after {longest:.0f} s of silence")
 
     def _reconnect_for_cell(self, deadline: float | None) -> BoardLink:
         boot_id = self._boot_id
@@ -373,6 +440,12 @@ class Board:
             try:
                 link = self.connect(deadline)
             except BoardUnreachable as exc:
+                if getattr(exc, "refused", False):
+                    raise _GaveUp(
+                        f"lost board {self.address} while this cell ran: the link was closed and nothing"
+                        " listens there now (connection refused), so its server stopped and the cell's"
+                        " work is gone. The next cell tries again."
+                    ) from None
                 if deadline is None or time.monotonic() + 0.25 >= deadline:
                     raise BoardConnectionLost(str(exc)) from None
                 time.sleep(0.25)
@@ -399,6 +472,8 @@ class Board:
         Sent through the side link so it does not wait for the cell's current long-poll; if that link
         cannot be opened, through the main link (the board then sees it within POLL_WAIT).
         """
+        if cell_id is None or cell_id == self.running_cell_id:
+            self._interrupted = self.running_cell_id  # a cell waiting for a silent link stops waiting
         link = self._link
         if link is None or link.conn.closed:
             return False
@@ -428,3 +503,7 @@ class Board:
         link = self.connect()
         text = call(link.conn, link.methods["evaluate"], json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
+
+
+class _GaveUp(BoardConnectionLost):
+    """The cell's wait for the board ends here, without a reconnect (see Board._await_answer)."""

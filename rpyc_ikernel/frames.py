@@ -206,7 +206,7 @@ class FramePump:
                 self._thread.start()
             self._cond.notify_all()
         try:
-            stream.ready.wait(self._get_board().connect_timeout + FIRST_FRAME_EXTRA_WAIT)
+            stream.ready.wait(self._get_board().connect_budget + FIRST_FRAME_EXTRA_WAIT)
             if stream.error is not None:
                 raise stream.error
         except BaseException:  # the board is unreachable, or the user interrupted the wait

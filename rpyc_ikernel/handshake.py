@@ -215,9 +215,11 @@ class BoardHandshake:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
-            raise BoardUnreachable(
+            error = BoardUnreachable(
                 f"cannot reach board {self.shown}: {describe_socket_error(exc)}; {self.hint}"
-            ) from None
+            )
+            error.refused = isinstance(exc, ConnectionRefusedError)  # nothing listens: no server there now
+            raise error from None
         rtt = time.monotonic() - started
         tune_socket(sock)
         if self.credentials.tls:

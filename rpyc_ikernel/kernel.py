@@ -325,6 +325,13 @@ class RPycKernel(IPythonKernel):
         return {"status": "ok", "user_expressions": expressions}
 
     def _answer_input(self, request: InputRequest) -> None:
+        """Ask the frontend for the board's input(); Ctrl-C there interrupts the board's cell.
+
+        On Ctrl-C the board gets the interrupt alone: its input() raises KeyboardInterrupt. An "end of
+        input" answer sent with it could win the race on a busy board (EOFError instead), or answer
+        the next input() of code that catches the interrupt. Only if the interrupt found no cell to
+        stop is input() answered with EOF, so nothing on the board waits forever.
+        """
         self._waiting_for_input = True
         try:
             if request.password:
@@ -334,7 +341,8 @@ class RPycKernel(IPythonKernel):
         except EOFError:
             value = None
         except KeyboardInterrupt:
-            self.board.interrupt()
+            if self.board.interrupt(self.board.running_cell_id):
+                return
             value = None
         finally:
             self._waiting_for_input = False
@@ -426,7 +434,8 @@ class MisconfiguredBoard(Board):
         super().__init__(Address(), session_id, Credentials())
         self.problem = problem
 
-    def open_connection(self, deadline: float | None = None):
+    def _open_attached(self, limit: float | None, session_id: str | None = None, notices: bool = True):
+        """Every connection (main link and side links) goes through here: each says what to fix."""
         raise BoardError(f'{self.problem}; or pick a board with # exec(self.connect_remote("HOST"))')
 
 

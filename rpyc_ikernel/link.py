@@ -11,13 +11,21 @@ import time
 from collections.abc import Callable
 
 import rpyc
+from rpyc.core.channel import Channel
 from rpyc.core.service import VoidService
-from rpyc.core.stream import SocketStream
+from rpyc.core.stream import SocketStream, Stream
+from rpyc.lib import Timeout
 
 from .bootstrap import BoardConnection
 from .errors import BoardConnectionLost, describe_socket_error
 
-CALL_TIMEOUT = 8.0  # seconds any single request may take beyond its own wait
+CALL_TIMEOUT = 8.0  # seconds a request beside a cell (completion, interrupt, frames) may go unanswered
+# A link silent this long while an answer is due is dead: longer than a Wi-Fi stall or a roaming
+# hand-over (issue 11: a 10 s stall must recover), short enough that a vanished board ends the cell
+# while the user still waits for it. RST/FIN are seen at once, whatever this is.
+SILENCE_LIMIT = 12.0
+SILENCE_RTT_FACTOR = 10  # ... or this many round trips on a very slow link
+WAIT_SLICE = 0.25  # seconds between two looks at a silent link (notices, interrupts)
 
 
 class KernelSideService(VoidService):
@@ -43,23 +51,96 @@ class KernelSideService(VoidService):
     exposed_eval = exposed_execute
 
 
-class ReplayStream(SocketStream):
-    """A SocketStream that first hands out bytes already read from the socket during the handshake."""
+class BoardStream(SocketStream):
+    """rpyc's SocketStream with a deadline on every read; it hands rpyc whole frames only.
 
-    __slots__ = ("early",)
+    rpyc's own read loops on socket.timeout with no deadline, so a reply frame cut short (a board
+    stopped mid-result, a stalled link) blocks Channel.recv forever, below AsyncResult.set_expiry.
+    Here poll() reads ahead and says "readable" only once a whole channel frame is buffered: rpyc's
+    recv never waits on the network, every wait for the board is a poll(timeout) that returns, and
+    callers judge a silent link by `last_heard`. read() without a poll first waits at most
+    `silence_limit` seconds for the rest, then fails like a dropped link (EOFError). The socket's
+    timeout (the same limit) bounds each write to a peer that takes nothing, and TLS record reads.
+    Bytes the handshake already read (`early`) come first.
+    """
 
-    def __init__(self, sock: socket.socket, early: bytes = b"") -> None:
+    __slots__ = ("_buffer", "last_heard", "silence_limit")
+    _HEADER = Channel.FRAME_HEADER
+    _TRAILER = len(Channel.FLUSHER)
+
+    def __init__(self, sock: socket.socket, early: bytes = b"", silence_limit: float = SILENCE_LIMIT) -> None:
         super().__init__(sock)
-        self.early = early
+        sock.settimeout(silence_limit)
+        self._buffer = bytearray(early)
+        self.last_heard = time.monotonic()
+        self.silence_limit = silence_limit
 
     def poll(self, timeout) -> bool:
-        return bool(self.early) or super().poll(timeout)
+        timeout = Timeout(timeout)  # rpyc passes seconds or its own Timeout
+        while not self._whole_frame():
+            if not self._readable(timeout.timeleft()):
+                return False
+            self._fill()
+        return True
 
     def read(self, count: int) -> bytes:
-        if not self.early:
-            return super().read(count)
-        head, self.early = self.early[:count], self.early[count:]
-        return head + (super().read(count - len(head)) if count > len(head) else b"")
+        while len(self._buffer) < count:
+            if not self._readable(self.silence_limit):
+                self.close()
+                raise EOFError(f"the board sent nothing for {self.silence_limit:.0f} s mid-message")
+            self._fill()
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:count])
+        del self._buffer[:count]
+        return data
+
+    def _whole_frame(self) -> bool:
+        if len(self._buffer) < self._HEADER.size:
+            return False
+        length, _ = self._HEADER.unpack_from(self._buffer)
+        return len(self._buffer) >= self._HEADER.size + length + self._TRAILER
+
+    def _readable(self, timeout: float | None) -> bool:
+        pending = getattr(self.sock, "pending", None)  # TLS holds decrypted bytes select() cannot see
+        if pending is not None and pending():
+            return True
+        return Stream.poll(self, timeout)
+
+    def _fill(self) -> None:
+        try:
+            data = self.sock.recv(self.MAX_IO_CHUNK)
+        except socket.timeout:  # a TLS record cut short: the socket waited silence_limit
+            self.close()
+            raise EOFError(f"the board sent nothing for {self.silence_limit:.0f} s mid-message") from None
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from None
+        if not data:
+            self.close()
+            raise EOFError("connection closed by peer")
+        self._buffer += data
+        self.last_heard = time.monotonic()
+
+
+def silence_limit(rtt: float) -> float:
+    """Seconds a link may stay silent while an answer is due before it is taken for dead."""
+    return max(SILENCE_LIMIT, SILENCE_RTT_FACTOR * rtt)
+
+
+def link_alive(conn: rpyc.Connection) -> bool:
+    """False if the board closed or reset this idle connection (no round trip: what already arrived).
+
+    A board server that restarted between cells closed its end; finding out before a cell is sent
+    lets the cell run on the new server instead of failing as "restarted while this cell ran".
+    """
+    if conn.closed:
+        return False
+    try:
+        conn.poll(0)  # dispatches whatever arrived; raises EOFError on a closed or reset socket
+    except (EOFError, OSError):
+        close_connection(conn, dead=True)
+        return False
+    return not conn.closed
 
 
 def tune_socket(sock: socket.socket) -> None:
@@ -106,21 +187,14 @@ def close_connection(conn: rpyc.Connection, dead: bool = False) -> None:
 
 
 def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
-    """Call a remote method, waiting at most `timeout` seconds; link problems become BoardError."""
-    try:
-        result = rpyc.async_(method)(*args)
-        result.set_expiry(timeout)
-        return result.value
-    except rpyc.AsyncResultTimeout:
-        close_connection(conn, dead=True)
-        raise BoardConnectionLost(
-            f"the board did not answer within {timeout:.0f} s; the link looks dead"
-        ) from None
-    except (EOFError, OSError) as exc:
-        close_connection(conn, dead=True)
-        raise BoardConnectionLost(
-            f"lost the connection to the board ({describe_socket_error(exc)})"
-        ) from None
+    """Call a remote method; the link is taken for dead (BoardConnectionLost) when nothing arrives on
+    it for `timeout` seconds. A large answer still arriving is never cut short."""
+    return PendingCall(conn, method, *args).result(timeout)
+
+
+def _lost(conn: rpyc.Connection, exc: BaseException) -> BoardConnectionLost:
+    close_connection(conn, dead=True)
+    return BoardConnectionLost(f"lost the connection to the board ({describe_socket_error(exc)})")
 
 
 class PendingCall:
@@ -128,18 +202,27 @@ class PendingCall:
 
     def __init__(self, conn: rpyc.Connection, method: Callable, *args) -> None:
         self._conn = conn
+        self.sent = time.monotonic()
         try:
             self._result = rpyc.async_(method)(*args)
         except (EOFError, OSError) as exc:
-            conn.close()
-            raise BoardConnectionLost(
-                f"lost the connection to the board ({describe_socket_error(exc)})"
-            ) from None
+            raise _lost(conn, exc) from None
 
     @property
     def ready(self) -> bool:
         """The answer (or an error) is in: result() returns at once."""
-        return self._result.ready
+        try:
+            return self._result.ready
+        except (EOFError, OSError) as exc:
+            raise _lost(self._conn, exc) from None
+
+    def silent_for(self, expected: float = 0.0) -> float:
+        """Seconds the link has been silent since the answer was due (`expected` s after sending).
+
+        Bytes of any answer count: a large answer trickling in over a slow link is not silence.
+        """
+        heard = getattr(self._conn._channel.stream, "last_heard", 0.0)
+        return time.monotonic() - max(self.sent + expected, heard)
 
     def wait(self, timeout: float) -> bool:
         """Serve the connection until the answer is in (True) or `timeout` seconds passed (False).
@@ -148,35 +231,30 @@ class PendingCall:
         be in flight on one connection (live images pipeline their requests this way).
         """
         deadline = time.monotonic() + timeout
-        while not self._result.ready:
+        while not self.ready:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             try:
                 self._conn.serve(remaining)
             except (EOFError, OSError) as exc:
-                self._conn.close()
-                raise BoardConnectionLost(
-                    f"lost the connection to the board ({describe_socket_error(exc)})"
-                ) from None
+                raise _lost(self._conn, exc) from None
         return True
 
     def abandon(self) -> None:
         """Give up on the answer: the link is taken for dead and closed."""
-        self._conn.close()
+        close_connection(self._conn, dead=True)
 
-    def result(self, timeout: float):
-        """The answer, waiting at most `timeout` seconds; a dead link becomes BoardConnectionLost."""
+    def result(self, timeout: float, expected: float = 0.0):
+        """The answer; the link is taken for dead (BoardConnectionLost) once it has been silent for
+        `timeout` seconds beyond the `expected` time the answer may take."""
+        while not self.wait(max(0.0, timeout - self.silent_for(expected))):
+            if self.silent_for(expected) >= timeout:
+                self.abandon()
+                raise BoardConnectionLost(
+                    f"the board sent nothing for {timeout:.0f} s while an answer was due; the link looks dead"
+                )
         try:
-            self._result.set_expiry(timeout)
             return self._result.value
-        except rpyc.AsyncResultTimeout:
-            self._conn.close()
-            raise BoardConnectionLost(
-                f"the board did not answer within {timeout:.0f} s; the link looks dead"
-            ) from None
         except (EOFError, OSError) as exc:
-            self._conn.close()
-            raise BoardConnectionLost(
-                f"lost the connection to the board ({describe_socket_error(exc)})"
-            ) from None
+            raise _lost(self._conn, exc) from None

@@ -14,7 +14,7 @@ import rpyc
 from rpyc.core import consts
 
 from .errors import BoardConnectionLost
-from .link import CALL_TIMEOUT, close_connection, tune_for_bulk, tune_for_frames
+from .link import CALL_TIMEOUT, close_connection, link_alive, tune_for_bulk, tune_for_frames
 
 if TYPE_CHECKING:
     from .board import Board
@@ -116,9 +116,9 @@ class SideLinkSlot:
 
     @property
     def ready(self) -> bool:
-        """An open side link is waiting (for tests and benchmarks)."""
+        """An open side link is waiting (one the board closed or reset meanwhile is not)."""
         link = self._link
-        return link is not None and not link.closed
+        return link is not None and link_alive(link.conn)
 
     def warm(self) -> None:
         """Open the side link in the background, unless one is open or being opened."""

@@ -15,7 +15,15 @@ import time
 import pytest
 from helpers import KernelSession, start_board
 
-from rpyc_ikernel.server import HANDSHAKE_LIMIT, HANDSHAKE_LIMIT_PER_PEER, EventLog
+from rpyc_ikernel.server import (
+    CHALLENGE,
+    HANDSHAKE_LIMIT,
+    HANDSHAKE_LIMIT_PER_PEER,
+    HELLO,
+    EventLog,
+    local_wire,
+    ping_request,
+)
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 
@@ -25,13 +33,14 @@ def dial(port: int, source: str = "127.0.0.1") -> socket.socket:
 
 
 def outcome(sock: socket.socket) -> str:
-    """ "held" if the server started the handshake with this connection, "dropped" if it closed it."""
+    """ "held" if the server answered our hello with its challenge, "dropped" if it closed the connection."""
     sock.settimeout(10)
     try:
-        data = sock.recv(64)
-    except ConnectionResetError:
+        sock.sendall(ping_request(local_wire(), HELLO + b" 2 " + b"ab" * 16))
+        data = sock.recv(256)
+    except (ConnectionResetError, BrokenPipeError):
         return "dropped"
-    return "held" if data.startswith(b"RPYC_IKERNEL AUTH") else "dropped"
+    return "held" if CHALLENGE in data else "dropped"
 
 
 def log_lines(server) -> list[str]:

@@ -4,10 +4,15 @@ sys.stdout and sys.stderr of the board process are replaced once by routers: a w
 thread goes to that cell's session, other threads' writes go to the last session (or the console
 when none ran yet). Output waits in an OutputBatch until the kernel's next poll takes it, so a cell
 that prints a lot costs a few round trips, not one per write.
+
+Below Python, file descriptors 1 and 2 point at pipes while a cell runs (FdCapture), so what child
+processes (subprocess, os.system) and C code write there reaches the cell too, as in ipykernel.
 """
 
 import builtins
+import codecs
 import io
+import os
 import sys
 import threading
 import time
@@ -16,6 +21,7 @@ from . import wire
 
 FLUSH_DELAY = 0.05  # seconds a batch of output may wait for more before it is sent
 FLUSH_SIZE = 64 * 1024  # characters that make a batch worth sending at once
+DRAIN_INTERVAL = 0.001  # seconds between looks into the fd pipes before a cell's prints
 
 
 class StdinNotImplementedError(IOError, NotImplementedError):
@@ -206,3 +212,254 @@ class OutputBatch(object):
             if event["msg_type"] == wire.STREAM:
                 event["content"]["text"] = "".join(event["content"]["text"])
         return events
+
+
+# --------------------------------------------------------------------------- fd-level output
+
+
+class FdCapture(object):
+    """File descriptors 1 and 2 of the board process point at pipes while a cell runs.
+
+    Child processes inherit them, and C code writes to them directly: that output reaches the running
+    cell's stdout/stderr instead of the server's terminal, as ipykernel does it (OutStream watchfd).
+    One reader thread, started with the first cell, hands what comes through the pipes to the running
+    cell's session, else to the last session (a child left running in the background, like Python
+    output of other threads). Before a cell's own print or display the pipes are drained, and once
+    more when the cell ends, so a child that ended before a print shows before it.
+
+    Between cells fds 1 and 2 are the originals again (terminal, journal). Logging handlers that
+    write to them are moved to duplicates of the originals when the capture is set up, so the
+    server's log (connections of other threads, failed handshakes) never lands in a cell.
+    Kept in the process state: one capture per process, whatever agent version uses it.
+    """
+
+    STREAMS = ((1, "stdout"), (2, "stderr"))
+    CHUNK = 65536
+
+    def __init__(self):
+        self.lock = threading.RLock()  # reads and hand-overs take turns: output keeps its order
+        self.active = []  # sessions whose cells run now; fd output goes to the last one
+        self.saved = {}  # fd -> duplicate of the original (where it points between cells)
+        self.writers = {}  # fd -> write end of its pipe
+        self.readers = {}  # read end -> (stream name, incremental UTF-8 decoder)
+        self.terminal = {}  # fd -> text stream on the saved original, for logging handlers
+        self.broken = False  # set up failed once (fds 1/2 closed, no pipes): never try again
+        self.checked_at = 0.0  # when drain_if_waiting last looked into the pipes
+        self._libc = None
+
+    # ------------------------------------------------------------ a cell's start and end
+    def begin(self, session):
+        """The cell of `session` starts: fds 1 and 2 go to the pipes. False where that cannot be done."""
+        with self.lock:
+            if not self.saved and not self._setup():
+                return False
+            if not self.active:
+                _flush_python_streams()
+                for fd, write_end in self.writers.items():
+                    os.dup2(write_end, fd)
+            self.active.append(session)
+            return True
+
+    def end(self, session):
+        """The cell of `session` ended: what it wrote so far goes to it; fds 1 and 2 point back."""
+        with self.lock:
+            _flush_python_streams()
+            self._flush_c_streams()
+            self.drain(session)
+            if session in self.active:
+                self.active.remove(session)
+            if not self.active:
+                for fd, original in self.saved.items():
+                    os.dup2(original, fd)
+
+    def drain(self, session=None):
+        """Hand on what waits in the pipes now (to `session`, else to the running cell's)."""
+        with self.lock:
+            for read_end in self.readers:
+                self._read_available(read_end, session)
+
+    def drain_if_waiting(self):
+        """drain(), if anything waits (before each print of a cell), looking at most once a millisecond.
+
+        select() lets other threads take the GIL, which made a tight print loop 2x slower when done
+        for every print. Any child process lives longer than a millisecond, so its output still comes
+        before the print after it; C code that writes to fd 1/2 right before a print may show after it.
+        """
+        if not self.active:
+            return
+        now = time.monotonic()
+        if now - self.checked_at < DRAIN_INTERVAL:
+            return
+        self.checked_at = now
+        try:
+            waiting = _select().select(list(self.readers), [], [], 0)[0]
+        except (OSError, ValueError):
+            return
+        if waiting:
+            self.drain()
+
+    # ------------------------------------------------------------ the pipes
+    def _setup(self):
+        if self.broken or os.name != "posix":
+            return False
+        try:
+            for fd, _ in self.STREAMS:
+                os.fstat(fd)  # a closed fd 1 or 2 (a daemon): nothing to capture, and pipe() could take it
+            for fd, name in self.STREAMS:
+                self.saved[fd] = _above_stdio(os.dup(fd))
+                read_end, write_end = os.pipe()
+                read_end, write_end = _above_stdio(read_end), _above_stdio(write_end)
+                os.set_blocking(read_end, False)
+                self.readers[read_end] = (name, codecs.getincrementaldecoder("utf-8")("replace"))
+                self.writers[fd] = write_end
+            self._keep_logs_on_terminal()
+            threading.Thread(target=self._pump, name="rpyc_ikernel fd output", daemon=True).start()
+        except (OSError, RuntimeError):
+            self._close()
+            self.broken = True
+            return False
+        return True
+
+    def _close(self):
+        for fd in list(self.saved.values()) + list(self.writers.values()) + list(self.readers):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.saved, self.writers, self.readers = {}, {}, {}
+
+    def _pump(self):
+        """The reader thread: waits for output in the pipes and hands it on (the pipes stay open)."""
+        select = _select()
+        ends = list(self.readers)
+        while True:
+            try:
+                ready = select.select(ends, [], [])[0]
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
+                return
+            with self.lock:
+                for read_end in ready:
+                    self._read_available(read_end, None)
+
+    def _read_available(self, read_end, session):
+        name, decoder = self.readers[read_end]
+        for _ in range(32):  # at most 2 MiB at once: a pipe holds 64 KiB (1 MiB at most)
+            try:
+                data = os.read(read_end, self.CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            text = decoder.decode(data)
+            if text:
+                self._hand_on(name, text, session)
+            if len(data) < self.CHUNK:  # the pipe is empty now
+                return
+
+    def _hand_on(self, name, text, session):
+        if session is None:
+            session = self.active[-1] if self.active else process_state().last_session
+        if session is not None:
+            # a running cell waits for the link to drain big output (the child then waits on the pipe)
+            session._write_stream(name, text, block=session.cell is not None)
+
+    # ------------------------------------------------------------ what must not be captured
+    def _keep_logs_on_terminal(self):
+        """Logging handlers on fds 1/2 (the server's log) write to the saved originals instead."""
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return
+        loggers = [logging.getLogger()]
+        loggers += [
+            each for each in list(logging.Logger.manager.loggerDict.values()) if hasattr(each, "handlers")
+        ]
+        for logger in loggers:
+            for handler in list(logger.handlers):
+                stream = getattr(handler, "stream", None)
+                if not isinstance(handler, logging.StreamHandler) or getattr(
+                    stream, "rpyc_ikernel_router", False
+                ):
+                    continue
+                try:
+                    fd = stream.fileno()
+                except (AttributeError, OSError, ValueError):
+                    continue
+                if fd in self.saved:
+                    handler.setStream(self._terminal_stream(fd, stream))
+
+    def _terminal_stream(self, fd, like):
+        stream = self.terminal.get(fd)
+        if stream is None:
+            encoding = getattr(like, "encoding", None) or "utf-8"
+            stream = open(
+                self.saved[fd], "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
+            )
+            self.terminal[fd] = stream
+        return stream
+
+    def _flush_c_streams(self):
+        """fflush(NULL): C code's buffered stdout goes to the cell, not to the next one (only where
+        ctypes is loaded already, i.e. where C code the cell loaded with ctypes may have printf'ed)."""
+        ctypes = sys.modules.get("ctypes")
+        if ctypes is None:
+            return
+        try:
+            if self._libc is None:
+                self._libc = ctypes.CDLL(None)
+            self._libc.fflush(None)
+        except Exception:
+            pass
+
+
+def _select():
+    import select  # rpyc has loaded it already
+
+    return select
+
+
+def _above_stdio(fd):
+    """The same file as fd, as a descriptor above 2 (pipe() and dup() take the lowest free one)."""
+    if fd > 2:
+        return fd
+    held = []
+    try:
+        new = fd
+        while new <= 2:
+            new = os.dup(fd)
+            held.append(new)
+        held.pop()
+        return new
+    finally:
+        for each in held + [fd]:
+            os.close(each)
+
+
+def _flush_python_streams():
+    """What Python code wrote to the process's original stdout/stderr objects goes out first."""
+    state = process_state()
+    for stream in (state.original_stdout, state.original_stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None and not getattr(stream, "rpyc_ikernel_router", False):
+                stream.flush()
+        except Exception:
+            pass
+
+
+def fd_capture():
+    """The process's FdCapture (made on first use; nothing is opened until a cell begins)."""
+    state = process_state()
+    capture = getattr(state, "fd_capture", None)
+    if capture is None:
+        capture = state.fd_capture = FdCapture()
+    return capture
+
+
+def drain_fd_output():
+    """Before a cell's own output: what its children wrote to fds 1/2 until now goes first."""
+    capture = getattr(process_state(), "fd_capture", None)
+    if capture is not None:
+        capture.drain_if_waiting()

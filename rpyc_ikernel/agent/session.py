@@ -23,7 +23,14 @@ import traceback
 
 from . import wire
 from .formatters import format_bundle
-from .iostream import OutputBatch, StdinNotImplementedError, install_hooks, process_state
+from .iostream import (
+    OutputBatch,
+    StdinNotImplementedError,
+    drain_fd_output,
+    fd_capture,
+    install_hooks,
+    process_state,
+)
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
@@ -63,12 +70,12 @@ def last_statement_silenced(code):
 
 
 def format_error(exc_type, exc, tb):
-    """ename/evalue/traceback with the agent's own frames left out, so it points at the user's lines."""
+    """ename/evalue/traceback with only the user's frames, like IPython shows a cell's error."""
     if isinstance(exc, UsageError):
         lines = ["UsageError: %s" % exc]
     else:
         report = traceback.TracebackException(exc_type, exc, tb)
-        _drop_agent_frames(report)
+        _keep_user_frames(report, exc, tb)
         lines = list(report.format())
     return {
         "status": "error",
@@ -78,19 +85,52 @@ def format_error(exc_type, exc, tb):
     }
 
 
-def _drop_agent_frames(report):
-    """Remove the agent's frames from a TracebackException and the exceptions chained to it."""
-    prefix = AGENT_FILES + "/"
-    pending = [report]
+def _keep_user_frames(report, exc, tb):
+    """Remove the agent's and the server's frames from a TracebackException and its chained ones.
+
+    Hidden are frames of the agent's files, of our server's file (its interrupt signal handler
+    raises KeyboardInterrupt on top of the user's frame), and frames whose function sets
+    ``__tracebackhide__ = True`` (IPython's and pytest's convention).
+    """
+    hidden_files = _hidden_files()
+    pending = [(report, exc, tb)]
     seen = set()
     while pending:
-        item = pending.pop()
+        item, error, error_tb = pending.pop()
         if item is None or id(item) in seen:
             continue
         seen.add(id(item))
-        kept = [frame for frame in item.stack if not frame.filename.startswith(prefix)]
+        frames = [frame for frame, _ in traceback.walk_tb(error_tb)]
+        if len(frames) == len(item.stack):  # one summary per frame, in order: the frames can be asked
+            kept = [s for s, f in zip(item.stack, frames) if not _hidden_frame(f, hidden_files)]
+        else:
+            kept = [s for s in item.stack if not _hidden_file(s.filename, hidden_files)]
         item.stack = traceback.StackSummary.from_list(kept)
-        pending.extend([item.__cause__, item.__context__])
+        for chained in ("__cause__", "__context__"):
+            inner = getattr(error, chained, None)
+            pending.append((getattr(item, chained), inner, getattr(inner, "__traceback__", None)))
+
+
+def _hidden_files():
+    """The files of our own code running in this process: the agent's directory and our server."""
+    files = set()
+    executor = sys.modules.get(wire.EXECUTOR_MODULE)
+    submit = getattr(executor, "submit", None)
+    code = getattr(getattr(submit, "__func__", submit), "__code__", None)
+    if code is not None:
+        files.add(code.co_filename)
+    return files
+
+
+def _hidden_file(filename, hidden_files):
+    return filename.startswith(AGENT_FILES + "/") or filename in hidden_files
+
+
+def _hidden_frame(frame, hidden_files):
+    code = frame.f_code
+    if _hidden_file(code.co_filename, hidden_files):
+        return True
+    return "__tracebackhide__" in code.co_varnames and bool(frame.f_locals.get("__tracebackhide__"))
 
 
 def show_figures(skip=None):
@@ -161,12 +201,17 @@ class CellRun(Interruptible):
         reply = None
         state = process_state()
         state.sinks[self.thread_ident] = self.session
+        capture = fd_capture()
+        captured = False
         try:
+            captured = capture.begin(self.session)  # fds 1/2: children's and C code's output
             reply = self._execute()
         except BaseException as exc:  # an interrupt that landed outside user code
             reply = format_error(type(exc), exc, None)
         finally:
             self.interruptible = False
+            if captured:
+                capture.end(self.session)
             state.sinks.pop(self.thread_ident, None)
             self.session.finish(self, reply)
 
@@ -240,6 +285,7 @@ class SessionOutput(object):
         if cell is None:
             return self._write_stream(name, text, block)
         with cell.shielded():
+            drain_fd_output()  # a child's output written before this text shows before it
             self._write_stream(name, text, block)
 
     def _write_stream(self, name, text, block):
@@ -257,8 +303,10 @@ class SessionOutput(object):
         if cell is None:
             with self._cond:
                 return self._output.add_event(event)
-        with cell.shielded(), self._cond:
-            self._output.add_event(event)
+        with cell.shielded():
+            drain_fd_output()
+            with self._cond:
+                self._output.add_event(event)
 
 
 class SessionInput(object):
@@ -281,11 +329,15 @@ class SessionInput(object):
                 while self._input_answer is None:
                     cell.check_interrupt()
                     self._cond.wait(0.05)
+                # An interrupt beats an answer that came with it: on Ctrl-C the kernel interrupts, then
+                # ends its stdin request with "no input" (EOF); both may be here before this thread
+                # wakes up (a busy board), and the user asked for KeyboardInterrupt, not EOFError.
+                cell.check_interrupt()
+                answer = self._input_answer
             finally:
                 self._input_waiting = False
                 self._input_prompt = None
-            answer = self._input_answer
-            self._input_answer = None
+                self._input_answer = None
         if answer.get("eof"):
             raise EOFError("EOF when reading a line")
         return answer.get("value", "")

@@ -161,6 +161,23 @@ def test_input_asks_in_the_notebook(ours):
     assert cell.stream() == "hi Ada\n"
 
 
+def test_child_output_and_interrupted_tracebacks_on_the_board(ours):
+    """fd 1/2 capture and user-only tracebacks work on the board's Python (3.7 included)."""
+    cell = ours.kernel.run(
+        "import os, subprocess\nprint('a')\nsubprocess.run(['echo', 'b'])\n"
+        "os.system('echo c >&2')\nprint('d')"
+    )
+    assert cell.stream("stdout") == "a\nb\nd\n" and cell.stream("stderr") == "c\n", cell.outputs
+    cell, _ = interrupt_after(
+        ours, "import time\ndef wait():\n    while True:\n        time.sleep(0.1)\nwait()"
+    )
+    assert cell.reply["ename"] == "KeyboardInterrupt"
+    files = [
+        line.split('"')[1] for line in "\n".join(cell.error["traceback"]).splitlines() if 'File "' in line
+    ]
+    assert files and all(file.startswith("<cell-") for file in files), cell.error["traceback"]
+
+
 def test_live_image_of_a_png_the_board_makes(ours):
     made = ours.kernel.run(MAKE_PNG + "img_buffer = io.BytesIO(png(32, 24, (200, 30, 30)))")
     assert made.status == "ok", made.error
