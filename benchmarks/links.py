@@ -495,12 +495,6 @@ def goals(figures: Figures) -> str:
     checks = [
         ("connect <= 6 RTT", "connect", lambda v: v <= 6 * rtt, in_rtts),
         ("`1+1` <= 1 RTT + 5 ms", "1+1", lambda v: v <= rtt + 0.005, in_rtts),
-        (
-            "... stock ipykernel `1+1` (floor)",
-            "stock 1+1",
-            lambda v: v <= 0.005,
-            lambda v, _: in_rtts(v, Profile(0, 0)),
-        ),
         ("print >= 70% of link", "print", lambda v: v >= 0.7 * rate, of_link),
         ("live image >= 20 fps", "fps", lambda v: v >= 20, lambda v, p: f"{v:.1f} fps"),
         ("lag <= RTT + 2 intervals (largest)", "lag max", lambda v: v <= rtt + 2 * INTERVAL, in_rtts),
@@ -516,6 +510,9 @@ def goals(figures: Figures) -> str:
             lines.append(f"| {name} | - | MISS (failed) |")
         else:
             lines.append(f"| {name} | {show(value, p)} | {'PASS' if holds(value) else 'MISS'} |")
+        if key == "1+1" and figures["stock 1+1"] is not None:
+            floor = in_rtts(figures["stock 1+1"], Profile(0, 0))
+            lines.append(f"| ... stock ipykernel `1+1`, no board, no link | {floor} | Jupyter's own floor |")
     return "\n".join(lines)
 
 
