@@ -70,10 +70,42 @@ class NotebookPage:
 
     def enter_code(self, index: int, code: str) -> None:
         """Replace the code of cell `index` (inserted as text: no auto-indent or bracket closing)."""
-        editor = self.cell(index).locator(".cm-content")
-        editor.click()
+        self.click_editor(index)
         self.page.keyboard.press("ControlOrMeta+a")
         self.page.keyboard.insert_text(code)
+
+    def click_editor(self, index: int) -> None:
+        """Click into cell `index`'s editor, choosing our kernel first if the app asks for one."""
+        editor = self.cell(index).locator(".cm-content")
+        for _attempt in range(12):
+            self.choose_kernel_if_asked()
+            try:
+                editor.click(timeout=5_000)
+                return
+            except Exception as exc:  # playwright's TimeoutError: something (a dialog) covers the cell
+                if "Timeout" not in type(exc).__name__:
+                    raise
+        editor.click()  # one last time, with playwright's own message if it still fails
+
+    def choose_kernel_if_asked(self) -> None:
+        """Answer a "Select kernel" dialog with our kernel, as a person would.
+
+        On a busy machine the app can open a notebook before its list of kernels has loaded; it then
+        asks which kernel to use although the notebook names one.
+        """
+        dialog = self.page.locator(".jp-Dialog")
+        if dialog.count() == 0 or "Select kernel" not in dialog.first.inner_text():
+            return
+        choice = dialog.first.locator("select")
+        if choice.count():
+            labels = choice.first.locator("option").all_inner_texts()
+            ours = next(
+                (label for label in labels if "board" in label.lower() or "rpyc" in label.lower()), None
+            )
+            if ours is not None:
+                choice.first.select_option(label=ours)
+        dialog.first.locator("button.jp-mod-accept").first.click()
+        print("the app asked which kernel to use (its kernel list was not loaded yet): chose ours")
 
     def run(self, index: int, code: str | None = None, attempts: int = 4):
         """Run cell `index` (after entering `code`, if given) with Shift+Enter; returns its outputs.
@@ -86,7 +118,7 @@ class NotebookPage:
         if code is not None:
             self.enter_code(index, code)
         for _attempt in range(attempts):
-            self.cell(index).locator(".cm-content").click()
+            self.click_editor(index)
             self.page.keyboard.press("Shift+Enter")
             if self._started(index):
                 return self.outputs(index)

@@ -72,6 +72,8 @@ def page(request, browser, jupyter, tmp_path):
             picture = tmp_path / f"failed-tab-{number}.png"
             opened.screenshot(path=str(picture), full_page=True)
             print(f"page {opened.url} at failure: {picture}")
+            for dialog in opened.locator(".jp-Dialog").all():  # what a modal said, if one was open
+                print(f"dialog open at failure: {dialog.inner_text()!r}")
         print(f"jupyter {jupyter.app} log: {jupyter.log}")
     for opened in browser.pages:
         opened.close()
