@@ -18,9 +18,12 @@ connects (ours and raw) are one RTT faster here than on a real link. Print throu
 what the emulator carried in that direction. Live image: ``self.display("img_buffer", interval=0.05)``
 of 320x240 JPEGs from a 30 frames/s producer on the board; lag is from the board storing a frame to
 this client receiving it (the frame carries its time; board and client share this machine's clock).
-Interrupt: SIGINT to the kernel during ``time.sleep(30)`` until the execute_reply; the first one also
-opens the side connection. Completion: ``complete_request`` of a board variable while idle.
-Upload/download: ``self.upload`` / ``self.download`` cells of a random file, whole cell timed.
+The stock ipykernel ``1+1`` (measured once, no board and no link) is the floor of Jupyter's own
+message path on this machine: what ``1+1`` costs beyond the round trip can hardly be less.
+Interrupt: SIGINT to the kernel during ``time.sleep(30)`` until the execute_reply; the first one is
+the first use of the side connection (the kernel opens it in the background after connecting).
+Completion: ``complete_request`` of a board variable while idle. Upload/download: ``self.upload`` /
+``self.download`` cells of a random file, whole cell timed.
 """
 
 from __future__ import annotations
@@ -287,6 +290,19 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 240 else text[:237] + "..."
 
 
+def measure_stock(sizes: Sizes) -> float | None:
+    """Median `1+1` of stock ipykernel (the python3 kernel) here: Jupyter's own floor, no board."""
+    kernel = Kernel("python3")
+    try:
+        kernel.start()
+        kernel.execute("1+1")
+        return median_time(lambda: kernel.execute("1+1"), max(sizes.one_plus_one, 9))
+    except Exception:
+        return None
+    finally:
+        kernel.stop()
+
+
 def measure_completion(kernel: Kernel, sizes: Sizes) -> float:
     kernel.execute("alpha_beta_gamma = 1")
     return median_time(lambda: complete(kernel, "alpha_beta_g"), sizes.completions)
@@ -434,6 +450,7 @@ ROWS = [
     ("raw rpyc connect + eval", lambda f, p: in_rtts(f["raw connect"], p)),
     ("`1+1` send -> idle, median", lambda f, p: in_rtts(f["1+1"], p)),
     ("... minus RTT", lambda f, p: f"{(f['1+1'] - p.rtt) * 1000:.1f} ms" if f["1+1"] else "-"),
+    ("... stock ipykernel `1+1` (no board, no link)", lambda f, p: in_rtts(f["stock 1+1"], Profile(0, 0))),
     ("raw rpyc `eval` round trip", lambda f, p: in_rtts(f["raw eval"], p)),
     ("print throughput (payload, % of link)", lambda f, p: of_link(f["print"], p)),
     ("... on the wire", lambda f, p: of_link(f["print wire"], p)),
@@ -447,7 +464,7 @@ ROWS = [
     ("... largest", lambda f, p: in_rtts(f["lag max"], p)),
     ("... goal RTT + 2 intervals", lambda f, p: f"{(p.rtt + 2 * INTERVAL) * 1000:.0f} ms"),
     ("... raw pull lag, median", lambda f, p: in_rtts(f["raw pull lag"], p)),
-    ("interrupt -> reply (first: opens a link)", lambda f, p: in_rtts(f["interrupt first"], p)),
+    ("interrupt -> reply (first: side link opened ahead)", lambda f, p: in_rtts(f["interrupt first"], p)),
     ("interrupt -> reply (again)", lambda f, p: in_rtts(f["interrupt"], p)),
     ("completion, median", lambda f, p: in_rtts(f["completion"], p)),
     ("upload (whole cell, % of link)", lambda f, p: of_link(f["upload"], p)),
@@ -493,6 +510,9 @@ def goals(figures: Figures) -> str:
             lines.append(f"| {name} | - | MISS (failed) |")
         else:
             lines.append(f"| {name} | {show(value, p)} | {'PASS' if holds(value) else 'MISS'} |")
+        if key == "1+1" and figures["stock 1+1"] is not None:
+            floor = in_rtts(figures["stock 1+1"], Profile(0, 0))
+            lines.append(f"| ... stock ipykernel `1+1`, no board, no link | {floor} | Jupyter's own floor |")
     return "\n".join(lines)
 
 
@@ -501,10 +521,12 @@ def run(profiles: list[Profile], sizes: Sizes, log=print) -> list[Figures]:
     results = []
     with ExitStack() as stack:
         bench = Bench(stack)
+        stock = measure_stock(sizes)
         for profile in profiles:
             started = time.monotonic()
             bench.set_profile(profile)
             figures = Figures(profile)
+            figures["stock 1+1"] = stock
             try:
                 measure_raw(bench, profile, sizes, figures)
             except Exception as exc:

@@ -36,7 +36,7 @@ from .link import (
     link_alive,
     silence_limit,
 )
-from .sidelink import SideLink
+from .sidelink import SideLink, SideLinkSlot
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18812
@@ -49,6 +49,7 @@ FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to fin
 NOTICE_AFTER = 5.0
 RECONNECT_WINDOW = 4.0  # seconds a running cell tries to get a dropped link back (or one connect budget)
 INTERRUPT_GRACE = 2.0  # an interrupt ends the wait for a link silent this long (+ 2 round trips)
+SLOW_LINK_RTT = 0.02  # seconds of round trip above which work is done ahead while the link is slow
 
 
 @dataclass
@@ -145,10 +146,10 @@ class Board:
         self._boot_id: str | None = None  # identity of the board process we last talked to
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
-        self._side: SideLink | None = None  # see _link_beside_cell
+        self._side = SideLinkSlot(self, session_id)  # see _link_beside_cell
+        self.warm_side_link = False  # open the side link in the background after each main connect
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
         self._interrupted: str | None = None  # the running cell's id once the user interrupted it
-        self._side_lock = threading.Lock()
         self.rtt = 0.0  # the round trip the last connect measured (seconds)
 
     # ------------------------------------------------------------ connection
@@ -193,6 +194,8 @@ class Board:
                     )
             self._boot_id = info.get("boot_id")
             self._link = BoardLink(conn=conn, agent=attached.agent, info=info, methods=attached.methods)
+            if self.warm_side_link:
+                self._side.warm()
             return self._link
 
     def take_notices(self) -> list[Notice]:
@@ -210,26 +213,44 @@ class Board:
         return conn, attached.agent
 
     def open_attached(
-        self, deadline: float | None = None, session_id: str | None = None
+        self, deadline: float | None = None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached]:
         """A new connection with the agent loaded and session_id (if given) attached, in the fewest
-        round trips (see bootstrap.py)."""
-        conn, attached, _ = self._open_attached(deadline, session_id)
+        round trips (see bootstrap.py). notices=False: the handshake's notices were shown already."""
+        conn, attached, _ = self._open_attached(deadline, session_id, notices)
         return conn, attached
 
     def _open_attached(
-        self, limit: float | None, session_id: str | None = None
+        self, limit: float | None, session_id: str | None = None, notices: bool = True
     ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
         """open_attached, and the connect's deadline (scaled by the measured round trip)."""
-        shake = self._open_socket(limit)
-        deadline = shake.deadline
+        early: list = []  # the rpyc connection made during the handshake, if it was
+
+        def start_rpyc(sock, wire: int) -> None:  # right after the token proof: GETROOT goes with it
+            stream = BoardStream(sock)
+            conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, wire)
+            early.append(conn)
+            conn.request_root()
+
         try:
-            conn = compat.connect(
-                BoardStream(shake.sock, shake.early, silence_limit(shake.rtt)),
-                KernelSideService,
-                {"sync_request_timeout": max(0.5, deadline - time.monotonic()), "allow_pickle": False},
-                shake.wire,
-            )
+            shake = self._open_socket(limit, notices, start_rpyc)
+        except BaseException:
+            for conn in early:
+                close_connection(conn, dead=True)
+            raise
+        deadline = shake.deadline
+        if shake.rtt >= SLOW_LINK_RTT:  # the agent's bundle is made while the probe travels
+            bootstrap.prepare_shipment()
+        try:
+            if early:
+                conn = early[0]
+                stream = conn._channel.stream  # made before the round trip was known; the handshake's
+                stream.silence_limit = silence_limit(shake.rtt)  # reads left the socket's timeout short
+                stream.sock.settimeout(stream.silence_limit)
+            else:
+                stream = BoardStream(shake.sock, shake.early, silence_limit(shake.rtt))
+                conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, shake.wire)
+            conn._config["sync_request_timeout"] = max(0.5, deadline - time.monotonic())
         except Exception as exc:
             shake.sock.close()
             raise self._not_rpyc(exc) from None
@@ -241,16 +262,19 @@ class Board:
         conn._config["sync_request_timeout"] = CALL_TIMEOUT
         return conn, attached, deadline
 
-    def _open_socket(self, limit: float | None) -> Handshake:
+    def _open_socket(
+        self, limit: float | None, notices: bool = True, after_proof: Callable | None = None
+    ) -> Handshake:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
         handshake = BoardHandshake(
-            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint()
+            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint(), after_proof
         )
         result = handshake.open(dial.host, dial.port, self.connect_budget, limit)
         self.security = result.security
         self.rtt = result.rtt
-        self._notices.extend(Notice(text) for text in result.notices)
+        if notices:
+            self._notices.extend(Notice(text) for text in result.notices)
         return result
 
     def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
@@ -266,12 +290,9 @@ class Board:
         """Close the link; the session and its namespace stay on the board."""
         with self._lock:
             link, self._link = self._link, None
-        with self._side_lock:
-            side, self._side = self._side, None
         if link is not None:
             close_connection(link.conn)
-        if side is not None:
-            side.close()
+        self._side.close()
         if self.tunnel is not None:
             self.tunnel.close()
 
@@ -280,14 +301,14 @@ class Board:
 
         The main link is busy with the running cell's long-polls (up to POLL_WAIT each); a SideLink
         has its own thread on the board, so an interrupt or a completion sent through it is answered
-        at once. It is opened on first need and kept until close().
+        at once. It is opened on first need (or ahead, see warm_side_link) and kept until close().
         """
-        with self._side_lock:
-            side = self._side
-            if side is not None and link_alive(side.conn):
-                return side
-            self._side = SideLink(self, session_id=self.session_id)
-            return self._side
+        return self._side.get()
+
+    @property
+    def side_links(self) -> SideLinkSlot:
+        """The slot of the link beside the main one: file transfers borrow it (see transfer.py)."""
+        return self._side
 
     def _introspection_link(self, beside_cell: bool) -> BoardLink | SideLink:
         """The main link when idle; the side link while a cell runs (see _link_beside_cell)."""

@@ -5,7 +5,8 @@ version hash over all of them: ``boot.py`` as text, the other modules zlib-compr
 (boot.py serves them from memory on the board; see its docstring). On a new connection:
 
 1. ``HANDLE_GETROOT``: the board's SlaveService, as a netref built without rpyc's usual
-   ``HANDLE_INSPECT`` round trip (BoardConnection);
+   ``HANDLE_INSPECT`` round trip (BoardConnection); on a token board it is sent right behind the
+   token proof (``request_root``), so it costs no round trip of its own;
 2. one ``eval`` on the root (``HANDLE_CALLATTR``): if the process has this agent version, the answer is
    everything the kernel needs at once (the agent package, board_info, the session's methods: bound
    methods and modules cross as netrefs that need no further round trip);
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import threading
 import zlib
 from dataclasses import dataclass
 from functools import cache, cached_property
@@ -80,10 +82,26 @@ SOURCES = agent_sources()
 VERSION = version_of(SOURCES)
 
 
+_shipment_lock = threading.Lock()
+
+
 @cache
 def _shipment() -> tuple[str, bytes, tuple]:
     """What the loader gets: boot.py's source, the blob, the index (made on first need)."""
+    with _shipment_lock:  # one thread makes it; another asking meanwhile waits for that one
+        return _made_shipment()
+
+
+@cache
+def _made_shipment() -> tuple[str, bytes, tuple]:
     return (SOURCES[BOOT_PATH], *bundle(SOURCES))
+
+
+def prepare_shipment() -> None:
+    """Make the loader's bundle in the background (~50 ms of CPU: a parse and zlib -9 of every
+    module) while a connect over a slow link waits for the probe's answer, not after it."""
+    if not _made_shipment.cache_info().currsize:
+        threading.Thread(target=_shipment, name="agent bundle", daemon=True).start()
 
 
 def probe_expression(session_id: str | None) -> str:
@@ -114,16 +132,25 @@ class BoardConnection(Connection):
     """
 
     _fetching_root = False
+    _root_request = None  # the GETROOT request on its way (request_root)
     agent_loader = None  # see attach()
+
+    def request_root(self) -> None:
+        """Send GETROOT now without waiting for the answer (root takes it)."""
+        if self._remote_root is None and self._root_request is None:
+            self._fetching_root = True
+            self._root_request = self.async_request(consts.HANDLE_GETROOT)
 
     @property
     def root(self):
         if self._remote_root is None:
-            self._fetching_root = True
+            self.request_root()
             try:
-                self._remote_root = self.sync_request(consts.HANDLE_GETROOT)
+                self._root_request.set_expiry(self._config["sync_request_timeout"])
+                self._remote_root = self._root_request.value
             finally:
                 self._fetching_root = False
+                self._root_request = None
         return self._remote_root
 
     def _netref_factory(self, id_pack):

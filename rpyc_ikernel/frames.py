@@ -90,10 +90,11 @@ class FrameLink(SideLink):
 
     def prepare(self) -> None:
         self._read_frames = self.agent.read_frames  # a netref fetched once: each request is one round trip
+        self.link_id = uuid.uuid4().hex  # the agent remembers what it sent on this link (pipelining)
 
     def request(self, session_id: str, wanted: tuple) -> PendingCall:
         """Ask for the frames of ((name, digest), ...); the answer comes from PendingCall.result."""
-        return PendingCall(self.conn, self._read_frames, session_id, wanted)
+        return PendingCall(self.conn, self._read_frames, session_id, wanted, self.link_id)
 
 
 @dataclass(eq=False)

@@ -148,12 +148,17 @@ class BoardHandshake:
         credentials: Credentials,
         not_rpyc: Callable[[BaseException], BoardError],
         hint: str,
+        after_proof: Callable[[socket.socket, int], None] | None = None,
     ) -> None:
         self.host = host
         self.shown = shown
         self.credentials = credentials
         self.not_rpyc = not_rpyc
         self.hint = hint
+        # called with (socket, board wire) right after the token proof is sent: the kernel's first rpyc
+        # request can travel with it instead of one round trip later (the board serves rpyc on this
+        # socket right after its verdict, and its handshake reads exactly its frames, no more)
+        self.after_proof = after_proof
         self._budget = 0.0  # seconds the current connect may take, for messages
 
     def open(self, host: str, port: int, timeout: float, limit: float | None = None) -> Handshake:
@@ -336,6 +341,8 @@ class BoardHandshake:
         kernel_proof = proof(token, b"kernel", hello, challenge, binding).encode("ascii")
         try:
             sock.sendall(ping_request(wire, PROOF + b" " + kernel_proof))
+            if self.after_proof is not None:
+                self.after_proof(sock, board_wire)
             _, payload = read_frame(sock, deadline)
             verdict = ping_text(decode_message(payload)[3], reply=True) or b""
         except (OSError, EOFError, ValueError) as exc:

@@ -7,12 +7,14 @@ completion, a batch of live-image frames or a file chunk sent through it is answ
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import rpyc
+from rpyc.core import consts
 
 from .errors import BoardConnectionLost
-from .link import close_connection, tune_for_bulk, tune_for_frames
+from .link import CALL_TIMEOUT, close_connection, link_alive, tune_for_bulk, tune_for_frames
 
 if TYPE_CHECKING:
     from .board import Board
@@ -37,7 +39,8 @@ class SideLink:
     ) -> None:
         self.board = board
         self.tuned = False  # the board's end reads each frames request in one call
-        self.conn, self.attached = board.open_attached(session_id=session_id)
+        self._board_end = None  # see board_end()
+        self.conn, self.attached = board.open_attached(session_id=session_id, notices=False)
         try:
             if for_frames:
                 self.tuned = tune_for_frames(self.conn, self.agent)
@@ -64,6 +67,18 @@ class SideLink:
     def prepare(self) -> None:
         """A subclass's own setup (e.g. fetching agent functions as netrefs), cleaned up like the rest."""
 
+    def board_end(self):
+        """The board's own rpyc Connection of this link (a netref), fetched once in one round trip.
+
+        Agent functions that tune the board's end of this link take it as an argument.
+        """
+        if self._board_end is None:
+            root = self.conn.root
+            result = self.conn.async_request(consts.HANDLE_CALLATTR, root, "getconn", (), ())
+            result.set_expiry(CALL_TIMEOUT)
+            self._board_end = result.value
+        return self._board_end
+
     @property
     def closed(self) -> bool:
         return self.conn.closed
@@ -76,3 +91,97 @@ class SideLink:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+class SideLinkSlot:
+    """A board's side link (interrupt, completion while a cell runs, file transfer), kept ready.
+
+    warm() opens it in the background (the kernel calls it right after each main connect), so the
+    first interrupt or transfer does not pay a whole connect (4+ round trips: ~0.5 s at 100 ms RTT).
+    get() hands out the open link, waits for one being opened, or opens one itself. close() ends it;
+    an open still under way is then discarded. Only whole SideLinks are swapped under the lock, so
+    the kernel's threads (an interrupt's, the shell's) can share the slot.
+    """
+
+    OPEN_WAIT = 120.0  # seconds get() waits for a background open at most (the connect bounds it anyway)
+
+    def __init__(self, board: Board, session_id: str) -> None:
+        self.board = board
+        self.session_id = session_id
+        self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # one synchronous open at a time
+        self._link: SideLink | None = None
+        self._opening: threading.Event | None = None  # set when the background open ended
+        self._generation = 0  # close() bumps it: a background open of an older one is discarded
+
+    @property
+    def ready(self) -> bool:
+        """An open side link is waiting (one the board closed or reset meanwhile is not)."""
+        link = self._link
+        return link is not None and link_alive(link.conn)
+
+    def warm(self) -> None:
+        """Open the side link in the background, unless one is open or being opened."""
+        with self._lock:
+            if self.ready or self._opening is not None:
+                return
+            opening = self._opening = threading.Event()
+            generation = self._generation
+        thread = threading.Thread(
+            target=self._open_in_background, args=(opening, generation), name="side link", daemon=True
+        )
+        thread.start()
+
+    def _open_in_background(self, opening: threading.Event, generation: int) -> None:
+        link = None
+        try:
+            link = SideLink(self.board, session_id=self.session_id)
+            link.board_end()  # transfers tune the board's end through it: fetched now, not then
+        except Exception:  # get() opens it again and reports the problem to whoever needs the link
+            if link is not None:
+                link.close()
+            link = None
+        with self._lock:
+            if self._opening is opening:
+                self._opening = None
+            if link is not None and generation == self._generation and not self.ready:
+                self._link, link = link, None
+        if link is not None:  # closed (or replaced) meanwhile
+            link.close()
+        opening.set()
+
+    def get(self) -> SideLink:
+        """The open side link; opened now (in this thread) if none is open or being opened."""
+        with self._lock:
+            if self.ready:
+                return self._link
+            opening = self._opening
+        if opening is not None:
+            opening.wait(self.OPEN_WAIT)
+        with self._open_lock:
+            with self._lock:
+                if self.ready:
+                    return self._link
+                generation = self._generation
+            link = SideLink(self.board, session_id=self.session_id)
+            with self._lock:
+                if generation == self._generation and not self.ready:
+                    self._link = link
+                    return link
+            link.close()
+            raise BoardConnectionLost("the board link was closed while its side link was opened")
+
+    def drop(self, link: SideLink) -> None:
+        """Forget `link` (a transfer left it mid-message) and open a fresh one in the background."""
+        with self._lock:
+            if self._link is link:
+                self._link = None
+        link.close()
+        self.warm()
+
+    def close(self) -> None:
+        with self._lock:
+            self._generation += 1
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()

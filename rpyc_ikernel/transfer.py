@@ -1,11 +1,16 @@
 """File transfer between the notebook machine and the board: ``self.upload`` / ``self.download``.
 
-A transfer runs on its own connection to the board (a :class:`~rpyc_ikernel.sidelink.SideLink`), so it
-never waits behind the main link, and that connection sends without rpyc's zlib compression: file data
-is often already compressed, and on a fast link zlib costs more than it saves. The file moves in chunks
-of ``CHUNK_SIZE`` bytes, one round trip each, through the agent's transfer functions. Both ends hash
-what they send and receive (sha256); a file is put in place, on the board or here, only when the hashes
-match, so an interrupted or failed transfer never leaves a half-written file behind.
+A transfer borrows the board's side link (a :class:`~rpyc_ikernel.sidelink.SideLink`, opened ahead in
+the background, see SideLinkSlot), so it neither waits behind the main link nor pays a connect, and
+that link sends without rpyc's zlib compression: file data is often already compressed, and on a fast
+link zlib costs more than it saves. The file moves in chunks of ``CHUNK_SIZE`` bytes through the
+agent's transfer functions, pipelined: up to ``WINDOW`` bytes of requests are on their way at once
+(a round trip per chunk would fill a 100 ms, 20 Mbit/s link only to 40%), and the opening and the
+closing call travel in the same stream, so a transfer costs about one round trip beyond its bytes.
+The board serves the requests of one connection in order; each chunk names its offset, so one out of
+order is refused. Both ends hash what they send and receive (sha256); a file is put in place, on the
+board or here, only when the hashes match, so an interrupted or failed transfer never leaves a
+half-written file behind.
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ import os
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import rpyc
+from rpyc.core import consts
+
 from .board import Board
-from .errors import BoardConnectionLost, BoardError
+from .errors import BoardConnectionLost, BoardError, describe_socket_error
 from .link import CALL_TIMEOUT, call, close_connection
 from .sidelink import SideLink
 
-CHUNK_SIZE = 512 * 1024  # bytes per round trip: big enough to fill a link, small for a 256 MB board
+CHUNK_SIZE = 256 * 1024  # bytes per request: small for a 256 MB board, big enough to cost little per call
+WINDOW = 4 * 1024 * 1024  # bytes of requests on their way at once: covers 100 Mbit/s at 300 ms RTT
+OPENING_WINDOW = WINDOW // 4  # ... until the board accepted the transfer (a refusal wastes little)
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
 PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 
@@ -76,28 +87,36 @@ def upload(
     except PermissionError:
         raise TransferError(f"upload: permission denied reading {source}")
     started = time.monotonic()
-    with reader, _side_link(board, compress) as (conn, agent), _on_board(board, conn, "upload") as transfer:
+    with reader, _on_board(board, "upload", compress) as transfer:
         stats = os.fstat(reader.fileno())
         mode = stats.st_mode & 0o777
-        opened = transfer.open(agent.open_upload, remote_path or "", source.name, stats.st_size, mode)
-        digest, done = hashlib.sha256(), 0
-        write_chunk = agent.write_chunk
-        limit = stats.st_size or PSEUDO_FILE_LIMIT  # the size seen at open bounds the upload
+        size = stats.st_size
+        transfer.open("open_upload", remote_path or "", source.name, size, mode)
+        digest, done, acked = hashlib.sha256(), 0, 0
+        limit = size or PSEUDO_FILE_LIMIT  # the size seen at open bounds the upload
+
+        def settled(flight: _Flight, _answer: object) -> None:  # progress: what the board has written
+            nonlocal acked
+            acked += flight.size
+            if on_progress is not None:
+                on_progress(acked, max(acked, size))
+
         while done < limit:
             chunk = reader.read(min(chunk_size, limit - done))
             if not chunk:
                 break
-            transfer.request(write_chunk, chunk)
+            transfer.make_room(len(chunk), settled)
+            transfer.send("write_chunk", chunk, done, size=len(chunk))
             digest.update(chunk)
             done += len(chunk)
-            if on_progress is not None:
-                on_progress(done, max(done, stats.st_size))
-        if stats.st_size == 0 and done >= limit:
+        if size == 0 and done >= limit:
             raise TransferError(
                 f"upload: {source} reports size 0 (a /proc or /sys file?) and has more than"
                 f" {format_size(limit)}; copy it into a regular file first"
             )
-        transfer.finish(agent.finish_upload, digest.hexdigest())
+        closing = transfer.send("finish_upload", digest.hexdigest())
+        transfer.finish(closing, settled)
+        opened = transfer.opened
     return TransferResult(str(source), opened["path"], done, time.monotonic() - started, digest.hexdigest())
 
 
@@ -111,30 +130,44 @@ def download(
 ) -> TransferResult:
     """Copy a board file here (a local directory, or no local path, keeps the file's name)."""
     started = time.monotonic()
-    with _side_link(board, compress) as (conn, agent), _on_board(board, conn, "download") as transfer:
-        opened = transfer.open(agent.open_download, remote_path)
+    with _on_board(board, "download", compress) as transfer:
+        transfer.open("open_download", remote_path)
+        asked = 0
+        while asked < OPENING_WINDOW:  # the first chunks go with the open (past the end: b"")
+            transfer.send("read_chunk", chunk_size, asked, size=chunk_size)
+            asked += chunk_size
+        opened = transfer.wait_opened()
         limit = opened["limit"]  # the size seen at open (a cap for /proc and /sys files, which say 0)
         target = _local_target(local_path, opened["path"])
         with _LocalFile(target) as writer:
-            digest, done = hashlib.sha256(), 0
-            read_chunk = agent.read_chunk
-            while done < limit:
-                chunk = transfer.request(read_chunk, min(chunk_size, limit - done))
-                if not chunk:
-                    break
+            digest, done, ended = hashlib.sha256(), 0, False
+
+            def settled(flight: _Flight, chunk: bytes) -> None:
+                nonlocal done, ended
+                if ended or not chunk:
+                    ended = True  # the file ended early (it shrank): later answers are empty
+                    return
                 if len(chunk) > limit - done:
                     raise TransferError(f"download: the board sent more than the {limit} bytes it announced")
                 writer.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
+                ended = len(chunk) < flight.size
                 if on_progress is not None:
                     on_progress(done, max(done, opened["size"]))
+
+            while asked < limit and not ended:
+                want = min(chunk_size, limit - asked)
+                transfer.make_room(want, settled)
+                if not ended:
+                    transfer.send("read_chunk", want, asked, size=want)
+                    asked += want
+            sent = transfer.finish(transfer.send("finish_download"), settled)
             if opened["size"] == 0 and done >= limit:
                 raise TransferError(
                     f"download: board:{opened['path']} reports size 0 (a /proc or /sys file?) and has more"
                     f" than {format_size(limit)}; copy it into a regular file on the board first"
                 )
-            sent = transfer.finish(agent.finish_download)
             if (sent["size"], sent["sha256"]) != (done, digest.hexdigest()):
                 raise TransferError(
                     f"download: checksum mismatch: the board sent {sent['size']} bytes with sha256"
@@ -145,36 +178,123 @@ def download(
     return TransferResult(opened["path"], str(target), done, time.monotonic() - started, digest.hexdigest())
 
 
+@dataclass(eq=False)
+class _Flight:
+    """One request on its way to the board: its answer, and the file bytes it carries or asks for."""
+
+    result: rpyc.AsyncResult
+    size: int = 0
+
+
+Settled = Callable[[_Flight, object], None]  # (a chunk's request, its answer: bytes or a dict)
+
+
 class _BoardTransfer:
-    """The board's end of one transfer, named by a handle the kernel picks.
+    """The board's end of one transfer, named by a handle the kernel picks, and its requests in flight.
 
     The kernel picks the handle so that it can abandon a transfer whose opening reply never
-    arrived (an interrupt at that moment): the board then drops it and its temporary file.
+    arrived (an interrupt at that moment): the board then drops it and its temporary file. Requests
+    go out without waiting (rpyc async requests, each a CALLATTR on the agent: one message, no
+    look-up of the function first); their answers come in the order they were sent.
     """
 
-    def __init__(self, conn, what: str) -> None:
-        self.conn = conn
+    def __init__(self, link: SideLink, what: str, compress: bool) -> None:
+        self.link = link
+        self.conn = link.conn
         self.what = what
+        self.compress = compress
         self.handle = uuid.uuid4().hex
         self.pending = False  # the board may hold state for this handle
+        self.flights: deque[_Flight] = deque()
+        self.in_flight = 0  # file bytes of the requests on their way
+        self.opening: _Flight | None = None
+        self.opened: dict | None = None  # the opening call's answer
 
-    def open(self, method, *args) -> dict:
-        self.pending = True
+    def open(self, name: str, *args) -> None:
+        """Send the opening call; it also tunes the board's end of the link (see agent/transfer.py)."""
+        self.conn._channel.compress = self.compress
         try:
-            return self._answer(call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT))
-        except TransferError:
-            self.pending = False  # refused: the board kept nothing
-            raise
+            board_end = self.link.board_end()
+        except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:
+            raise self._lost(exc) from None
+        self.pending = True
+        self.opening = self.send(name, *args, board_end, self.compress)
 
-    def request(self, method, *args):
-        """One chunk's round trip; bytes pass through, a JSON error becomes TransferError."""
-        reply = call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT)
-        return self._answer(reply) if isinstance(reply, str) else reply
+    def send(self, name: str, *args, size: int = 0) -> _Flight:
+        """Send agent.name(handle, *args) without waiting for its answer."""
+        try:
+            result = self.conn.async_request(
+                consts.HANDLE_CALLATTR, self.link.agent, name, (self.handle, *args), ()
+            )
+        except (EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        flight = _Flight(result, size)
+        self.flights.append(flight)
+        self.in_flight += size
+        return flight
 
-    def finish(self, method, *args) -> dict:
-        reply = self._answer(call(self.conn, method, self.handle, *args, timeout=CALL_TIMEOUT))
+    def make_room(self, size: int, settled: Settled) -> None:
+        """Take answers until a request of `size` more bytes fits in the window.
+
+        Until the opening call is answered only OPENING_WINDOW bytes travel with it, and its answer
+        is taken as soon as it is in, so a refused transfer (no such directory, no space) wastes
+        little of the link.
+        """
+        if self.opened is None and self.flights and self.flights[0].result.ready:
+            self._settle_oldest(settled)  # the opening call's answer (raises if it was refused)
+        while self.flights and self.in_flight + size > self._window():
+            self._settle_oldest(settled)
+
+    def _window(self) -> int:
+        return OPENING_WINDOW if self.opened is None else WINDOW
+
+    def wait_opened(self) -> dict:
+        """The opening call's answer (it is the first request), waiting for it."""
+        while self.opened is None:
+            self._settle_oldest(None)
+        return self.opened
+
+    def settle_before(self, last: _Flight, settled: Settled) -> None:
+        """Take the answers of every request sent before `last`."""
+        while self.flights and self.flights[0] is not last:
+            self._settle_oldest(settled)
+
+    def finish(self, closing: _Flight, settled: Settled) -> dict:
+        """Take every answer up to the closing call's, and return that one."""
+        self.settle_before(closing, settled)
+        self.flights.popleft()
+        reply = self._answer(self._wait(closing))
         self.pending = False
         return reply
+
+    def _settle_oldest(self, settled: Settled | None) -> None:
+        flight = self.flights[0]
+        value = self._wait(flight)
+        self.flights.popleft()
+        self.in_flight -= flight.size
+        if isinstance(value, str):  # JSON: an error, or the upload's progress (bytes are a download's)
+            try:
+                value = self._answer(value)
+            except TransferError:
+                if flight is self.opening:
+                    self.pending = False  # refused: the board kept nothing
+                raise
+        if flight is self.opening:
+            self.opened = value
+        elif settled is not None:
+            settled(flight, value)
+
+    def _wait(self, flight: _Flight):
+        try:
+            flight.result.set_expiry(CALL_TIMEOUT)
+            return flight.result.value
+        except rpyc.AsyncResultTimeout:
+            close_connection(self.conn, dead=True)
+            raise BoardConnectionLost(
+                f"{self.what}: the board did not answer within {CALL_TIMEOUT:.0f} s; the link looks dead"
+            ) from None
+        except (EOFError, OSError) as exc:
+            raise self._lost(exc) from None
 
     def _answer(self, text: str) -> dict:
         reply = json.loads(text)
@@ -182,16 +302,31 @@ class _BoardTransfer:
             raise TransferError(f"{self.what}: {reply['error']}")
         return reply
 
+    def _lost(self, exc: BaseException) -> BoardConnectionLost:
+        close_connection(self.conn, dead=True)
+        return BoardConnectionLost(
+            f"lost the connection to the board during the {self.what} ({describe_socket_error(exc)})"
+        )
+
 
 @contextmanager
-def _on_board(board: Board, conn, what: str):
-    """A _BoardTransfer that is abandoned on the board unless it finished."""
-    transfer = _BoardTransfer(conn, what)
+def _on_board(board: Board, what: str, compress: bool):
+    """A _BoardTransfer on the board's side link, abandoned on the board unless it finished.
+
+    A transfer that fails leaves the link mid-stream (answers still coming, or a request half
+    sent after an interrupt): the link is then dropped, and a fresh one opened in the background.
+    """
+    slot = board.side_links
+    link = slot.get()
+    transfer = _BoardTransfer(link, what, compress)
     try:
         yield transfer
-    finally:
+    except BaseException as exc:
+        if transfer.flights or not isinstance(exc, TransferError):
+            slot.drop(link)  # answers still coming, or a request cut off half sent
         if transfer.pending:
-            _abandon(board, conn, transfer.handle)
+            _abandon(board, transfer.handle)
+        raise
 
 
 class _LocalFile:
@@ -252,23 +387,11 @@ def _local_target(local_path: str | os.PathLike | None, remote_path: str) -> Pat
     return target.absolute()
 
 
-@contextmanager
-def _side_link(board: Board, compress: bool):
-    """A connection of its own for one transfer, closed when the transfer ends."""
-    with SideLink(board, compress=compress) as link:
-        try:
-            yield link.conn, link.agent
-        except (EOFError, TimeoutError, ConnectionError) as exc:
-            # a plain netref look-up (agent.write_chunk) failing; calls through call() are BoardErrors
-            raise BoardConnectionLost(f"lost the connection to the board during the transfer ({exc!r})")
-
-
-def _abandon(board: Board, conn, handle: str) -> None:
+def _abandon(board: Board, handle: str) -> None:
     """Tell the board to drop a failed or interrupted transfer and remove its temporary file.
 
-    It goes over a fresh connection: an interrupt may have stopped this one in mid-message.
+    It goes over a fresh connection: an interrupt may have stopped the side link in mid-message.
     """
-    close_connection(conn, dead=True)  # after an interrupt the link may be stuck mid-message
     try:
         with SideLink(board) as fresh:
             call(fresh.conn, fresh.agent.abort_transfer, handle, timeout=2.0)

@@ -443,6 +443,26 @@ def test_agent_reads_frames_by_digest():
     assert agent.read_frames("no such session", (("x", ""),))[0][1] == "message"
 
 
+def test_agent_sends_a_frame_once_per_link_to_pipelined_requests():
+    """Requests on their way together carry the digest the kernel knew when they left."""
+    from rpyc_ikernel.agent import session as agent_session
+
+    first, second = image_bytes("JPEG"), image_bytes("PNG")
+    namespace = {"cam": first}
+    agent_session.SESSIONS["pipelined"] = type("Stub", (), {"namespace": namespace})()
+    try:
+        shown = agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][0]  # the display's first frame
+        namespace["cam"] = second
+        in_flight = [agent.read_frames("pipelined", (("cam", shown),), "link-1")[0] for _ in range(3)]
+        assert [kind for _, kind, _ in in_flight] == ["png", "same", "same"]  # sent once, not 3 times
+        assert in_flight[1][0] == in_flight[0][0]
+        assert agent.read_frames("pipelined", (("cam", shown),), "link-2")[0][1] == "png"  # another link
+        assert agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][1] == "png"  # a new display
+        assert agent.read_frames("pipelined", (("cam", shown),))[0][1] == "png"  # no link id: as asked
+    finally:
+        del agent_session.SESSIONS["pipelined"]
+
+
 def test_agent_sniffs_formats_from_magic_bytes():
     assert agent.sniff_image_format(image_bytes("JPEG")) == "jpeg"
     assert agent.sniff_image_format(image_bytes("PNG")) == "png"

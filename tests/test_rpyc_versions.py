@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,15 @@ def test_a_cell_prints_and_returns(kernelspec_prefix, rpyc5_path, tmp_path, kind
         board.stop()
 
 
+def connections_settled(proxy: Proxy, expected: int, timeout: float = 15.0) -> int:
+    """The proxy's connection count once background connects are done (or `expected` never came)."""
+    deadline = time.monotonic() + timeout
+    while proxy.connections < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # one more would show by now
+    return proxy.connections
+
+
 def test_the_wire_of_a_board_is_detected_once_and_remembered(kernelspec_prefix, rpyc5_path, tmp_path):
     """A plain rpyc 5 board hangs up on a 6-format hello: one more connection the first time only."""
     board = _board("plain", rpyc5_path, tmp_path)
@@ -101,12 +111,61 @@ def test_the_wire_of_a_board_is_detected_once_and_remembered(kernelspec_prefix, 
     session = KernelSession.start(board_port=proxy.port)
     try:
         assert session.run("kept = 5").status == "ok"
-        assert proxy.connections == 2  # the 6-format hello, then the 5-format one
+        # the 6-format hello, then the 5-format one; then the side link (interrupts, transfers) that
+        # the kernel opens in the background right after the main connect, in rpyc 5 at once
+        assert connections_settled(proxy, 3) == 3
         assert proxy.drop_all() >= 1
         cell = session.run("kept + 1")
         assert cell.result == {"text/plain": "6"}
-        assert proxy.connections == 3  # the reconnect spoke rpyc 5 at once
+        assert connections_settled(proxy, 5) == 5  # the reconnect (and its side link) spoke rpyc 5 at once
     finally:
         session.stop()
         proxy.close()
         board.stop()
+
+
+PIPELINED = [("ours", 5), ("plain", 5), ("ours", 6)]
+
+
+@pytest.mark.parametrize("kernel_rpyc", [6, 5], ids=["kernel-rpyc6", "kernel-rpyc5"])
+@pytest.mark.parametrize("kind,board_rpyc", PIPELINED, ids=[f"{k}-rpyc{v}" for k, v in PIPELINED])
+def test_first_interrupt_and_pipelined_transfers(
+    kernelspec_prefix, rpyc5_path, tmp_path, kind, board_rpyc, kernel_rpyc
+):
+    """The side link opened ahead takes the first interrupt; transfers pipeline their chunks on it."""
+    board = _board(kind, rpyc5_path if board_rpyc == 5 else None, tmp_path)
+    session = KernelSession.start(
+        board_port=board.port, env={"PYTHONPATH": _env(rpyc5_path)["PYTHONPATH"]} if kernel_rpyc == 5 else {}
+    )
+    try:
+        msg_id = session.client.execute("import time\ntime.sleep(30)")
+        while True:
+            msg = session.client.get_iopub_msg(timeout=30)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+                break
+        time.sleep(1.0)
+        session.manager.interrupt_kernel()
+        reply = shell_reply(session, msg_id)
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        (tmp_path / "local.bin").write_bytes(data)
+        up = session.run(
+            f"# exec(self.upload({str(tmp_path / 'local.bin')!r}, {str(tmp_path / 'up.bin')!r}))"
+        )
+        assert up.status == "ok", up.error
+        down = session.run(
+            f"# exec(self.download({str(tmp_path / 'up.bin')!r}, {str(tmp_path / 'down.bin')!r}))"
+        )
+        assert down.status == "ok", down.error
+        assert (tmp_path / "up.bin").read_bytes() == data and (tmp_path / "down.bin").read_bytes() == data
+    finally:
+        session.stop()
+        board.stop()
+
+
+def shell_reply(session: KernelSession, msg_id: str) -> dict:
+    """The content of the reply to msg_id (earlier replies, e.g. kernel_info's, are skipped)."""
+    while True:
+        reply = session.client.get_shell_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply["content"]

@@ -30,6 +30,11 @@ _PILLOW = []  # [PIL.Image module or None], looked up once per agent version
 # to get the GIL back. 1 ms: ~5x the frames from a busy cell, for a few percent of its speed.
 FRAME_SWITCH_INTERVAL = 0.001
 SWITCH_RESTORE_AFTER = 1.0  # seconds without a frame request before the interval is put back
+# What each frames link was last sent, per variable: the kernel pipelines its requests, so those on
+# their way together carry the digest it knew when they left; without this a frame that changed
+# would be sent once per request in flight (up to 8 times), for the kernel to drop all but one.
+SENT_BY_LINK = {}  # link id -> {name: digest}
+MAX_LINKS = 16  # links remembered (the least recently used one is forgotten first)
 
 
 def sniff_image_format(data):
@@ -259,15 +264,36 @@ def prepare_frame_connection(conn):
     return "uncompressed, one call per request"
 
 
-def read_frames(session_id, wanted):
+def _sent_on(link_id):
+    """The {name: digest} last sent on this link, most recently used last."""
+    sent = SENT_BY_LINK.pop(link_id, None) or {}
+    SENT_BY_LINK[link_id] = sent
+    while len(SENT_BY_LINK) > MAX_LINKS:
+        SENT_BY_LINK.pop(next(iter(SENT_BY_LINK)), None)
+    return sent
+
+
+def read_frames(session_id, wanted, link_id=None):
     """The frames of several board variables in one round trip, only those that changed.
 
     wanted is ((name, digest the kernel shows), ...); the answer holds one (digest, kind, payload)
     per name: kind wire.FRAME_SAME (payload b""), 'jpeg'/'png'/'gif' (the encoded bytes, sent as they
     are), 'bmp'/'unknown' (bytes for the kernel to transcode: no Pillow here), or wire.FRAME_MESSAGE
     (payload: one line saying why there is no frame). Only str/bytes/tuples: they cross by value.
+
+    With link_id (one per kernel frames link, whose requests are answered in order) a frame already
+    sent on that link counts as shown, unless the kernel's digest is "" (a new display wants it).
     """
     _streaming_now()
     session = SESSIONS.get(session_id)
     namespace = session.namespace if session is not None else {}
-    return tuple(read_frame(namespace, name, digest) for name, digest in wanted)
+    sent = _sent_on(link_id) if link_id is not None else None
+    answers = []
+    for name, digest in wanted:
+        if sent is not None and digest:
+            digest = sent.get(name, digest)
+        answer = read_frame(namespace, name, digest)
+        if sent is not None and answer[1] != wire.FRAME_SAME:
+            sent[name] = answer[0]
+        answers.append(answer)
+    return tuple(answers)

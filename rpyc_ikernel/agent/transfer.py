@@ -1,6 +1,8 @@
 """File transfer: the board's end of the kernel's self.upload / self.download.
 
-The kernel streams a file in chunks over a side connection. Every call returns JSON (or bytes for
+The kernel streams a file in chunks over a side connection, several chunk requests on their way at
+once; this connection serves them one after another, in order, and each names its offset, so a chunk
+out of order is refused instead of corrupting the file. Every call returns JSON (or bytes for
 read_chunk) and never raises for a user's mistake, so errors arrive as one clear line. An upload is
 written to a hidden temporary file next to its target and renamed into place only once its sha256
 matches the kernel's: a failed or interrupted upload never leaves a half-written file. Loaded on the
@@ -30,6 +32,7 @@ class _Transfer(object):
         self.sha256 = hashlib.sha256()
         self.size = 0
         self.limit = None  # a download sends at most this many bytes (its size when opened)
+        self.ended = False  # a download's file gave fewer bytes than asked: its end came early
         self.touched = time.monotonic()
 
     def discard(self):
@@ -74,11 +77,25 @@ def _transfer(handle, kind):
     return transfer
 
 
-def open_upload(handle, path, default_name, size, mode):
+def _tune(link, compress):
+    if link is not None:
+        tune_link(link, compress)
+
+
+def _out_of_order(transfer, offset):
+    return _error(
+        "chunk at byte %d arrived while the board is at byte %d of %s; try again"
+        % (offset, transfer.size, transfer.path)
+    )
+
+
+def open_upload(handle, path, default_name, size, mode, link=None, compress=False):
     """Start writing a file of `size` bytes to path (a directory or a trailing "/" gets default_name).
 
-    The kernel picks the handle, so it can abandon a transfer whose reply it never saw.
+    The kernel picks the handle, so it can abandon a transfer whose reply it never saw. link (the
+    board's end of the calling connection) is tuned for bulk data first (see tune_link).
     """
+    _tune(link, compress)
     target = os.path.expanduser(path or default_name)
     if target.endswith(("/", os.sep)) or os.path.isdir(target):
         target = os.path.join(target, default_name)
@@ -112,11 +129,16 @@ def open_upload(handle, path, default_name, size, mode):
     return json.dumps({"path": target})
 
 
-def write_chunk(handle, data):
-    """Append one chunk to an upload; returns the bytes written so far."""
+def write_chunk(handle, data, offset=None):
+    """Append one chunk (that starts at byte `offset` of the file, if given); returns the bytes
+    written so far."""
     transfer = _transfer(handle, "upload")
     if transfer is None:
         return _error("the upload was abandoned on the board (the board agent was restarted?); try again")
+    if offset is not None and offset != transfer.size:
+        TRANSFERS.pop(handle, None)
+        transfer.discard()
+        return _out_of_order(transfer, offset)
     try:
         transfer.file.write(data)
     except (OSError, ValueError) as exc:  # ValueError: aborted meanwhile from another connection
@@ -149,8 +171,12 @@ def finish_upload(handle, expected_sha256):
     return json.dumps({"path": transfer.path, "size": transfer.size, "sha256": digest})
 
 
-def open_download(handle, path):
-    """Start reading a board file; returns its absolute path, size and permission bits."""
+def open_download(handle, path, link=None, compress=False):
+    """Start reading a board file; returns its absolute path, size and permission bits.
+
+    link: as for open_upload.
+    """
+    _tune(link, compress)
     target = os.path.abspath(os.path.expanduser(path))
     if os.path.isdir(target):
         return _error("%s is a directory on the board; download files one at a time" % target)
@@ -175,11 +201,16 @@ def open_download(handle, path):
     return json.dumps(reply)
 
 
-def read_chunk(handle, size):
-    """The next chunk of a download as bytes (b"" at the end), or a JSON error as str."""
+def read_chunk(handle, size, offset=None):
+    """The next chunk of a download (that starts at byte `offset`, if given) as bytes (b"" at the
+    end), or a JSON error as str."""
     transfer = _transfer(handle, "download")
     if transfer is None:
         return _error("the download was abandoned on the board (the board agent was restarted?); try again")
+    if offset is not None and offset != transfer.size:
+        if offset > transfer.size and (transfer.ended or transfer.size >= transfer.limit):
+            return b""  # asked ahead, past the end (or of a file that turned out shorter)
+        return _out_of_order(transfer, offset)
     size = max(0, min(size, transfer.limit - transfer.size))
     try:
         data = transfer.file.read(size) if size else b""
@@ -189,6 +220,8 @@ def read_chunk(handle, size):
         return _error(_describe_os_error(exc, transfer.path))
     transfer.sha256.update(data)
     transfer.size += len(data)
+    if len(data) < size:
+        transfer.ended = True
     return data
 
 
