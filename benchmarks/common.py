@@ -191,3 +191,21 @@ def print_report(title: str, rows: list[Row], notes: list[str] = ()) -> None:
     for note in notes:
         print(f"\n{note}")
     sys.stdout.flush()
+
+
+# Board code shared by the live-image benchmarks: JPEG frames of a moving pattern, a camera's stand-in.
+MAKE_FRAMES = """
+def make_frames(width=320, height=240, count=30):
+    frames = []
+    for index in range(count):
+        image = Image.new("RGB", (width, height), (20 + 7 * index, 60, 120))
+        draw = ImageDraw.Draw(image)
+        for ring in range(0, width, 12):
+            box = (ring - index, ring // 2, ring + 40 + index, ring // 2 + 40)
+            draw.ellipse(box, outline=(255, ring % 255, 90))
+        draw.text((10, 10), "frame %d" % index, fill="white")
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=85)
+        frames.append(out.getvalue())
+    return frames
+"""

@@ -39,29 +39,20 @@ from rpyc_ikernel.board import Address, Board
 from rpyc_ikernel.frames import FrameLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from common import MAKE_FRAMES  # noqa: E402
 from helpers import free_port, wait_for_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
 
-SETUP = """
+SETUP = (
+    """
 import io, itertools, time
 from PIL import Image, ImageDraw
 
-def make_frames(width, height, count=30):
-    frames = []
-    for index in range(count):
-        image = Image.new("RGB", (width, height), (20 + 7 * index, 60, 120))
-        draw = ImageDraw.Draw(image)
-        for ring in range(0, width, 12):
-            box = (ring - index, ring // 2, ring + 40 + index, ring // 2 + 40)
-            draw.ellipse(box, outline=(255, ring % 255, 90))
-        draw.text((10, 10), "frame %d" % index, fill="white")
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=85)
-        frames.append(out.getvalue())
-    return frames
-
+"""
+    + MAKE_FRAMES
+    + """
 def produce(busy):
     global img_buffer, produced, produce_started
     produced, produce_started = 0, time.monotonic()
@@ -76,6 +67,7 @@ def produce(busy):
         else:
             time.sleep(0.0002)
 """
+)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -43,7 +43,7 @@ from pathlib import Path
 from queue import Empty
 
 import rpyc
-from common import REPO, Kernel
+from common import MAKE_FRAMES, REPO, Kernel
 
 sys.path.insert(0, str(REPO / "tests"))
 from helpers import BoardServer, install_kernelspec, start_board  # noqa: E402
@@ -61,20 +61,7 @@ PRODUCER = """
 import io, struct, threading, time
 from PIL import Image, ImageDraw
 
-def make_frames(width=320, height=240, count=30):
-    frames = []
-    for index in range(count):
-        image = Image.new("RGB", (width, height), (20 + 7 * index, 60, 120))
-        draw = ImageDraw.Draw(image)
-        for ring in range(0, width, 12):
-            box = (ring - index, ring // 2, ring + 40 + index, ring // 2 + 40)
-            draw.ellipse(box, outline=(255, ring % 255, 90))
-        draw.text((10, 10), "frame %d" % index, fill="white")
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=85)
-        frames.append(out.getvalue())
-    return frames
-
+{make_frames}
 def produce(seconds, fps={fps}):
     global img_buffer
     frames = make_frames()
@@ -84,7 +71,7 @@ def produce(seconds, fps={fps}):
         img_buffer = io.BytesIO(frames[index % len(frames)] + struct.pack(">d", time.time()))
         index += 1
         time.sleep(1.0 / fps)
-""".replace("{fps}", str(CAMERA_FPS))
+""".replace("{fps}", str(CAMERA_FPS)).replace("{make_frames}", MAKE_FRAMES)
 
 
 @dataclass
