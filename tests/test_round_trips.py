@@ -81,8 +81,9 @@ def test_first_connect_sends_the_agent_in_at_most_6_round_trips(token_board):
     board = token_board.board()
     try:
         (count,) = connect_and_count(token_board, board)
-        # goal <= 6; today 4: hello 1, token proof with the root request right behind it 1, probe 1, agent 1
-        assert count <= 4
+        # goal <= 6; today 4 (hello 1, token proof with the root request right behind it 1, probe 1, agent 1),
+        # 5 when the board answers the proof before the root request reached it
+        assert count <= 5
         assert board.info["python"]
     finally:
         board.close()
@@ -95,7 +96,9 @@ def test_connect_to_a_board_that_has_the_agent_takes_at_most_5_round_trips(token
     board = token_board.board()
     try:
         (count,) = connect_and_count(token_board, board)
-        assert count <= 3  # goal <= 5; today 3: hello 1, proof + root 1, probe that attaches 1
+        assert (
+            count <= 4
+        )  # goal <= 5; today 3 (hello 1, proof + root 1, probe that attaches 1), or 4 as above
     finally:
         board.close()
 
@@ -110,7 +113,7 @@ def test_reconnect_takes_at_most_4_round_trips(token_board):
         assert cell[-1].result["data"]["text/plain"] == "2"
         assert "reconnected" in cell[0].text
         (count,) = token_board.connections_since(first)
-        assert count - 1 <= 3  # goal <= 4; today 3 + the cell's run: hello 1, proof + root 1, probe 1
+        assert count - 1 <= 4  # goal <= 4; today 3 + the cell's run (hello 1, proof + root 1, probe 1), or 4
     finally:
         board.close()
 
