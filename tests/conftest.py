@@ -18,7 +18,7 @@ os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
 os.environ.pop("RPYC_IKERNEL_TOKEN", None)
 os.environ.pop("RPYC_IKERNEL_TOKEN_FILE", None)
 
-from helpers import BoardServer, KernelSession, install_kernelspec, start_board  # noqa: E402
+from helpers import PLAIN_BOARD, BoardServer, KernelSession, install_kernelspec, start_board  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +59,24 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(scope="module")
+def ours(kernelspec_prefix, board):
+    """A kernel on our board server (cells on its main thread, interrupted by a signal)."""
+    session = KernelSession.start(board_port=board.port)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def plain(kernelspec_prefix, tmp_path_factory):
+    """A kernel on the README's plain rpyc SlaveService board (nothing of ours installed there)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    server = start_board(
+        command=[sys.executable, str(PLAIN_BOARD)], cwd=tmp_path_factory.mktemp("plain"), env=env
+    )
+    session = KernelSession.start(board_port=server.port)
+    yield session
+    session.stop()
+    server.stop()

@@ -6,42 +6,18 @@ allow twice that, because two shared cores are slow and busy. benchmarks/interru
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import KernelSession, start_board
+from helpers import KernelSession
 
-PLAIN_BOARD = Path(__file__).with_name("plain_board.py")
 SLACK = 2.0
 BUSY_CELLS = {
     "cpu-loop": ("spins = 0\nwhile True:\n    spins += 1", 1.0),
     "sleep": ("import time\ntime.sleep(60)", 2.0),
 }
-
-
-@pytest.fixture(scope="module")
-def ours(kernelspec_prefix, board):
-    """A kernel on our board server (cells on its main thread, interrupted by a signal)."""
-    session = KernelSession.start(board_port=board.port)
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(kernelspec_prefix, tmp_path_factory):
-    """A kernel on the README's plain rpyc SlaveService board (nothing of ours installed there)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    server = start_board(
-        command=[sys.executable, str(PLAIN_BOARD)], cwd=tmp_path_factory.mktemp("plain"), env=env
-    )
-    session = KernelSession.start(board_port=server.port)
-    yield session
-    session.stop()
-    server.stop()
 
 
 def run_and_interrupt(kernel: KernelSession, code: str, after: float = 1.0, **run_options):

@@ -6,37 +6,14 @@ user's frame; the agent runs the cell, routes input() and sleeps. None of that m
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from helpers import KernelSession, start_board
+from helpers import KernelSession
 
 FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in (?P<function>\S+)')
-PLAIN_BOARD = Path(__file__).with_name("plain_board.py")
-
-
-@pytest.fixture(scope="module")
-def ours(kernelspec_prefix, board):
-    session = KernelSession.start(board_port=board.port)
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(kernelspec_prefix, tmp_path_factory):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    server = start_board(
-        command=[sys.executable, str(PLAIN_BOARD)], cwd=tmp_path_factory.mktemp("plain"), env=env
-    )
-    session = KernelSession.start(board_port=server.port)
-    yield session
-    session.stop()
-    server.stop()
 
 
 def frames(cell) -> list:
