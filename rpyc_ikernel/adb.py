@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 
 from .board import DEFAULT_PORT, Address, Board
 from .errors import BoardUnreachable
+from .handshake import BOARD_TOKEN_FILE, BoardToken
+from .server import TokenError, check_token
 
 ADB_TIMEOUT = 10.0  # seconds an adb command may take (the first one may start the adb server)
+# the board server's default token file, as the shell of `adb shell` finds it (server.default_token_path)
+TOKEN_COMMAND = 'cat "${XDG_CONFIG_HOME:-$HOME/.config}/rpyc_ikernel/token"'
 
 # what `adb devices` says about a device that cannot be used yet, and what to do about it
 _STATE_HINTS = {
@@ -59,6 +63,8 @@ class AdbForward:
         self.device: str | None = None  # the serial the forward was made on
         self.local_port: int | None = None
         self._lock = threading.Lock()
+        self._token: BoardToken | None = None  # the board's token, read once per forward
+        self._token_announced = False  # the cell was told the token was read through adb
 
     def device_label(self) -> str:
         return self.device or self.serial or "(the only one)"
@@ -86,9 +92,38 @@ class AdbForward:
                 atexit.register(self.close)
             return Address("127.0.0.1", self.local_port)
 
+    def read_token(self) -> BoardToken:
+        """The board server's token, read with `adb shell cat` (whoever may run adb shell on the board
+        can read it anyway); once per forward, so a restarted server's new token is read again."""
+        with self._lock:
+            if self._token is None:
+                self._token = self._read_token()
+            found = self._token
+            if found.token and not self._token_announced:
+                self._token_announced = True
+                notice = f"read the board's token through adb (adb shell cat {BOARD_TOKEN_FILE})"
+                return BoardToken(found.token, found.source, notice)
+            return found
+
+    def _read_token(self) -> BoardToken:
+        try:
+            device = self.device or self.serial
+            said = self._run(*(["-s", device] if device else []), "shell", TOKEN_COMMAND).strip()
+        except AdbError as exc:  # "`adb ...` failed: cat: ...: No such file or directory", or no adb
+            return BoardToken(None, f"adb shell could not read it: {str(exc).split('` failed: ', 1)[-1]}")
+        source = "read through adb from the board's token file"
+        if not said or len(said.split()) != 1:  # no file (adb without exit codes prints cat's complaint)
+            why = said.splitlines()[0] if said else f"{BOARD_TOKEN_FILE} is empty"
+            return BoardToken(None, f"adb shell could not read it: {why}")
+        try:
+            return BoardToken(check_token(said, source), source)
+        except TokenError as exc:
+            return BoardToken(None, str(exc))
+
     def close(self) -> None:
         """Remove the forward if we made one (best effort: the device may be gone already)."""
         with self._lock:
+            self._token = None
             local_port, self.local_port = self.local_port, None
             if local_port is None:
                 return

@@ -90,6 +90,8 @@ class Tunnel(Protocol):
     def describe(self) -> str:
         """One line for users: what the tunnel connects."""
 
+    # optional: read_token() -> handshake.BoardToken, the board's own token read through the tunnel
+
 
 @dataclass
 class Notice:
@@ -268,7 +270,13 @@ class Board:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
         handshake = BoardHandshake(
-            self.address.host, str(self.address), self.credentials, self._not_rpyc, self._hint(), after_proof
+            self.address.host,
+            str(self.address),
+            self.credentials,
+            self._not_rpyc,
+            self._hint(),
+            after_proof,
+            board_token=getattr(self.tunnel, "read_token", None),  # an adb board's own token file
         )
         result = handshake.open(dial.host, dial.port, self.connect_budget, limit)
         self.security = result.security

@@ -48,6 +48,7 @@ from .server import (
     tls_binding,
 )
 
+BOARD_TOKEN_FILE = "~/.config/rpyc_ikernel/token"  # the board server's default, as its user sees it
 RTT_FACTOR = 40  # round trips a connect may take before it is called dead (today it needs ~30)
 MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it answers our hello
 _MSG_REQUEST, _MSG_REPLY = 1, 2
@@ -96,6 +97,16 @@ class Credentials:
         if self.certfile:
             context.load_cert_chain(self.certfile, self.keyfile)
         return context
+
+
+@dataclass(frozen=True)
+class BoardToken:
+    """The board's own token as a tunnel read it: the token (None if it could not), where it came from
+    (for a refusal's message), and a line for the cell (said once per board)."""
+
+    token: str | None
+    source: str = ""
+    notice: str | None = None
 
 
 @dataclass
@@ -149,6 +160,7 @@ class BoardHandshake:
         not_rpyc: Callable[[BaseException], BoardError],
         hint: str,
         after_proof: Callable[[socket.socket, int], None] | None = None,
+        board_token: Callable[[], BoardToken] | None = None,
     ) -> None:
         self.host = host
         self.shown = shown
@@ -159,6 +171,9 @@ class BoardHandshake:
         # request can travel with it instead of one round trip later (the board serves rpyc on this
         # socket right after its verdict, and its handshake reads exactly its frames, no more)
         self.after_proof = after_proof
+        # reads the board's own token file through the tunnel (adb), for a board that asks for a token
+        # when none was given; tried before this machine's token file
+        self.board_token = board_token
         self._budget = 0.0  # seconds the current connect may take, for messages
 
     def open(self, host: str, port: int, timeout: float, limit: float | None = None) -> Handshake:
@@ -298,18 +313,28 @@ class BoardHandshake:
         said = data[:40].decode("ascii", "replace").splitlines()[0] if data else ""
         return self.not_rpyc(ValueError(f"it said {said!r}"))
 
-    def _token(self, sock: socket.socket) -> tuple[str | None, str]:
-        """The token to prove (given, else the local file for a loopback board) and where it came from."""
+    def _token(self, sock: socket.socket, notices: list) -> tuple[str | None, str]:
+        """The token to prove and where it came from: given, else the board's own (read through the
+        tunnel), else the local file for a loopback board."""
         if self.credentials.token:
             return self.credentials.token, "given"
+        missing = ""
+        if self.board_token is not None:
+            found = self.board_token()
+            if found.notice:
+                notices.append(found.notice)
+            if found.token:
+                return found.token, found.source
+            missing = found.source  # why it could not be read
         try:
             peer = sock.getpeername()[0]
         except OSError:
             peer = ""
         if is_loopback(peer):
             path = default_token_path()
-            return read_token_file(path), f"from this machine's token file {path}"
-        return None, ""
+            token = read_token_file(path)
+            return token, (f"from this machine's token file {path}" if token else missing)
+        return None, missing or "this machine's token file is offered only to loopback boards"
 
     def _open_board(self, sock: socket.socket, wire: int, deadline: float, early: bytes) -> Handshake:
         notices = []
@@ -329,14 +354,10 @@ class BoardHandshake:
     ) -> Handshake:
         fields = dict(word.split(b"=", 1) for word in challenge.split(b" ") if b"=" in word)
         board_wire = int(fields.get(b"wire", b"%d" % wire))
-        token, source = self._token(sock)
+        notices: list = []
+        token, source = self._token(sock, notices)
         if not token:
-            elsewhere = "" if source else " (this machine's token file is offered only to loopback boards)"
-            raise BoardAuthError(
-                f"board {self.shown} requires a token{elsewhere}: pass token=... to connect_remote, set"
-                f" RPYC_IKERNEL_TOKEN, or install the kernelspec with --token (the board server printed"
-                f" it at first start and keeps it in {default_token_path()} on the board)"
-            )
+            raise BoardAuthError(self._token_missing(source))
         binding = tls_binding(sock.getpeercert(binary_form=True)) if self.credentials.tls else b""
         kernel_proof = proof(token, b"kernel", hello, challenge, binding).encode("ascii")
         try:
@@ -362,7 +383,18 @@ class BoardHandshake:
             raise BoardAuthError(
                 f"board {self.shown} does not know our token (its proof is wrong); not sending code to it"
             )
-        return Handshake(sock, board_wire, "token (challenge-response)" + self._tls_text(), deadline)
+        security = "token (challenge-response)" + self._tls_text()
+        return Handshake(sock, board_wire, security, deadline, notices=notices)
+
+    def _token_missing(self, why: str) -> str:
+        """One line: the board wants a token we do not have; where it is on the board, how to give it."""
+        command = "connect_adb" if self.board_token is not None else "connect_remote"
+        why = f" ({why})" if why else ""
+        return (
+            f"board {self.shown} requires a token{why}: the board server keeps it in {BOARD_TOKEN_FILE} of"
+            f" the user running it (show it there with `cat {BOARD_TOKEN_FILE}`); give it as"
+            f" {command}(..., token=...), RPYC_IKERNEL_TOKEN, or install the kernelspec with --token -"
+        )
 
     def _tls_text(self) -> str:
         return ", TLS (certificate verified)" if self.credentials.tls else ""

@@ -102,7 +102,16 @@ class RPycKernel(IPythonKernel):
         though this kernel has one; otherwise such a board is refused.
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
-            return self.connect_adb(port=port, timeout=timeout)
+            return self.connect_adb(
+                port=port,
+                timeout=timeout,
+                token=token,
+                tls=tls,
+                ca=ca,
+                certfile=certfile,
+                keyfile=keyfile,
+                allow_open=allow_open,
+            )
         host = None if host is None else host_name(host, "host")
         port = None if port is None else port_number(port, "port")
         options = _timeout_option(timeout)
@@ -114,15 +123,29 @@ class RPycKernel(IPythonKernel):
         self._switch_board(Board(address, self.session_id, credentials, **options))
 
     def connect_adb(
-        self, serial: str | None = None, port: int | None = None, timeout: float | None = None
+        self,
+        serial: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        token: str | None = None,
+        tls: bool | None = None,
+        ca: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        allow_open: bool | None = None,
     ) -> None:
         """Use the board on USB from now on: `adb forward` a free local port to its server port.
 
         serial picks one of several devices; port is the board server's port on the device (18812,
         or the preset's). The forward is removed when the kernel leaves this board or shuts down.
+        token and the TLS options are connect_remote's; without a token, a board that asks for one
+        gets its own, read through adb (said once in the cell).
         """
         port = None if port is None else port_number(port, "port")
-        board = adb_board(self.session_id, serial, port, **_timeout_option(timeout))
+        credentials = Credentials.from_environment().overridden(
+            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
+        )
+        board = adb_board(self.session_id, serial, port, credentials=credentials, **_timeout_option(timeout))
         self._switch_board(board, route=lambda: f" (adb forward from 127.0.0.1:{board.tunnel.local_port})")
 
     def _switch_board(self, board: Board, route: Callable[[], str] = str) -> None:
@@ -138,7 +161,7 @@ class RPycKernel(IPythonKernel):
         except BaseException:
             board.close()
             raise
-        board.take_notices()  # the line below says what connecting established
+        notices = board.take_notices()  # said once, below the line that says what connecting established
         self.board.close()
         self.board = board
         info = board.info
@@ -146,6 +169,8 @@ class RPycKernel(IPythonKernel):
             f"Connected to board {board.address}{route()}: Python {info.get('python', '?')}"
             f" on {info.get('platform', '?')} [{board.security}]"
         )
+        for notice in notices:
+            print(f"rpyc_ikernel: {notice.text}", file=sys.stderr)
 
     def status(self) -> None:
         """Show the board: address, Python, platform, uptime, latency, auth and TLS."""

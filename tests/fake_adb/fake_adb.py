@@ -7,13 +7,16 @@ It speaks the part of adb's CLI that rpyc_ikernel uses, with adb's exit codes an
     adb [-s SERIAL] forward --remove tcp:LOCAL
     adb forward --remove-all
     adb forward --list
+    adb [-s SERIAL] shell COMMAND...                 (run by sh on "the device", exit status passed on)
 
 The "device" is this machine: a forward runs a small TCP forwarder process from 127.0.0.1:LOCAL to
 127.0.0.1:REMOTE, recorded in $FAKE_ADB_STATE/forward-LOCAL.json so that --remove can stop it. As
 with real adb, removing a forward stops new connections; connections already made run to their end.
 
 Environment: FAKE_ADB_STATE (a directory, required), FAKE_ADB_DEVICES (comma-separated SERIAL or
-SERIAL:STATE; unset means one device "FAKE0001"; empty means no device).
+SERIAL:STATE; unset means one device "FAKE0001"; empty means no device), FAKE_ADB_HOME (the home of
+the device's shell user: `adb shell` then runs with HOME set to it and no XDG_CONFIG_HOME, like a
+board's root shell; unset: this process's environment).
 """
 
 from __future__ import annotations
@@ -181,6 +184,18 @@ def serve(fd: int, local: int, remote: int) -> None:
     # non-daemon threads keep the process alive until the connections already made are finished
 
 
+def shell(serial: str | None, args: list) -> None:
+    """Like adb (shell protocol v2): the words joined by spaces are run by the device's sh."""
+    pick_device(serial)
+    if not args:
+        fail("interactive shells are not supported here")
+    env = dict(os.environ)
+    if os.environ.get("FAKE_ADB_HOME"):
+        env["HOME"] = os.environ["FAKE_ADB_HOME"]
+        env.pop("XDG_CONFIG_HOME", None)
+    sys.exit(subprocess.run(["sh", "-c", " ".join(args)], env=env, stdin=subprocess.DEVNULL).returncode)
+
+
 def main(argv: list) -> None:
     if argv[:1] == ["--serve"]:
         serve(int(argv[1]), int(argv[2]), int(argv[3]))
@@ -201,6 +216,8 @@ def main(argv: list) -> None:
         print()
     elif command == "forward":
         forward(serial, args)
+    elif command == "shell":
+        shell(serial, args)
     elif command in ("start-server", "kill-server"):
         pass
     elif command == "version":

@@ -1,0 +1,131 @@
+"""The first hour on a real board (issue 21): each documented path works as written.
+
+Boards on USB (the token is read through adb), the wording of a missing token and of a refused
+connection, what install writes and removes, and the board server's terminal (Ctrl-C, process title).
+adb is tests/fake_adb/adb, whose "device" is this machine; FAKE_ADB_HOME gives its shell the board
+user's home, so the board server's token file is not the kernel's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import KernelSession, start_board
+
+FAKE_ADB_DIR = Path(__file__).with_name("fake_adb")
+SERVER = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+
+
+@pytest.fixture()
+def usb_board(tmp_path):
+    """Our board server run by a 'board user' whose home is not the kernel's, reached by fake adb.
+
+    Yields (server, kernel env): the kernel's config dir holds no token for this board.
+    """
+    home = tmp_path / "board-home"
+    home.mkdir()
+    board_env = {k: v for k, v in os.environ.items() if k != "XDG_CONFIG_HOME"}
+    board_env["HOME"] = str(home)
+    server = start_board(command=SERVER, env=board_env)
+    kernel_env = {
+        "PATH": f"{FAKE_ADB_DIR}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_ADB_STATE": str(tmp_path / "adb-state"),
+        "FAKE_ADB_PYTHON": sys.executable,
+        "FAKE_ADB_DEVICES": "FAKE0001",
+        "FAKE_ADB_HOME": str(home),
+        "XDG_CONFIG_HOME": str(tmp_path / "laptop-config"),  # no token of this board here
+    }
+    yield server, kernel_env, home
+    server.stop()
+    for path in (tmp_path / "adb-state").glob("forward-*.json"):  # forwarders a failed test left behind
+        try:
+            os.kill(json.loads(path.read_text())["pid"], 15)
+        except ProcessLookupError:
+            pass
+
+
+# ----------------------------------------------------------------------------- 1: boards on USB
+
+
+def test_an_adb_board_s_token_is_read_through_adb_and_said_once(kernelspec_prefix, usb_board):
+    server, env, home = usb_board
+    session = KernelSession.start(board_port=server.port, env=env)
+    try:
+        cell = session.run(f"# exec(self.connect_adb(port={server.port}))\nimport os\nos.getpid()")
+        assert cell.status == "ok", cell.error
+        assert cell.result == {"text/plain": str(server.process.pid)}
+        said = cell.stream("stderr")
+        assert said.count("read the board's token through adb") == 1, said
+        assert "adb shell cat ~/.config/rpyc_ikernel/token" in said
+        for code in ("1 + 1", "# exec(self.board.close())\n1 + 1"):  # a later cell, a reconnect
+            again = session.run(code)
+            assert again.result == {"text/plain": "2"}, again.error
+            assert "through adb" not in again.stream("stderr")  # once per board chosen
+    finally:
+        session.stop()
+
+
+def test_connect_adb_takes_a_token_like_connect_remote(kernelspec_prefix, usb_board):
+    server, env, home = usb_board
+    token = (home / ".config" / "rpyc_ikernel" / "token").read_text().strip()
+    session = KernelSession.start(board_port=server.port, env={**env, "FAKE_ADB_HOME": str(home / "nobody")})
+    try:
+        wrong = session.run(f"# exec(self.connect_adb(port={server.port}, token='x' * 20))")
+        assert wrong.reply["ename"] == "BoardAuthError"
+        assert "refused the token given" in wrong.reply["evalue"]
+        cell = session.run(f"# exec(self.connect_adb(port={server.port}, token={token!r}))\n3")
+        assert cell.result == {"text/plain": "3"}, cell.error
+        assert "through adb" not in cell.stream("stderr")
+    finally:
+        session.stop()
+
+
+def test_an_adb_board_whose_token_adb_cannot_read_names_the_board_path(kernelspec_prefix, usb_board):
+    server, env, home = usb_board
+    session = KernelSession.start(board_port=server.port, env={**env, "FAKE_ADB_HOME": str(home / "nobody")})
+    try:
+        cell = session.run(f"# exec(self.connect_adb(port={server.port}))")
+        assert cell.reply["ename"] == "BoardAuthError"
+        message = cell.reply["evalue"]
+        assert "\n" not in message
+        assert "adb shell could not read it" in message
+        assert "connect_adb(..., token=...)" in message
+        assert "~/.config/rpyc_ikernel/token of the user running it" in message
+    finally:
+        session.stop()
+
+
+def test_an_adb_preset_reads_the_token_too(kernelspec_prefix, usb_board):
+    server, env, home = usb_board
+    preset = {**env, "RPYC_IKERNEL_ADB": "1", "RPYC_IKERNEL_PORT": str(server.port)}
+    session = KernelSession.start(env=preset)
+    try:
+        cell = session.run("import os\nos.getpid()")
+        assert cell.result == {"text/plain": str(server.process.pid)}, cell.error
+        assert "read the board's token through adb" in cell.stream("stderr")
+    finally:
+        session.stop()
+
+
+# ----------------------------------------------------------------------------- 2: a missing token
+
+
+def test_a_missing_token_names_the_board_s_token_file_and_how_to_show_it(kernelspec_prefix, tmp_path):
+    board_env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "board-config")}
+    server = start_board(command=SERVER, env=board_env)
+    laptop = tmp_path / "laptop-config"
+    session = KernelSession.start(board_port=server.port, env={"XDG_CONFIG_HOME": str(laptop)})
+    try:
+        message = session.run("1").reply["evalue"]
+        assert "requires a token" in message
+        assert str(laptop) not in message  # not the kernel's own path
+        assert "~/.config/rpyc_ikernel/token of the user running it" in message
+        assert "cat ~/.config/rpyc_ikernel/token" in message
+        assert "connect_remote(..., token=...)" in message
+    finally:
+        session.stop()
+        server.stop()
