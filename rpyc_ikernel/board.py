@@ -24,7 +24,7 @@ from . import bootstrap, compat
 from .checks import host_name, port_number
 from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
-from .handshake import BoardHandshake, Credentials, Handshake, connect_budget
+from .handshake import BoardHandshake, Credentials, Handshake, connect_budget, is_loopback
 from .link import (
     CALL_TIMEOUT,
     WAIT_SLICE,
@@ -171,10 +171,17 @@ class Board:
         return silence_limit(self.rtt)
 
     def _hint(self) -> str:
-        return (
-            f"start the board server there (python3 server.py --port {self.address.port}),"
-            ' or pick a board with # exec(self.connect_remote("HOST", port=PORT))'
-        )
+        port = self.address.port
+        host = self.address.host
+        if host == "localhost" or is_loopback(host):
+            start = f"start the board server there (python3 server.py --port {port})"
+        else:  # without --host the server listens on its own loopback only: this machine cannot reach it
+            start = (
+                f"start the board server there listening on its network (python3 server.py --host 0.0.0.0"
+                f" --port {port}, or --host with the board's own address; without --host it listens on"
+                " 127.0.0.1 only)"
+            )
+        return f'{start}, or pick a board with # exec(self.connect_remote("HOST", port=PORT))'
 
     def connect(self, deadline: float | None = None) -> BoardLink:
         """Open the main link (if not open): connect, load the agent, attach our session."""

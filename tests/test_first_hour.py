@@ -129,3 +129,37 @@ def test_a_missing_token_names_the_board_s_token_file_and_how_to_show_it(kernels
     finally:
         session.stop()
         server.stop()
+
+
+# ----------------------------------------------------------------------------- 3: connection refused
+
+
+@pytest.mark.parametrize(
+    "host, advice",
+    [
+        ("192.168.1.5", "python3 server.py --host 0.0.0.0 --port 18812"),
+        ("raspberrypi.local", "python3 server.py --host 0.0.0.0 --port 18812"),
+        ("127.0.0.1", "start the board server there (python3 server.py --port 18812)"),
+        ("localhost", "start the board server there (python3 server.py --port 18812)"),
+    ],
+)
+def test_refused_advice_says_host_0_0_0_0_for_a_board_elsewhere(host, advice):
+    """The advice of 'connection refused' (no dialling here: only the text for that address)."""
+    from rpyc_ikernel.board import Address, Board
+
+    hint = Board(Address(host, 18812), "session")._hint()
+    assert advice in hint
+    assert ("--host" in hint) == (host not in ("127.0.0.1", "localhost"))
+
+
+def test_a_refused_loopback_board_is_one_line_with_the_start_command(kernelspec_prefix):
+    from helpers import free_port
+
+    port = free_port()
+    session = KernelSession.start(board_port=port)
+    try:
+        message = session.run("1").reply["evalue"]
+        assert message.startswith(f"cannot reach board 127.0.0.1:{port}: connection refused")
+        assert f"python3 server.py --port {port}" in message and "\n" not in message
+    finally:
+        session.stop()
