@@ -19,6 +19,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from .adb import adb_requested
 from .board import DEFAULT_HOST, DEFAULT_PORT
 from .checks import host_name, port_number
+from .server import TokenError, check_token
 
 RESOURCES = Path(__file__).with_name("resources")
 DEFAULT_NAME = "rpyc"
@@ -104,15 +105,47 @@ def install(args: argparse.Namespace) -> Path:
     return Path(destination)
 
 
+class NotOurs(Exception):
+    """The named kernelspec exists but does not start rpyc_ikernel: uninstall leaves it alone."""
+
+
+def is_ours(spec: dict) -> bool:
+    """Whether a kernelspec starts this kernel (its argv is `PYTHON -m rpyc_ikernel ...`)."""
+    return spec.get("argv", [])[1:3] == ["-m", "rpyc_ikernel"]
+
+
 def uninstall(args: argparse.Namespace) -> Path:
-    """Remove the named kernelspec from the chosen place (or wherever Jupyter finds it)."""
+    """Remove the named kernelspec from the chosen place (or wherever Jupyter finds it), if it is ours."""
     if args.prefix or args.user or args.sys_prefix:
         path = _spec_dir(_target(args), args.name)
-        if not path.is_dir():
-            raise NoSuchKernel(args.name)
-        shutil.rmtree(path)
-        return path
-    return Path(KernelSpecManager().remove_kernel_spec(args.name))
+    else:
+        path = Path(KernelSpecManager().find_kernel_specs().get(args.name, ""))
+    if not args.name or not (path / "kernel.json").is_file():
+        raise NoSuchKernel(args.name)
+    try:
+        spec = json.loads((path / "kernel.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        spec = {}
+    if not is_ours(spec):
+        raise NotOurs(f"{' '.join(map(str, spec.get('argv', [])[:3])) or 'no readable kernel.json'}")
+    shutil.rmtree(path)
+    return path
+
+
+def token_option(value: str | None) -> str | None:
+    """--token: "-" reads it from stdin (typed without echo on a terminal); checked by the server's rule."""
+    if value is None:
+        return None
+    source = "given to --token"
+    if value == "-":
+        source = "read from stdin"
+        if sys.stdin.isatty():
+            import getpass
+
+            value = getpass.getpass("token: ")
+        else:
+            value = sys.stdin.readline()
+    return check_token(value.strip(), source)  # raises TokenError: the board server would refuse it
 
 
 def presets(args: argparse.Namespace) -> list[dict]:
@@ -124,7 +157,7 @@ def presets(args: argparse.Namespace) -> list[dict]:
     found = []
     for name, entry in sorted(manager.get_all_specs().items()):
         spec = entry["spec"]
-        if spec.get("argv", [])[1:3] != ["-m", "rpyc_ikernel"]:
+        if not is_ours(spec):
             continue
         found.append(
             {
@@ -208,7 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="default board port for this kernelspec (RPYC_IKERNEL_PORT)",
     )
     parser.add_argument(
-        "--token", help="the board's token (RPYC_IKERNEL_TOKEN); kernel.json is then mode 0600"
+        "--token",
+        metavar="TOKEN|-",
+        help="the board's token (RPYC_IKERNEL_TOKEN); - reads it from stdin, which keeps it out of ps and"
+        " the shell's history; kernel.json is then mode 0600",
     )
     parser.add_argument("--tls", action="store_true", help="connect with TLS (RPYC_IKERNEL_TLS)")
     parser.add_argument(
@@ -241,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             path = uninstall(args)
             print(f"Removed kernelspec {args.name!r} from {path}")
         else:
+            args.token = token_option(args.token)
             path = install(args)
             print(f"Installed kernelspec {args.name!r} in {path}")
     except NoSuchKernel:
@@ -248,6 +285,16 @@ def main(argv: list[str] | None = None) -> int:
             f"No kernelspec named {args.name!r} is installed there; see `jupyter kernelspec list`",
             file=sys.stderr,
         )
+        return 1
+    except NotOurs as exc:
+        print(
+            f"Kernelspec {args.name!r} was not made by rpyc_ikernel (it runs {exc}), so it stays; remove it"
+            f" with `jupyter kernelspec remove {args.name}` if you mean to",
+            file=sys.stderr,
+        )
+        return 1
+    except TokenError as exc:
+        print(f"Not installed: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:
         print(f"Cannot write {exc.filename}: permission denied; try --user or --sys-prefix", file=sys.stderr)

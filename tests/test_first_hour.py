@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -163,3 +164,84 @@ def test_a_refused_loopback_board_is_one_line_with_the_start_command(kernelspec_
         assert f"python3 server.py --port {port}" in message and "\n" not in message
     finally:
         session.stop()
+
+
+# ----------------------------------------------------------------------------- 4, 5: install
+
+
+def run_install(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", *args], input=stdin, capture_output=True, text=True
+    )
+
+
+def spec_env(prefix: Path, name: str = "rpyc") -> dict:
+    return json.loads((prefix / "share" / "jupyter" / "kernels" / name / "kernel.json").read_text())["env"]
+
+
+def test_uninstall_removes_only_kernelspecs_this_package_made(tmp_path):
+    kernels = tmp_path / "share" / "jupyter" / "kernels"
+    stock = kernels / "python3"
+    stock.mkdir(parents=True)
+    (stock / "kernel.json").write_text(
+        json.dumps({"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"]})
+    )
+    refused = run_install("--prefix", str(tmp_path), "--uninstall", "--name", "python3")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().count("\n") == 0
+    assert (
+        "not made by rpyc_ikernel" in refused.stderr and "jupyter kernelspec remove python3" in refused.stderr
+    )
+    assert (stock / "kernel.json").is_file()
+    missing = run_install("--prefix", str(tmp_path), "--uninstall", "--name", "no-such-board")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "No kernelspec named 'no-such-board'" in missing.stderr
+    assert run_install("--prefix", str(tmp_path), "--name", "pi").returncode == 0
+    assert run_install("--prefix", str(tmp_path), "--uninstall", "--name", "pi").returncode == 0
+    assert not (kernels / "pi").exists()
+
+
+def test_uninstall_without_a_place_leaves_a_foreign_kernelspec_and_never_raises(tmp_path):
+    stock = tmp_path / "data" / "kernels" / "python3"
+    stock.mkdir(parents=True)
+    (stock / "kernel.json").write_text(json.dumps({"argv": ["python3", "-m", "ipykernel_launcher"]}))
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "data"))
+    for name, expected in [("python3", "not made by rpyc_ikernel"), ("nothing-here", "No kernelspec named")]:
+        done = subprocess.run(
+            [sys.executable, "-m", "rpyc_ikernel.install", "--uninstall", "--name", name],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert done.returncode == 1 and expected in done.stderr and "Traceback" not in done.stderr
+    assert (stock / "kernel.json").is_file()
+
+
+def test_install_token_dash_reads_the_token_from_stdin(tmp_path):
+    done = run_install("--prefix", str(tmp_path), "--token", "-", stdin="b0ard-t0ken-from-stdin\n")
+    assert done.returncode == 0, done.stderr
+    assert spec_env(tmp_path) == {"RPYC_IKERNEL_TOKEN": "b0ard-t0ken-from-stdin"}
+
+
+@pytest.mark.parametrize("args, stdin", [(["--token", "t0ken"], None), (["--token", "-"], "short\n")])
+def test_install_refuses_a_token_the_board_server_refuses_with_the_server_s_words(tmp_path, args, stdin):
+    from rpyc_ikernel.server import TokenError, check_token
+
+    done = run_install("--prefix", str(tmp_path), *args, stdin=stdin)
+    assert done.returncode == 1
+    assert not (tmp_path / "share" / "jupyter" / "kernels" / "rpyc").exists()
+    token = args[1] if args[1] != "-" else stdin.strip()
+    with pytest.raises(TokenError) as server_says:
+        check_token(token, "x")
+    rule = str(server_says.value).split(" has ", 1)[1]  # "5 characters; use at least 16 (...)"
+    assert done.stderr.strip().endswith(rule)
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_the_board_server_refuses_the_same_short_token(tmp_path):
+    """The server's own check is the one install uses: a 5-character token on stdin stops it."""
+    done = subprocess.run(
+        [*SERVER, "--port", "0", "--token", "-"], input="t0ken\n", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "5 characters; use at least 16" in done.stdout + done.stderr

@@ -87,11 +87,16 @@ def test_bad_port_is_refused(tmp_path):
 def test_token_and_tls_go_into_a_private_spec(tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("not checked at install time")
-    result = run_install("--prefix", str(tmp_path), "--token", "t0ken", "--ca", str(ca))
+    # 16 characters at least: the board server's rule (a 5-character token is refused, test_first_hour)
+    result = run_install("--prefix", str(tmp_path), "--token", "t0ken-0123456789", "--ca", str(ca))
     assert result.returncode == 0, result.stderr
     spec_file = tmp_path / "share" / "jupyter" / "kernels" / "rpyc" / "kernel.json"
     env = json.loads(spec_file.read_text())["env"]
-    assert env == {"RPYC_IKERNEL_TOKEN": "t0ken", "RPYC_IKERNEL_TLS": "1", "RPYC_IKERNEL_CA": str(ca)}
+    assert env == {
+        "RPYC_IKERNEL_TOKEN": "t0ken-0123456789",
+        "RPYC_IKERNEL_TLS": "1",
+        "RPYC_IKERNEL_CA": str(ca),
+    }
     assert spec_file.stat().st_mode & 0o077 == 0
 
 
