@@ -48,6 +48,7 @@ DEFERRED_MODULES = {
 }
 EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # the name the agent looks for
 INTERRUPT_SIGNAL = getattr(signal, "SIGUSR1", None)
+TERMINAL_INTERRUPT = "Ctrl-C in the board server's terminal"  # what the interrupted cell says
 
 # ----------------------------------------------------------------------------- handshake 2
 # The kernel speaks first, so nobody waits on a timer to guess what the peer is. Every message is one
@@ -633,14 +634,22 @@ class MainThreadExecutor:
         self._interrupt_wanted = False
         self._lock = threading.Lock()
         self._stopped = False
+        self._terminal = None  # fd 2 as it was at start: the terminal, even while a cell captures fd 2
+        self._ctrl_c_job = None  # the cell the last Ctrl-C in the terminal interrupted
 
     def register(self) -> None:
-        """Make this executor visible to the agent and install the interrupt signal handler."""
+        """Make this executor visible to the agent and install the interrupt signal handlers."""
         module = types.ModuleType(EXECUTOR_MODULE)
         module.submit = self.submit
         module.interrupt = self.interrupt
         sys.modules[EXECUTOR_MODULE] = module
         signal.signal(INTERRUPT_SIGNAL, self._on_interrupt_signal)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (nohup, &)
+            try:
+                self._terminal = os.dup(2)
+            except OSError:
+                return
+            signal.signal(signal.SIGINT, self._on_terminal_interrupt)
 
     def submit(self, job) -> None:
         """Queue a callable; it runs on the main thread after the cells queued before it."""
@@ -664,6 +673,35 @@ class MainThreadExecutor:
                 job.interrupt_event.set()
                 return
             raise KeyboardInterrupt()
+
+    def _on_terminal_interrupt(self, signum, frame) -> None:
+        """Ctrl-C in the server's terminal: the first one interrupts the running cell, which says where
+        the interrupt came from; another while that cell still runs, or one between cells, stops the
+        server (a third then kills it at once)."""
+        job = self._running
+        if job is None or not hasattr(job, "interrupt_event"):
+            raise KeyboardInterrupt()  # between cells: main() stops the server
+        if self._ctrl_c_job is job:
+            self._stopped = True
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            self._say("interrupted the running cell again; the server stops when it ends (Ctrl-C kills it)")
+        else:
+            self._ctrl_c_job = job
+            self._say("interrupted the running cell; Ctrl-C again stops the server")
+        if getattr(job, "waiting", 0) or not getattr(job, "interruptible", False):
+            job.interrupt_reason = (
+                TERMINAL_INTERRUPT  # inside the agent's locks: it raises when they are free
+            )
+            job.interrupt_event.set()
+            return
+        raise KeyboardInterrupt(TERMINAL_INTERRUPT)
+
+    def _say(self, text: str) -> None:
+        """One line on the server's terminal (not into the cell, which captures fds 1 and 2)."""
+        try:
+            os.write(self._terminal, ("rpyc_ikernel server: %s\n" % text).encode("utf-8", "replace"))
+        except (OSError, TypeError):
+            pass
 
     def run_forever(self) -> None:
         while not self._stopped:
@@ -1107,11 +1145,12 @@ def main(argv: list | None = None) -> int:
     )
     try:
         if executor is not None:
-            executor.run_forever()
+            executor.run_forever()  # returns when a Ctrl-C in the terminal stopped it during a cell
+            print("rpyc_ikernel server: stopped", file=sys.__stderr__ or sys.stderr, flush=True)
         else:
             serving.join()
     except KeyboardInterrupt:
-        print("rpyc_ikernel server: stopped", file=sys.stderr)
+        print("rpyc_ikernel server: stopped", file=sys.__stderr__ or sys.stderr, flush=True)
     finally:
         server.close()
     return 0

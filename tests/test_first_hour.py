@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +247,92 @@ def test_the_board_server_refuses_the_same_short_token(tmp_path):
     )
     assert done.returncode != 0
     assert "5 characters; use at least 16" in done.stdout + done.stderr
+
+
+# ------------------------------------------------------------------------- 9: Ctrl-C in the board terminal
+
+
+def start_terminal_board(tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
+    """Our server as started in a terminal: SIGINT at its default (a CI shell may ignore it for us)."""
+    from helpers import free_port, wait_for_port
+
+    port, log = free_port(), tmp_path / "board.log"
+    process = subprocess.Popen(
+        [*SERVER, "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    wait_for_port(port)
+    return process, port, log
+
+
+def run_until_started(session: KernelSession, marker: Path) -> str:
+    """Send a cell that marks that it runs, then sleeps; returns its msg_id once it runs."""
+    code = f"open({str(marker)!r}, 'w').close()\nimport time\nfor i in range(600):\n    time.sleep(0.1)\n"
+    msg_id = session.send("execute_request", {"code": code, "silent": False, "stop_on_error": True})
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the cell did not start"
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside its loop
+    return msg_id
+
+
+def test_ctrl_c_in_the_server_terminal_interrupts_the_cell_says_so_and_again_stops(
+    kernelspec_prefix, tmp_path
+):
+    process, port, log = start_terminal_board(tmp_path)
+    session = KernelSession.start(board_port=port)
+    try:
+        assert session.run("1").result == {"text/plain": "1"}
+        msg_id = run_until_started(session, tmp_path / "first")
+        process.send_signal(signal.SIGINT)
+        reply = session.wait_reply(msg_id, timeout=30)["content"]
+        assert reply["ename"] == "KeyboardInterrupt"
+        assert reply["evalue"] == "Ctrl-C in the board server's terminal"
+        assert process.poll() is None  # the server goes on
+        assert "interrupted the running cell; Ctrl-C again stops the server" in log.read_text()
+        assert session.run("2").result == {"text/plain": "2"}  # and serves the next cell
+        msg_id = run_until_started(session, tmp_path / "second")
+        process.send_signal(signal.SIGINT)  # a new cell: interrupted, not stopped
+        assert session.wait_reply(msg_id, timeout=30)["content"]["ename"] == "KeyboardInterrupt"
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)  # between cells: stops the server
+        assert process.wait(30) == 0
+        assert log.read_text().rstrip().endswith("rpyc_ikernel server: stopped")
+    finally:
+        session.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_ctrl_c_twice_during_one_cell_stops_the_server(kernelspec_prefix, tmp_path):
+    process, port, log = start_terminal_board(tmp_path)
+    session = KernelSession.start(board_port=port)
+    try:
+        code = (
+            f"open({str(tmp_path / 'run')!r}, 'w').close()\nimport time\nfor i in range(50):\n"
+            "    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        print('caught')\n"
+        )
+        msg_id = session.send("execute_request", {"code": code, "silent": False})
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)  # caught by the cell, which goes on
+        time.sleep(0.5)
+        assert process.poll() is None
+        process.send_signal(signal.SIGINT)  # again, same cell: the server stops once the cell ends
+        session.wait_reply(msg_id, timeout=90)
+        assert process.wait(30) == 0
+        text = log.read_text()
+        assert "interrupted the running cell; Ctrl-C again stops the server" in text
+        assert "the server stops when it ends" in text
+    finally:
+        session.stop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -153,6 +153,7 @@ class Interruptible(object):
         self.main_thread_mode = False
         self.thread_ident = None
         self.waiting = 0  # > 0 while the cell waits inside the agent (sleep, input(), a shell command)
+        self.interrupt_reason = None  # who interrupted, when not the notebook (the board's terminal)
 
     @contextlib.contextmanager
     def waiting_inside_agent(self):
@@ -182,7 +183,8 @@ class Interruptible(object):
         """Raise KeyboardInterrupt once for an interrupt that arrived while the cell was waiting."""
         if self.interrupt_event.is_set():
             self.interrupt_event.clear()
-            raise KeyboardInterrupt()
+            reason, self.interrupt_reason = self.interrupt_reason, None
+            raise KeyboardInterrupt(*([reason] if reason else []))
 
 
 class CellRun(Interruptible):
