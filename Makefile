@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+DEMO_VENV ?= .venv-demo
+DEMO_PY := $(DEMO_VENV)/bin/python
 
 .PHONY: demo test test-boards lint bench screenshots clean
 
@@ -11,10 +13,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-## demo: venv + install, a loopback board server, the kernelspec, the example notebook run headless
-demo: $(VENV)/.installed
-	$(PY) -m rpyc_ikernel.install --sys-prefix
-	$(PY) scripts/demo.py
+# the demo needs the kernel and a notebook runner only (the "demo" extra), not the test toolchain
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_PY) -m pip install --quiet --upgrade pip
+	$(DEMO_PY) -m pip install --quiet -e ".[demo]"
+	touch $@
+
+## demo: a small venv (.venv-demo) with the kernel, a loopback board server, the kernelspec, the
+## example notebook run headless
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_PY) -m rpyc_ikernel.install --sys-prefix
+	$(DEMO_PY) scripts/demo.py
 
 ## test: venv + install, lint, the test boards (root only: built once, cached in .boards/), then every
 ## test (real servers, kernels and notebooks on 127.0.0.1; tests/boards on each board)
@@ -40,4 +50,4 @@ screenshots: $(VENV)/.installed
 	RPYC_IKERNEL_SCREENSHOTS=doc $(PY) -m pytest -q -m browser
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .boards
+	rm -rf $(VENV) $(DEMO_VENV) out .pytest_cache .boards

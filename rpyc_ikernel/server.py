@@ -1136,6 +1136,9 @@ def main(argv: list | None = None) -> int:
     executor = MainThreadExecutor() if use_main_thread else None
     if executor is not None:
         executor.register()
+    listen = getattr(server, "_listen", None)  # rpyc listens in start(): the line below must be true
+    if listen is not None:
+        listen()
     serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
     serving.start()
     print(

@@ -1,54 +1,81 @@
 """The main job, end to end on this machine: a loopback board server, the kernel driving it.
 
-Starts ``python -m rpyc_ikernel.server`` on 127.0.0.1 (port 18812, or a free port if that one is
-taken), executes examples/getting_started.ipynb headless with the ``rpyc`` kernel through nbclient,
-prints what each cell showed and where the executed notebook was written, and stops the server.
+Starts ``python -m rpyc_ikernel.server`` on 127.0.0.1 (port 18812, or a free port if another server
+has that one), executes examples/getting_started.ipynb headless with the ``rpyc`` kernel through
+nbclient, prints what each cell showed and where the executed notebook was written, and stops the
+server. The server is ready when it prints its start line: nothing probes its port (a probe would be
+a connection that fails the handshake, and the server would log it).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
+import re
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on \S+:(\d+) ")
+IN_USE = "is another server running?"
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def start_server(port: int, log: Path, timeout: float = 60) -> tuple[subprocess.Popen, int]:
+    """The board server on 127.0.0.1:port (a free port if that one is taken): (process, port).
 
+    Its output goes to `log`; it is ready once its start line names the port it listens on.
+    """
+    for attempt in (port, 0):
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "rpyc_ikernel.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(attempt),
+            ],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        said = []
+        found = threading.Event()
+        listening = []
 
-def pick_port(preferred: int) -> int:
-    if port_is_free(preferred):
-        return preferred
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        def read(process=process, said=said, found=found, listening=listening) -> None:
+            with log.open("a") as handle:
+                for line in process.stdout:  # drained to the end, so the server never blocks on a pipe
+                    handle.write(line)
+                    handle.flush()
+                    said.append(line)
+                    match = LISTENING.search(line)
+                    if match and not listening:
+                        listening.append(int(match.group(1)))
+                        found.set()
+            found.set()
 
-
-def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the board server exited early with code {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the board server did not listen on 127.0.0.1:{port} within {timeout} s")
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(timeout):
+            process.kill()
+            raise SystemExit(f"the board server did not start within {timeout} s; see {log}")
+        if listening:
+            return process, listening[0]
+        process.wait(10)
+        if attempt and any(IN_USE in line for line in said):
+            print(f"Port {port} is taken (another board server?); using a free port instead")
+            continue
+        raise SystemExit(f"the board server exited with code {process.returncode}: {''.join(said).strip()}")
+    raise AssertionError("unreachable")
 
 
 def summarize(notebook: nbformat.NotebookNode) -> None:
@@ -77,13 +104,11 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18812)
     args = parser.parse_args()
 
-    port = pick_port(args.port)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-    )
+    log = Path(args.output).with_name("demo-board.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    server, port = start_server(args.port, log)
     try:
-        wait_until_listening(port, server)
         os.environ["RPYC_IKERNEL_HOST"] = "127.0.0.1"
         os.environ["RPYC_IKERNEL_PORT"] = str(port)
         notebook = nbformat.read(args.notebook, as_version=4)
@@ -92,13 +117,15 @@ def main() -> int:
         )
         client.execute()
         output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, output)
         summarize(notebook)
-        print(f"\nBoard server: 127.0.0.1:{port}. Executed notebook written to {output}")
     finally:
         server.terminate()
         server.wait(10)
+    print(
+        f"\nThe notebook ran on a board server at 127.0.0.1:{port}, stopped now (its log: {log})."
+        f"\nExecuted notebook: {output}"
+    )
     return 0
 
 

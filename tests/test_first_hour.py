@@ -336,3 +336,47 @@ def test_ctrl_c_twice_during_one_cell_stops_the_server(kernelspec_prefix, tmp_pa
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ----------------------------------------------------------------------------- 10: make demo
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_demo_installs_what_it_needs_only():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    demo = " ".join(project["optional-dependencies"]["demo"])
+    assert "nbclient" in demo
+    for heavy in ("playwright", "jupyterlab", "ruff", "pytest", "notebook"):
+        assert heavy not in demo
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "$(DEMO_PY)" in recipe and "$(PY)" not in recipe
+    assert '-e ".[demo]"' in makefile
+
+
+def test_the_demo_runs_twice_in_a_row_on_the_same_port_without_a_failed_handshake(
+    kernelspec_prefix, tmp_path
+):
+    from helpers import free_port
+
+    port = free_port()
+    runs = []
+    for run in range(2):
+        output = tmp_path / f"run{run}" / "getting_started.ipynb"
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "demo.py"), "--port", str(port), "--output", str(output)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        log = output.with_name("demo-board.log").read_text()
+        runs.append((done.stdout + done.stderr, log))
+    for said, log in runs:
+        assert "handshake failed" not in said + log
+        assert f"board server at 127.0.0.1:{port}, stopped now" in said  # the same port both times
+        assert "Port" not in said  # no move to another port
+        assert f"listening on 127.0.0.1:{port}" in log
