@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_VENV ?= .venv-demo
 DEMO_PY := $(DEMO_VENV)/bin/python
+# Test files run side by side (tests/conftest.py: one file, or one test board, per unit of work); most of
+# a test waits on a kernel or a board, so more workers than cores pay. PYTEST_PARALLEL= runs them in turn.
+PYTEST_PARALLEL ?= -n 4 --dist loadgroup
 
 .PHONY: demo test test-boards lint bench screenshots clean
 
@@ -33,13 +36,13 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	@if [ "$$(id -u)" = 0 ]; then $(PY) scripts/boards.py build; \
 	else echo "not root: tests/boards will skip (building boards needs debootstrap, chroot, qemu-user)"; fi
-	@if [ "$$(id -u)" = 0 ]; then export RPYC_IKERNEL_BOARDS_REQUIRED=1; fi; $(PY) -m pytest
+	@if [ "$$(id -u)" = 0 ]; then export RPYC_IKERNEL_BOARDS_REQUIRED=1; fi; $(PY) -m pytest $(PYTEST_PARALLEL)
 
 ## test-boards: build the test boards (cached in .boards/; needs root: debootstrap, chroot, qemu-user) and
 ## run tests/boards on each: Debian armhf (rpyc 5.3) and arm64 (rpyc 6.0), bullseye (3.9), pyenv 3.7 and 3.8
 test-boards: $(VENV)/.installed
 	$(PY) scripts/boards.py build
-	RPYC_IKERNEL_BOARDS_REQUIRED=1 $(PY) -m pytest -m boards tests/boards
+	RPYC_IKERNEL_BOARDS_REQUIRED=1 $(PY) -m pytest $(PYTEST_PARALLEL) -m boards tests/boards
 
 ## bench: latency, start-up, print throughput and board memory against stock ipykernel, in one table
 bench: $(VENV)/.installed

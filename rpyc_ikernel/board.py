@@ -48,7 +48,9 @@ FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to fin
 # A link the board closed or reset is seen at once and reconnected within RECONNECT_WINDOW.
 NOTICE_AFTER = 5.0
 RECONNECT_WINDOW = 4.0  # seconds a running cell tries to get a dropped link back (or one connect budget)
-INTERRUPT_GRACE = 2.0  # an interrupt ends the wait for a link silent this long (+ 2 round trips)
+# An interrupt the board did not answer ends the wait for a link silent this long (+ 2 round trips); one
+# it answered proves the board alive (only slow: a loaded board, a busy loop): the silence limit holds.
+INTERRUPT_GRACE = 2.0
 SLOW_LINK_RTT = 0.02  # seconds of round trip above which work is done ahead while the link is slow
 
 
@@ -152,6 +154,7 @@ class Board:
         self.warm_side_link = False  # open the side link in the background after each main connect
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
         self._interrupted: str | None = None  # the running cell's id once the user interrupted it
+        self._interrupt_answered = False  # the board answered that interrupt: it is alive
         self.rtt = 0.0  # the round trip the last connect measured (seconds)
 
     # ------------------------------------------------------------ connection
@@ -363,6 +366,7 @@ class Board:
         cell_id = uuid.uuid4().hex
         self.running_cell_id = cell_id
         self._interrupted = None
+        self._interrupt_answered = False
         self.connect()
         yield from self.take_notices()
         message = yield from self._cell_request(
@@ -437,7 +441,11 @@ class Board:
                     " (interrupt to stop waiting)"
                 )
             longest = max(longest, silent)
-            interrupted = self._interrupted is not None and silent >= INTERRUPT_GRACE + 2 * self.rtt
+            interrupted = (
+                self._interrupted is not None
+                and not self._interrupt_answered
+                and silent >= INTERRUPT_GRACE + 2 * self.rtt
+            )
             if silent >= limit or interrupted:
                 pending.abandon()
                 self.close()
@@ -487,20 +495,23 @@ class Board:
         Sent through the side link so it does not wait for the cell's current long-poll; if that link
         cannot be opened, through the main link (the board then sees it within POLL_WAIT).
         """
-        if cell_id is None or cell_id == self.running_cell_id:
+        current = cell_id is None or cell_id == self.running_cell_id
+        if current:
+            self._interrupt_answered = False
             self._interrupted = self.running_cell_id  # a cell waiting for a silent link stops waiting
         link = self._link
         if link is None or link.conn.closed:
             return False
-        try:
-            side = self._link_beside_cell()
-            return bool(call(side.conn, side.methods["interrupt"], cell_id, timeout=CALL_TIMEOUT))
-        except Exception:
-            pass
-        try:
-            return bool(call(link.conn, link.methods["interrupt"], cell_id, timeout=CALL_TIMEOUT))
-        except Exception:
-            return False
+        for route in (self._link_beside_cell, lambda: link):
+            try:
+                chosen = route()
+                stopped = bool(call(chosen.conn, chosen.methods["interrupt"], cell_id, timeout=CALL_TIMEOUT))
+            except Exception:
+                continue
+            if current and self._interrupted == self.running_cell_id:
+                self._interrupt_answered = True  # the board is alive: its cell's answer is only late
+            return stopped
+        return False
 
     # ------------------------------------------------------------ introspection
     def complete(self, code: str, cursor_pos: int, beside_cell: bool = False) -> dict:

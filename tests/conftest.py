@@ -18,7 +18,14 @@ os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
 os.environ.pop("RPYC_IKERNEL_TOKEN", None)
 os.environ.pop("RPYC_IKERNEL_TOKEN_FILE", None)
 
-from helpers import PLAIN_BOARD, BoardServer, KernelSession, install_kernelspec, start_board  # noqa: E402
+from helpers import (  # noqa: E402
+    PLAIN_BOARD,
+    PROCESS_LOGS,
+    BoardServer,
+    KernelSession,
+    install_kernelspec,
+    start_board,
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +60,24 @@ def _no_stray_board_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.first_process_log = len(PROCESS_LOGS)  # logs from here on belong to this test
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # Fixtures can see whether their test failed (the browser tests then keep a picture of the page).
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"report_{report.when}", report)
+    if report.failed:
+        # The logs of the boards and kernels this test started, and of those still running (module
+        # fixtures): what the kernel or the board said is often the only clue to a failure on a busy machine.
+        first = getattr(item, "first_process_log", len(PROCESS_LOGS))
+        for index, log in enumerate(PROCESS_LOGS):
+            if index >= first or log.alive():
+                report.sections.append((f"{log.label} ({log.path})", log.tail()))
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +99,54 @@ def plain(kernelspec_prefix, tmp_path_factory):
     yield session
     session.stop()
     server.stop()
+
+
+# Parallel runs (make test: pytest -n N --dist loadgroup): each file is one unit of work, so its module
+# fixtures (board servers, kernels, Jupyter servers) start once on one worker; the test boards' file is
+# split by board, each board's servers starting once on its worker. Units run longest first (measured
+# here; a name missing from this list only runs later): the slowest file decides the wall time.
+SLOW_FIRST = [
+    "boards/test_boards.py",
+    "test_links.py",
+    "test_browser.py",
+    "test_benchmarks.py",
+    "test_handshake.py",
+    "test_reliability.py",
+    "test_frames.py",
+    "test_input_interrupt.py",
+    "test_interrupt.py",
+    "test_security.py",
+    "test_adb.py",
+    "test_transfer_links.py",
+    "test_rpyc_versions.py",
+    "test_board_memory.py",
+    "test_interactive.py",
+    "test_execute.py",
+]
+
+
+def _work_unit(item: pytest.Item) -> str:
+    """The name of the unit of work an item belongs to: its file, and its board for the boards' tests."""
+    unit = Path(str(item.fspath)).relative_to(Path(__file__).parent).as_posix()
+    board = getattr(item, "callspec", None) and item.callspec.params.get("board")
+    return f"{unit}[{board}]" if isinstance(board, str) else unit
+
+
+def _rank(unit: str) -> int:
+    file = unit.split("[")[0]
+    return SLOW_FIRST.index(file) if file in SLOW_FIRST else len(SLOW_FIRST)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist") or config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+    items.sort(key=lambda item: _rank(_work_unit(item)))  # stable: a file keeps its own order
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadgroup":
+        config.option.loadscopereorder = False  # keep SLOW_FIRST's order, not xdist's count of tests

@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,35 @@ from jupyter_client.manager import KernelManager
 
 REPO = Path(__file__).resolve().parent.parent
 PLAIN_BOARD = Path(__file__).with_name("plain_board.py")
+
+
+@dataclass
+class ProcessLog:
+    """Where a board server's or a kernel's output goes; a failing test shows it (tests/conftest.py)."""
+
+    label: str
+    path: Path
+    alive: Callable[[], bool]
+
+    def tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as error:
+            return f"(cannot read {self.path}: {error})"
+
+
+PROCESS_LOGS: list[ProcessLog] = []  # every board and kernel this process started, in order
+_LOG_DIR: list[Path] = []
+
+
+def new_log(label: str, alive: Callable[[], bool] = lambda: False) -> ProcessLog:
+    """A fresh log file in this process's log directory, registered for failure reports."""
+    if not _LOG_DIR:
+        _LOG_DIR.append(Path(tempfile.mkdtemp(prefix=f"rpyc-ikernel-logs-{os.getpid()}-")))
+    log = ProcessLog(label, _LOG_DIR[0] / f"{len(PROCESS_LOGS):04d}-{label}.log", alive)
+    log.path.touch()
+    PROCESS_LOGS.append(log)
+    return log
 
 
 def free_port() -> int:
@@ -64,16 +95,17 @@ def start_board(
     port = port or free_port()
     if command is None:
         command = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
-    log = Path(os.environ.get("TMPDIR", "/tmp"), f"rpyc-board-{port}-{os.getpid()}.log")
-    handle = log.open("w")
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        cwd=cwd or REPO,
-        env=env,
-    )
-    server = BoardServer(process, port, log)
+    record = new_log(f"board-{port}")
+    with record.path.open("w") as handle:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or REPO,
+            env=env,
+        )
+    record.alive = lambda: process.poll() is None
+    server = BoardServer(process, port, record.path)
     try:
         wait_for_port(port)
     except TimeoutError:
@@ -141,10 +173,17 @@ class KernelSession:
             kernel_env["RPYC_IKERNEL_PORT"] = str(board_port)
         kernel_env.update(env or {})
         manager = KernelManager(kernel_name=kernel_name)
-        manager.start_kernel(env=kernel_env)
+        record = new_log(f"kernel-{kernel_name}", alive=lambda: manager.has_kernel and manager.is_alive())
+        with record.path.open("w") as handle:  # the kernel's own log: a failing test prints it
+            manager.start_kernel(env=kernel_env, stdout=handle, stderr=subprocess.STDOUT)
         client = manager.client()
         client.start_channels()
-        client.wait_for_ready(timeout=60)
+        try:
+            client.wait_for_ready(timeout=60)
+        except RuntimeError:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+            raise RuntimeError(f"kernel {kernel_name} did not answer in 60 s; its log:\n{record.tail()}")
         return cls(manager, client)
 
     def run(

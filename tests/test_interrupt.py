@@ -146,6 +146,34 @@ def test_interrupting_a_printing_loop_never_wedges_the_session(request, board_ki
     assert link_identity(kernel) == link
 
 
+# Cleanup code that holds the GIL (a C call: here libc sleep through ctypes.PyDLL) keeps a loaded or
+# slow board from answering anything for a while after it took the interrupt.
+SLOW_CLEANUP = (
+    "import ctypes, time\n"
+    "try:\n"
+    "    while True:\n"
+    "        pass\n"
+    "except KeyboardInterrupt:\n"
+    "    time.sleep(0.5)\n"  # the board answers the interrupt request first
+    "    ctypes.PyDLL(None).sleep(4)\n"
+    "    raise"
+)
+
+
+@pytest.mark.parametrize("board_kind", ["ours", "plain"])
+def test_a_board_that_answered_the_interrupt_is_waited_for_while_it_is_silent(request, board_kind):
+    """A board silent for seconds after it took the interrupt is alive, only slow: the cell ends with
+    the board's KeyboardInterrupt, not with a lost link (the interrupted wait gives up on boards that
+    did not answer the interrupt, tests/test_reliability.py)."""
+    kernel = request.getfixturevalue(board_kind)
+    link = link_identity(kernel)
+    cell, elapsed = run_and_interrupt(kernel, SLOW_CLEANUP)
+    assert cell.reply["ename"] == "KeyboardInterrupt", cell.reply
+    assert elapsed >= 4
+    assert kernel.run("print('next')").stream() == "next\n"
+    assert link_identity(kernel) == link
+
+
 def test_a_late_interrupt_does_not_hit_the_next_cell(ours):
     from rpyc_ikernel.board import Address, Board
 
