@@ -89,19 +89,50 @@ def _spec_dir(target: dict, name: str) -> Path:
 
 
 def install(args: argparse.Namespace) -> Path:
-    """Write kernel.json and the logos, then let KernelSpecManager put them in place."""
+    """Write kernel.json and the logos, then let KernelSpecManager put them in place.
+
+    A kernel.json with a token never exists with a mode others can read: KernelSpecManager installs
+    the spec without it, then the spec with the token replaces it in one step from a 0600 file.
+    """
     target = _target(args)
+    spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
+    public = dict(spec)
+    if "RPYC_IKERNEL_TOKEN" in spec.get("env", {}):
+        public["env"] = {k: v for k, v in spec["env"].items() if k != "RPYC_IKERNEL_TOKEN"}
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp, args.name)
         spec_dir.mkdir()
-        spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
-        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+        (spec_dir / "kernel.json").write_text(json.dumps(public, indent=1) + "\n", encoding="utf-8")
         for logo in RESOURCES.glob("logo-*"):
             shutil.copy(logo, spec_dir / logo.name)
         destination = KernelSpecManager().install_kernel_spec(str(spec_dir), args.name, **target)
-    if args.token:
-        Path(destination, "kernel.json").chmod(0o600)  # it holds a secret
+    if public != spec:
+        _write_private(Path(destination, "kernel.json"), json.dumps(spec, indent=1) + "\n")
     return Path(destination)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace path by a file only its owner can read (0600 from its creation, whatever the umask)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def read_token(value: str | None) -> str | None:
+    """--token's value: "-" reads it from stdin (not echoed on a terminal), so it stays out of ps."""
+    if value != "-":
+        return value
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("token: ").strip() or None
+    return (sys.stdin.readline() if sys.stdin is not None else "").strip() or None
 
 
 def uninstall(args: argparse.Namespace) -> Path:
@@ -208,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="default board port for this kernelspec (RPYC_IKERNEL_PORT)",
     )
     parser.add_argument(
-        "--token", help="the board's token (RPYC_IKERNEL_TOKEN); kernel.json is then mode 0600"
+        "--token",
+        help="the board's token (RPYC_IKERNEL_TOKEN); kernel.json is then mode 0600. --token - reads it"
+        ' from stdin (echo "$TOKEN" | ... --token -, or typed without echo): a value given here shows in ps',
     )
     parser.add_argument("--tls", action="store_true", help="connect with TLS (RPYC_IKERNEL_TLS)")
     parser.add_argument(
@@ -236,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--host and --adb exclude each other: a board on USB is reached through adb")
     if args.list:
         return list_presets(args)
+    given, args.token = args.token, read_token(args.token)
+    if given == "-" and not args.token:
+        parser.error(
+            '--token -: no token on stdin (echo "$TOKEN" | python3 -m rpyc_ikernel.install --token -)'
+        )
     try:
         if args.uninstall:
             path = uninstall(args)
