@@ -137,6 +137,7 @@ CHANGED_ENVIRONMENT = (
     "XDG_CONFIG_HOME",
     "JUPYTER_PATH",
     "RPYC_IKERNEL_HOST",
+    "RPYC_IKERNEL_FORWARD",
     "RPYC_IKERNEL_PORT",
     "RPYC_IKERNEL_TOKEN",
     "RPYC_IKERNEL_TOKEN_FILE",
@@ -168,6 +169,7 @@ class Bench:
         self.raw_link = stack.enter_context(LinkEmulator(self.raw_board.port))
         os.environ["RPYC_IKERNEL_HOST"] = "127.0.0.1"
         os.environ["RPYC_IKERNEL_PORT"] = str(self.link.port)
+        os.environ["RPYC_IKERNEL_FORWARD"] = f"127.0.0.1:{self.board.port}"  # the emulator forwards
 
     def _board(self, stack: ExitStack, options: list[str]) -> BoardServer:
         command = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", *options]

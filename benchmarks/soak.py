@@ -52,7 +52,9 @@ def soak(cells: int, reconnect_every: int, output_mb: float) -> dict:
         install_kernelspec(Path(prefix))
         board = start_board()
         proxy = Proxy(board.port)
-        session = KernelSession.start(board_port=proxy.port)
+        session = KernelSession.start(
+            board_port=proxy.port, env={"RPYC_IKERNEL_FORWARD": f"127.0.0.1:{board.port}"}
+        )
         try:
             for warm in range(20):
                 session.run(f"print({warm})")

@@ -279,6 +279,7 @@ class Board:
     ) -> Handshake:
         """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
         dial = self.tunnel.open() if self.tunnel is not None else self.address
+        far_end = (self.address.host, self.address.port) if self.tunnel is not None else None
         handshake = BoardHandshake(
             self.address.host,
             str(self.address),
@@ -287,6 +288,7 @@ class Board:
             self._hint(),
             after_proof,
             board_token=getattr(self.tunnel, "read_token", None),  # an adb board's own token file
+            far_end=far_end,  # the board server sees our forward's far end, not our local port
         )
         result = handshake.open(dial.host, dial.port, self.connect_budget, limit)
         self.security = result.security

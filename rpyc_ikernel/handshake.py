@@ -29,20 +29,26 @@ from .errors import BoardAuthError, BoardError, BoardUnreachable, describe_socke
 from .link import tune_socket
 from .server import (
     ACCEPTED,
+    BIND_TO,
+    BUSY,
     CHALLENGE,
     DENIED,
     HANDSHAKE_SEQ,
     HANDSHAKE_VERSION,
     HELLO,
     PROOF,
+    RELAYED,
     HandshakeTimeout,
     NotAFrame,
     decode_message,
     default_token_path,
+    endpoint_text,
     local_wire,
     ping_request,
     ping_text,
+    port_claim_path,
     proof,
+    proof_binding,
     read_frame,
     read_token_file,
     tls_binding,
@@ -71,6 +77,9 @@ class Credentials:
     certfile: str | None = None  # a client certificate, for boards started with --ca
     keyfile: str | None = None
     allow_open: bool = False  # with a token: still accept a board that checks none
+    # "HOST:PORT" the board server sees this connection arrive on, when a forward the kernel does not
+    # make itself (ssh -L, NAT) sits between: the token proof is bound to it (see server.py)
+    forward: str | None = None
 
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> Credentials:
@@ -83,6 +92,7 @@ class Credentials:
             certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
             keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
             allow_open=_flag(environ.get("RPYC_IKERNEL_ALLOW_OPEN")),
+            forward=environ.get("RPYC_IKERNEL_FORWARD") or None,
         )
 
     def overridden(self, **changes) -> Credentials:
@@ -137,6 +147,25 @@ def is_loopback(ip: str) -> bool:
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+def parse_forward(text: str) -> tuple[str, int]:
+    """("HOST", PORT) of a forward= value "HOST:PORT" ("[::1]:18812" for IPv6); ValueError says why not."""
+    host, _, port = str(text).strip().rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"forward={text!r} is not HOST:PORT: give the address and port the board server sees the"
+            " forwarded connection arrive on, e.g. forward='127.0.0.1:18812' for ssh -L N:localhost:18812"
+        )
+    return host, int(port)
+
+
+class BoardBusy(BoardUnreachable):
+    """The board answered "busy": too many connections in its handshake (a flood?) to take ours now."""
+
+
+BUSY_RETRY = (0.05, 0.5)  # first and longest wait before dialling a busy board again
+
+
 class _OtherWire(Exception):
     """The board answered in the other rpyc wire (or hung up on ours): dial again in `wire`."""
 
@@ -161,6 +190,7 @@ class BoardHandshake:
         hint: str,
         after_proof: Callable[[socket.socket, int], None] | None = None,
         board_token: Callable[[], BoardToken] | None = None,
+        far_end: tuple[str, int] | None = None,
     ) -> None:
         self.host = host
         self.shown = shown
@@ -174,6 +204,8 @@ class BoardHandshake:
         # reads the board's own token file through the tunnel (adb), for a board that asks for a token
         # when none was given; tried before this machine's token file
         self.board_token = board_token
+        # (host, port) the board server sees when the kernel dials through a forward it made itself (adb)
+        self.far_end = far_end
         self._budget = 0.0  # seconds the current connect may take, for messages
 
     def open(self, host: str, port: int, timeout: float, limit: float | None = None) -> Handshake:
@@ -192,8 +224,22 @@ class BoardHandshake:
             self._budget = deadline - started
             return deadline
 
+        deadline_for(0.0)
+        pause = BUSY_RETRY[0]
+        while True:
+            try:
+                return self._open_once(host, port, wire, started, deadline_for)
+            except BoardBusy:
+                if time.monotonic() + pause >= deadline_for(0.0):
+                    raise
+                time.sleep(pause)  # a flood holds its handshake slots only briefly: dial again
+                pause = min(pause * 2, BUSY_RETRY[1])
+
+    def _open_once(
+        self, host: str, port: int, wire: int, started: float, deadline_for: Callable
+    ) -> Handshake:
         deadline = deadline_for(0.0)
-        sock, rtt = self._dial(host, port, max(0.1, deadline - started))
+        sock, rtt = self._dial(host, port, max(0.1, deadline - time.monotonic()))
         deadline = deadline_for(rtt)
         for attempt in (1, 2):
             try:
@@ -272,6 +318,13 @@ class BoardHandshake:
             while True:
                 raw, payload = read_frame(sock, deadline)
                 board_wire, msg, seq, args = decode_message(payload)
+                said = ping_text(args, reply=True) if (msg, seq) == (_MSG_REPLY, HANDSHAKE_SEQ) else None
+                if said is not None and said.startswith(BUSY):  # in the board's wire, whichever we spoke
+                    why = said[len(BUSY) :].strip().decode("ascii", "replace") or "too many connections"
+                    raise BoardBusy(
+                        f"board {self.shown} is busy and took no new connection ({why}): a flood of"
+                        " connections, or many kernels at once; run the cell again in a moment"
+                    )
                 if board_wire != wire:
                     raise _OtherWire(board_wire)
                 if msg == _MSG_REQUEST and len(early) + len(raw) <= MAX_EARLY_BYTES:
@@ -336,8 +389,36 @@ class BoardHandshake:
             return token, (f"from this machine's token file {path}" if token else missing)
         return None, missing or "this machine's token file is offered only to loopback boards"
 
+    def _endpoint(self, sock: socket.socket) -> bytes:
+        """The endpoint the board server should see this connection arrive on (see server.py)."""
+        if self.far_end is not None:
+            return endpoint_text(*self.far_end)
+        if self.credentials.forward:
+            return endpoint_text(*parse_forward(self.credentials.forward))
+        host, port = sock.getpeername()[:2]
+        return endpoint_text(host, port)
+
+    def _claimed_port(self, sock: socket.socket) -> str | None:
+        """The claim file of a token-checking server of ours on the loopback port dialled, if any."""
+        if self.far_end is not None or self.credentials.forward:
+            return None
+        try:
+            host, port = sock.getpeername()[:2]
+        except OSError:
+            return None
+        path = port_claim_path(port)
+        return path if is_loopback(host) and os.path.exists(path) else None
+
     def _open_board(self, sock: socket.socket, wire: int, deadline: float, early: bytes) -> Handshake:
         notices = []
+        claim = None if self.credentials.allow_open else self._claimed_port(sock)
+        if claim:
+            raise BoardAuthError(
+                f"board {self.shown} checks no token, but a board server of ours that checks tokens serves"
+                f" (or served) this port ({claim}): something else answers on it now, so this kernel sends"
+                " it nothing; if you replaced that server by an open one, pass connect_remote(...,"
+                f" allow_open=True) or delete {claim}"
+            )
         if self.credentials.token:
             if not self.credentials.allow_open:
                 raise BoardAuthError(
@@ -358,10 +439,13 @@ class BoardHandshake:
         token, source = self._token(sock, notices)
         if not token:
             raise BoardAuthError(self._token_missing(source))
-        binding = tls_binding(sock.getpeercert(binary_form=True)) if self.credentials.tls else b""
+        tls_part = tls_binding(sock.getpeercert(binary_form=True)) if self.credentials.tls else b""
+        endpoint = self._endpoint(sock) if BIND_TO in challenge.split(b" ") else None
+        binding = proof_binding(tls_part, endpoint)
         kernel_proof = proof(token, b"kernel", hello, challenge, binding).encode("ascii")
+        message = PROOF + b" " + kernel_proof + (b"" if endpoint is None else b" to=" + endpoint)
         try:
-            sock.sendall(ping_request(wire, PROOF + b" " + kernel_proof))
+            sock.sendall(ping_request(wire, message))
             if self.after_proof is not None:
                 self.after_proof(sock, board_wire)
             _, payload = read_frame(sock, deadline)
@@ -371,8 +455,19 @@ class BoardHandshake:
                 f"board {self.shown} closed the connection during the token check"
                 f" ({describe_socket_error(exc)})"
             ) from None
+        if verdict.startswith(BUSY):
+            raise BoardBusy(
+                f"board {self.shown} is busy: {verdict[len(BUSY) + 1 :].decode('ascii', 'replace')}"
+            )
         if verdict.startswith(DENIED):
             reason = verdict[len(DENIED) + 1 :].decode("ascii", "replace")
+            if verdict[len(DENIED) + 1 :].startswith(RELAYED):
+                raise BoardAuthError(
+                    f"board {self.shown} refused the connection as relayed ({reason}): something between"
+                    " this kernel and the board forwards it; if that is your own port forward (ssh -L, NAT),"
+                    " pass connect_remote(..., forward='ADDRESS:PORT') with the address the board names"
+                    " (or set RPYC_IKERNEL_FORWARD), else something on this machine squats the port"
+                )
             raise BoardAuthError(
                 f"board {self.shown} refused the token {source} ({reason}); give the token the board"
                 " server printed (token=... or RPYC_IKERNEL_TOKEN)"

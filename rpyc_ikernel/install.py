@@ -90,18 +90,25 @@ def _spec_dir(target: dict, name: str) -> Path:
 
 
 def install(args: argparse.Namespace) -> Path:
-    """Write kernel.json and the logos, then let KernelSpecManager put them in place."""
+    """Write kernel.json and the logos, then let KernelSpecManager put them in place.
+
+    A kernel.json with a token never exists with a mode others can read: KernelSpecManager installs
+    the spec without it, then the spec with the token replaces it in one step from a 0600 file.
+    """
     target = _target(args)
+    spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
+    public = dict(spec)
+    if "RPYC_IKERNEL_TOKEN" in spec.get("env", {}):
+        public["env"] = {k: v for k, v in spec["env"].items() if k != "RPYC_IKERNEL_TOKEN"}
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp, args.name)
         spec_dir.mkdir()
-        spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
-        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+        (spec_dir / "kernel.json").write_text(json.dumps(public, indent=1) + "\n", encoding="utf-8")
         for logo in RESOURCES.glob("logo-*"):
             shutil.copy(logo, spec_dir / logo.name)
         destination = KernelSpecManager().install_kernel_spec(str(spec_dir), args.name, **target)
-    if args.token:
-        Path(destination, "kernel.json").chmod(0o600)  # it holds a secret
+    if public != spec:
+        _write_private(Path(destination, "kernel.json"), json.dumps(spec, indent=1) + "\n")
     return Path(destination)
 
 
@@ -112,6 +119,19 @@ class NotOurs(Exception):
 def is_ours(spec: dict) -> bool:
     """Whether a kernelspec starts this kernel (its argv is `PYTHON -m rpyc_ikernel ...`)."""
     return spec.get("argv", [])[1:3] == ["-m", "rpyc_ikernel"]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace path by a file only its owner can read (0600 from its creation, whatever the umask)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def uninstall(args: argparse.Namespace) -> Path:

@@ -26,6 +26,7 @@ from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
+from .handshake import parse_forward
 from .magics import to_board_code
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
@@ -92,6 +93,7 @@ class RPycKernel(IPythonKernel):
         certfile: str | None = None,
         keyfile: str | None = None,
         allow_open: bool | None = None,
+        forward: str | None = None,
     ) -> None:
         """Use the board at host:port from now on.
 
@@ -99,7 +101,9 @@ class RPycKernel(IPythonKernel):
         127.0.0.1:18812, the local token file (loopback boards only) and no TLS. The board is connected
         at once, so a mistake shows in this cell; on failure the previous board stays selected.
         allow_open=True (or RPYC_IKERNEL_ALLOW_OPEN=1) accepts a board that checks no token even
-        though this kernel has one; otherwise such a board is refused.
+        though this kernel has one; otherwise such a board is refused. forward="ADDRESS:PORT" names
+        where the board server sees the connection arrive when host:port is a forward of yours (ssh -L,
+        NAT): the token proof is bound to it, so a relay elsewhere cannot reuse it.
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
             return self.connect_adb(
@@ -115,10 +119,18 @@ class RPycKernel(IPythonKernel):
         host = None if host is None else host_name(host, "host")
         port = None if port is None else port_number(port, "port")
         options = _timeout_option(timeout)
+        if forward is not None:
+            parse_forward(forward)  # a bad value fails here, in one line
         default = Address.from_environment() if host is None or port is None else None
         address = Address(host or default.host, port or default.port)
         credentials = Credentials.from_environment().overridden(
-            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
+            token=token,
+            tls=tls,
+            ca=ca,
+            certfile=certfile,
+            keyfile=keyfile,
+            allow_open=allow_open,
+            forward=forward,
         )
         self._switch_board(Board(address, self.session_id, credentials, **options))
 

@@ -61,8 +61,17 @@ TERMINAL_INTERRUPT = "Ctrl-C in the board server's terminal"  # what the interru
 #   board  -> kernel: reply "rpyc_ikernel ok <HMAC(token, 'board|hello|challenge|binding')>"
 #                     or    "rpyc_ikernel denied <why>"
 # (hello and challenge stand for the whole texts above, nonces included)
-# binding is b"" without TLS; with TLS it names the board certificate both ends see (RFC 5929
-# tls-server-end-point, with SHA-256), so a proof relayed through another TLS endpoint fails.
+# binding names what both ends see, so a proof relayed to another endpoint fails:
+#   - with TLS, the board certificate (RFC 5929 tls-server-end-point, with SHA-256);
+#   - always (when the challenge says "bind=to"), the endpoint the kernel dialled, which it sends in
+#     the clear after its proof ("... proof <HMAC> to=<address>:<port>"): the address and port the board
+#     server sees the connection arrive on (a forward the kernel makes itself, adb, or that the user
+#     names, ssh -L or NAT, is counted at its far end). Loopback addresses count as one ("loopback").
+#     A squatter on another port or address that relays the kernel's proof to the real server is
+#     refused: the server is not where the kernel's proof says it dialled.
+#   binding = tls_part + b"|to=" + endpoint   (tls_part is b"" without TLS)
+# A board that cannot take a connection now (too many in the handshake) answers "rpyc_ikernel busy
+# <why>" in place of a challenge and closes: the kernel says the board is busy and dials again.
 # A plain rpyc server (or ours with --no-auth) simply echoes the hello: the kernel then knows it is an
 # open server, and which wire it speaks, without a timer. A server of the other wire drops the frame.
 # The kernel side imports these helpers from here: one definition of the protocol.
@@ -73,6 +82,9 @@ CHALLENGE = b"rpyc_ikernel challenge"
 PROOF = b"rpyc_ikernel proof"
 ACCEPTED = b"rpyc_ikernel ok"
 DENIED = b"rpyc_ikernel denied"
+BUSY = b"rpyc_ikernel busy"
+BIND_TO = b"bind=to"  # in the challenge: the proofs are bound to the endpoint the kernel dialled
+RELAYED = b"relayed"  # the first word of a denial for a proof made for another endpoint
 HANDSHAKE_SEQ = 0x52494B  # the seq of every handshake message; never one of rpyc's own (it counts from 0)
 AUTH_TIMEOUT = 10.0  # seconds a peer has for the whole handshake (TLS included), not per read
 MAX_HANDSHAKE_FRAME = 4096  # handshake frames are ~100 bytes; a plain server's first frames are small too
@@ -196,6 +208,66 @@ def ping_text(args, reply: bool = False):
 def tls_binding(certificate_der: bytes) -> bytes:
     """RFC 5929 tls-server-end-point of the board certificate (always SHA-256 here): what proofs bind to."""
     return b"tls-server-end-point:" + _sha256_class()(certificate_der).hexdigest().encode("ascii")
+
+
+def endpoint_text(host: str, port: int) -> bytes:
+    """The canonical name of an endpoint both ends compute alike: "loopback:PORT" for any loopback
+    address, an IPv4-mapped IPv6 address as IPv4, no IPv6 scope; b"ADDRESS:PORT" otherwise."""
+    host = str(host).split("%", 1)[0].strip("[]").lower()
+    if host.startswith("::ffff:") and "." in host:
+        host = host[len("::ffff:") :]
+    if host.startswith("127.") or host in ("::1", "localhost"):
+        host = "loopback"
+    return ("%s:%d" % (host, int(port))).encode("ascii", "replace")
+
+
+def proof_binding(tls_part: bytes, endpoint: bytes | None) -> bytes:
+    """What a proof is bound to: the TLS certificate (if any) and, unless None, the dialled endpoint."""
+    return tls_part if endpoint is None else tls_part + b"|to=" + endpoint
+
+
+def port_claim_path(port: int) -> str:
+    """Where our token-checking server on this machine records that it serves `port` (see claim_port)."""
+    return os.path.join(os.path.dirname(default_token_path()), "ports", str(int(port)))
+
+
+def claim_port(port: int) -> str | None:
+    """Record that a token-checking server of ours listens on this machine's `port` (removed on exit).
+
+    A kernel of this user that dials that loopback port later and meets a server that checks no token
+    refuses it: a squatter that took the port (after a crash, say) gets no cells. Returns the path.
+    """
+    path = port_claim_path(port)
+    try:
+        write_private_file(path, "%d\n" % os.getpid())
+    except TokenError:
+        return None
+    return path
+
+
+def release_claim(path: str | None) -> None:
+    if path:
+        try:
+            with open(path, encoding="ascii") as handle:
+                mine = handle.read().strip() == str(os.getpid())
+            if mine:
+                os.remove(path)
+        except (OSError, ValueError):
+            pass
+
+
+def release_claim_at_exit(path: str | None) -> str | None:
+    """Remove the claim when SIGTERM stops the server (systemd, kill); main() removes it otherwise."""
+    if path and hasattr(signal, "SIGTERM"):
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_terminate(signum, frame) -> None:
+            release_claim(path)
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)  # then stop as SIGTERM would have
+
+        signal.signal(signal.SIGTERM, on_terminate)
+    return path
 
 
 def default_token_path() -> str:
@@ -397,19 +469,35 @@ class BoardAuthenticator:
         hello = ping_text(args) if msg == _MSG_REQUEST else None
         if hello is None or not hello.startswith(HELLO + b" "):
             raise _auth_error("client did not start the rpyc_ikernel handshake (an older kernel?)")
-        challenge = b"%s %s %s wire=%d auth=token" % (CHALLENGE, HANDSHAKE_VERSION, new_nonce(), self.wire)
+        challenge = b"%s %s %s wire=%d auth=token %s" % (
+            CHALLENGE,
+            HANDSHAKE_VERSION,
+            new_nonce(),
+            self.wire,
+            BIND_TO,
+        )
         sock.sendall(ping_reply(wire, challenge))
         _, payload = read_frame(sock, deadline)
         words = (ping_text(decode_message(payload)[3]) or b"").split(b" ")
-        if len(words) != 3 or b" ".join(words[:2]) != PROOF:
+        if len(words) != 4 or b" ".join(words[:2]) != PROOF or not words[3].startswith(b"to="):
             sock.sendall(ping_reply(wire, DENIED + b" this board requires a token"))
             raise _auth_error("client sent no token")
-        expected = proof(self.token, b"kernel", hello, challenge, self.binding)
+        dialled = words[3][len(b"to=") :]
+        binding = proof_binding(self.binding, dialled)
+        expected = proof(self.token, b"kernel", hello, challenge, binding)
         if not same_digest(expected.encode("ascii"), words[2]):
             reason = b"wrong token" + (b" (or a relayed connection)" if self.binding else b"")
             sock.sendall(ping_reply(wire, DENIED + b" " + reason))
             raise _auth_error("wrong token")
-        answer = proof(self.token, b"board", hello, challenge, self.binding).encode("ascii")
+        here = endpoint_text(*sock.getsockname()[:2])
+        if not same_digest(dialled, here):
+            # the kernel knows the token but made its proof for another endpoint: a relay (or a
+            # forward the kernel was not told about). Saying where we are helps the user; a relay
+            # could read it in /proc/net/tcp anyway.
+            why = b"%s: the kernel dialled %s but this server is at %s" % (RELAYED, dialled, here)
+            sock.sendall(ping_reply(wire, DENIED + b" " + why))
+            raise _auth_error(why.decode("ascii", "replace"))
+        answer = proof(self.token, b"board", hello, challenge, binding).encode("ascii")
         sock.sendall(ping_reply(wire, ACCEPTED + b" " + answer))
 
 
@@ -446,8 +534,12 @@ def _first_certificate_der(certfile: str) -> bytes:
 # in the token handshake, and a peer that resets at once prints a traceback. ConnectionGuard fixes
 # the three in a ThreadedServer subclass (see make_server).
 
-HANDSHAKE_LIMIT = 32  # connections still in the handshake (TLS, token), from all peers together
-HANDSHAKE_LIMIT_PER_PEER = 8  # ... from one address, so one noisy host cannot take every slot
+# Connections in the handshake (TLS, token) each hold a thread blocked in recv: cheap (a few KB of a
+# board's memory), so the cap is high enough that a hundred trickling peers do not reach it. When it is
+# reached, a new connection still gets in: the oldest handshake of the address that holds the most
+# slots is ended (answered "busy"), so a flood from one address ends its own handshakes first, and a
+# legitimate kernel, whose handshake takes a few round trips, is never the oldest for long.
+HANDSHAKE_LIMIT = 128  # connections still in the handshake, from all peers together
 ACCEPT_BACKOFF = (0.05, 1.0)  # out of descriptors: first and longest wait before accepting again
 EVENT_WINDOW = 10.0  # seconds: a connection problem is logged once, repeats as one count per window
 _OUT_OF_DESCRIPTORS = tuple(
@@ -515,18 +607,18 @@ class ConnectionGuard:
 
     - accept() failing with EMFILE/ENFILE waits (ACCEPT_BACKOFF, doubling) and accepts again; the
       connections waiting meanwhile stay queued in the kernel and are served once descriptors free up.
-    - at most HANDSHAKE_LIMIT connections (HANDSHAKE_LIMIT_PER_PEER per address) may be in the
-      handshake at once; one more is closed as soon as it is accepted, before any thread is started.
+    - at most HANDSHAKE_LIMIT connections may be in the handshake at once; one more takes the slot
+      of the oldest handshake of the busiest address, which is answered "busy" and closed.
     - failed handshakes, dropped connections and peers that vanish are logged through EventLog.
     """
 
     handshake_limit = HANDSHAKE_LIMIT
-    handshake_limit_per_peer = HANDSHAKE_LIMIT_PER_PEER
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.events = EventLog(self.logger)
-        self._handshaking: dict = {}  # socket -> peer address, while its handshake runs
+        self._handshaking: dict = {}  # socket -> peer address, while its handshake runs (oldest first)
+        self._evicted: set = set()  # sockets whose handshake slot a newer connection took
         self._handshake_lock = threading.Lock()
         self._inner_authenticator = self.authenticator
         self.authenticator = self._authenticate  # rpyc calls it in the connection's thread
@@ -562,44 +654,85 @@ class ConnectionGuard:
     def _accept_method(self, sock: socket.socket, peer: str = "?") -> None:
         refused = self._take_handshake_slot(sock, peer)
         if refused:
-            self.events.event("connection dropped", "%s: %s" % (peer, refused))
-            self._discard(sock)
+            self._refuse(sock, peer, refused)
             return
         try:
             threading.Thread(
                 target=self._serve_guarded, args=(sock, peer), name="rpyc client", daemon=True
             ).start()
         except RuntimeError as exc:  # "can't start new thread": out of memory or of threads
-            self.events.event("connection dropped", "%s: %s" % (peer, exc))
-            self._discard(sock)
+            self._end_handshake(sock)
+            self._refuse(sock, peer, str(exc))
+
+    def _refuse(self, sock: socket.socket, peer: str, reason: str) -> None:
+        """Answer "busy" (so the kernel says so, and dials again) and close."""
+        self.events.event("connection dropped", "%s: %s" % (peer, reason))
+        self._answer_busy(sock, reason)
+        self._discard(sock)
+
+    def _answer_busy(self, sock: socket.socket, reason: str) -> None:
+        # in the clear, so not when TLS is on (the kernel's TLS handshake would take it for garbage)
+        if getattr(self._inner_authenticator, "tls_context", None) is not None:
+            return
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(ping_reply(local_wire(), BUSY + b" " + reason.encode("ascii", "replace")))
+        except (OSError, ValueError):
+            pass
 
     def _take_handshake_slot(self, sock: socket.socket, peer: str) -> str | None:
-        """Reserve a handshake slot for sock; the reason it gets none, if it does not."""
+        """Reserve a handshake slot for sock, ending the oldest handshake of the busiest address if
+        they are all taken; the reason sock gets none, if it does not (a limit of 0)."""
         with self._handshake_lock:
             if len(self._handshaking) >= self.handshake_limit:
-                return "%d connections are in the handshake already" % len(self._handshaking)
-            from_peer = sum(1 for each in self._handshaking.values() if each == peer)
-            if from_peer >= self.handshake_limit_per_peer:
-                return "%d connections from this address are in the handshake already" % from_peer
+                if not self._handshaking:
+                    return "this server takes no connections now"
+                counts: dict = {}
+                for each in self._handshaking.values():
+                    counts[each] = counts.get(each, 0) + 1
+                busiest = max(counts, key=counts.get)
+                victim = next(s for s, p in self._handshaking.items() if p == busiest)  # its oldest
+                del self._handshaking[victim]
+                self._evicted.add(victim)
+                try:  # its thread's read returns at once; the thread answers "busy" (see _authenticate)
+                    victim.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                self.events.event(
+                    "handshake ended for a newer connection",
+                    "%s: %d connections in the handshake, %d from that address"
+                    % (busiest, self.handshake_limit, counts[busiest]),
+                )
             self._handshaking[sock] = peer
         return None
 
-    def _end_handshake(self, sock: socket.socket) -> None:
+    def _end_handshake(self, sock: socket.socket) -> bool:
+        """Give the slot back; whether a newer connection took it (this handshake must then fail)."""
         with self._handshake_lock:
             self._handshaking.pop(sock, None)
+            if sock in self._evicted:
+                self._evicted.discard(sock)
+                return True
+        return False
 
     def _authenticate(self, sock: socket.socket):
         """The real authenticator, with its outcome logged and the handshake slot given back."""
+        peer = self._handshaking.get(sock, "?")
         try:
             if self._inner_authenticator is None:
-                return sock, None
-            return self._inner_authenticator(sock)
+                result = (sock, None)
+            else:
+                result = self._inner_authenticator(sock)
         except Exception as exc:
+            if self._end_handshake(sock):
+                self._answer_busy(sock, "too many connections in the handshake")
+                raise _auth_error("handshake ended for a newer connection") from None
             reason = str(exc) or type(exc).__name__  # an AuthenticationError says what failed
-            self.events.event("handshake failed", "%s: %s" % (self._handshaking.get(sock, "?"), reason))
+            self.events.event("handshake failed", "%s: %s" % (peer, reason))
             raise
-        finally:
-            self._end_handshake(sock)
+        if self._end_handshake(sock):  # finished just as a newer connection took its slot
+            raise _auth_error("handshake ended for a newer connection")
+        return result
 
     def _serve_guarded(self, sock: socket.socket, peer: str) -> None:
         """The connection's thread: rpyc's handshake and serving, with any failure as one logged event."""
@@ -1132,6 +1265,11 @@ def main(argv: list | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    claim = (
+        release_claim_at_exit(claim_port(server.port))
+        if authenticator is not None and authenticator.token
+        else None
+    )
     use_main_thread = not args.threads_only and INTERRUPT_SIGNAL is not None
     executor = MainThreadExecutor() if use_main_thread else None
     if executor is not None:
@@ -1156,6 +1294,7 @@ def main(argv: list | None = None) -> int:
         print("rpyc_ikernel server: stopped", file=sys.__stderr__ or sys.stderr, flush=True)
     finally:
         server.close()
+        release_claim(claim)
     return 0
 
 

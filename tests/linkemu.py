@@ -324,6 +324,8 @@ class LinkEmulator:
         if not ipaddress.ip_address(target_host).is_loopback:
             raise ValueError(f"the link emulator only forwards to loopback, not {target_host}")
         self.target_port = target_port
+        # a kernel that dials this emulator must say the board server sees it arrive at the target
+        self.forward_env = {"RPYC_IKERNEL_FORWARD": f"{target_host}:{target_port}"}
         self.up = Lane("up", seed)
         self.down = Lane("down", seed + 1)
         self.set(rtt=rtt, jitter=jitter, mbit=mbit)

@@ -233,7 +233,10 @@ def test_a_late_challenge_is_still_a_challenge(kernelspec_prefix):
     """The board's answer arrives 1.2 s late: nothing assumes an open server, the token is checked."""
     server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN="l8te-0123456789a"))
     proxy = DelayProxy(server.port, first_answer_delay=1.2)
-    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": "l8te-0123456789a"})
+    session = KernelSession.start(
+        board_port=proxy.port,
+        env={"RPYC_IKERNEL_TOKEN": "l8te-0123456789a", "RPYC_IKERNEL_FORWARD": f"127.0.0.1:{server.port}"},
+    )
     try:
         cell = session.run("7")
         assert cell.result == {"text/plain": "7"}
@@ -251,7 +254,9 @@ def test_a_1_s_link_connects_within_a_budget_scaled_by_its_round_trip(kernelspec
     """1 s round trip through a proxy (so TCP connect measures ~0 and only the hello's answer tells
     the real round trip): a connect needs ~6 round trips, more than the 3.5 s floor."""
     proxy = DelayProxy(board.port, delay=0.5)
-    session = KernelSession.start(board_port=proxy.port)
+    session = KernelSession.start(
+        board_port=proxy.port, env={"RPYC_IKERNEL_FORWARD": f"127.0.0.1:{board.port}"}
+    )
     try:
         started = time.monotonic()
         cell = session.run("print('slow', flush=True)\n'over a slow link'", timeout=150)

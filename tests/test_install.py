@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -157,3 +158,52 @@ def test_list_says_when_there_is_none(tmp_path):
     result = run_install("--list", "--prefix", str(tmp_path))
     assert result.returncode == 0
     assert result.stdout.startswith("No rpyc_ikernel kernelspecs found")
+
+
+def test_a_token_on_stdin_stays_off_argv_and_kernel_json_is_private_from_its_creation(tmp_path):
+    """`--token -` reads the token from stdin (ps shows argv to every user); every kernel.json that holds
+    the token is 0600 at every moment, even under umask 0: an audit hook in the installer's process
+    records the mode of kernel.json at each file event (open, chmod, rename, copy)."""
+    token = "stdin-token-0123456789abcdef"
+    spec_file = tmp_path / "share" / "jupyter" / "kernels" / "rpyc" / "kernel.json"
+    probe = f"""
+import os, sys
+seen, busy = [], []
+def hook(event, args, path={str(spec_file)!r}):
+    if busy or event not in ("open", "os.chmod", "os.rename", "os.replace", "shutil.copyfile"):
+        return
+    busy.append(1)  # the hook's own open() raises events too
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        seen.append((oct(os.stat(path).st_mode & 0o777), {token!r}.encode() in data))
+    except OSError:
+        pass
+    finally:
+        busy.pop()
+sys.addaudithook(hook)
+os.umask(0)
+from rpyc_ikernel.install import main
+code = main(["--prefix", {str(tmp_path)!r}, "--token", "-"])
+print(sorted(set(seen)))
+sys.exit(code)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], input=token + "\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    env = json.loads(spec_file.read_text())["env"]
+    assert env == {"RPYC_IKERNEL_TOKEN": token}
+    assert stat.S_IMODE(spec_file.stat().st_mode) == 0o600
+    seen = eval(done.stdout.strip().splitlines()[-1])  # [(mode, holds the token), ...]
+    assert seen and all(mode == "0o600" for mode, secret in seen if secret), seen
+
+
+def test_token_dash_with_nothing_on_stdin_is_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(tmp_path), "--token", "-"],
+        input="",
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "no token on stdin" in result.stderr
+    assert not (tmp_path / "share" / "jupyter" / "kernels" / "rpyc").exists()

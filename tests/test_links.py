@@ -121,7 +121,7 @@ def wait_for_iopub(session: KernelSession, msg_id: str, msg_type: str, timeout: 
 
 @pytest.mark.timeout(400)
 def test_every_feature_works_over_a_500ms_rtt_link(kernelspec_prefix, slow_link):
-    session = KernelSession.start(board_port=slow_link.port)
+    session = KernelSession.start(board_port=slow_link.port, env=slow_link.forward_env)
     try:
         check_every_feature(session)
     finally:
@@ -132,7 +132,7 @@ def test_every_feature_works_over_a_500ms_rtt_link(kernelspec_prefix, slow_link)
 def test_every_feature_works_over_500ms_rtt_given_a_long_timeout_and_the_token(kernelspec_prefix, slow_link):
     """Today's workaround for a slow link (README: "give a slow link a larger timeout")."""
     token = read_token_file(default_token_path())
-    session = KernelSession.start(board_port=slow_link.port)
+    session = KernelSession.start(board_port=slow_link.port, env=slow_link.forward_env)
     try:
         connect = (
             f'# exec(self.connect_remote("127.0.0.1", port={slow_link.port}, timeout=60, token={token!r}))'
@@ -148,7 +148,7 @@ def test_every_feature_works_over_500ms_rtt_given_a_long_timeout_and_the_token(k
 @pytest.mark.timeout(180)
 def test_a_ten_second_stall_mid_cell_recovers_without_losing_output(kernelspec_prefix, board):
     with LinkEmulator(board.port, rtt=0.02) as link:
-        session = KernelSession.start(board_port=link.port)
+        session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
             assert session.run("1", timeout=60).status == "ok"
             threading.Timer(1.5, link.stall, args=(10.0,)).start()
@@ -171,7 +171,7 @@ def test_a_board_stopped_mid_result_ends_the_cell_with_one_line_and_the_next_cel
     kernelspec_prefix, own_board
 ):
     with LinkEmulator(own_board.port, mbit=8) as link:  # 1 MB/s: the result takes several seconds
-        session = KernelSession.start(board_port=link.port)
+        session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
             assert session.run("import base64, os", timeout=60).status == "ok"
             before = link.down.delivered
@@ -204,7 +204,7 @@ def test_a_board_stopped_mid_result_ends_the_cell_with_one_line_and_the_next_cel
 @pytest.mark.timeout(180)
 def test_repeated_drops_mid_cell_lose_no_output(kernelspec_prefix, board):
     with LinkEmulator(board.port) as link:
-        session = KernelSession.start(board_port=link.port)
+        session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
             assert session.run("1", timeout=60).status == "ok"
             stop = threading.Event()
@@ -247,7 +247,7 @@ def test_live_images_get_more_than_one_frame_per_round_trip(kernelspec_prefix, b
     """Over a 200 ms RTT link one request per look gives at most 5 frames/s; pipelined, about 20."""
     rtt = 0.2
     with LinkEmulator(board.port, rtt=rtt) as link:
-        session = KernelSession.start(board_port=link.port)
+        session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
             assert session.run("1", timeout=60).status == "ok"
             code = '# exec(self.display("img_buffer", interval=0.05))\n' + PRODUCER_CELL.format(seconds=12)

@@ -27,7 +27,9 @@ def own_board():
 def proxied(kernelspec_prefix, own_board):
     """A kernel that reaches `own_board` through a proxy the test controls."""
     proxy = Proxy(own_board.port)
-    session = KernelSession.start(board_port=proxy.port)
+    session = KernelSession.start(
+        board_port=proxy.port, env={"RPYC_IKERNEL_FORWARD": f"127.0.0.1:{own_board.port}"}
+    )
     yield session, proxy
     session.stop()
     proxy.close()

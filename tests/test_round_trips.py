@@ -20,7 +20,7 @@ import pytest
 from helpers import PLAIN_BOARD, start_board
 from proxy import Proxy
 
-from rpyc_ikernel.board import Address, Board
+from rpyc_ikernel.board import Address, Board, Credentials
 
 
 def round_trips(directions: list[str]) -> int:
@@ -44,7 +44,8 @@ class Measured:
         self.proxy = Proxy(server.port)
 
     def board(self) -> Board:
-        return Board(Address("127.0.0.1", self.proxy.port), uuid.uuid4().hex)
+        forward = Credentials.from_environment().overridden(forward=f"127.0.0.1:{self.server.port}")
+        return Board(Address("127.0.0.1", self.proxy.port), uuid.uuid4().hex, forward)
 
     def connections_since(self, first: int) -> list[int]:
         """Round trips of each connection the proxy accepted from the first-th on."""

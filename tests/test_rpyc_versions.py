@@ -108,7 +108,9 @@ def test_the_wire_of_a_board_is_detected_once_and_remembered(kernelspec_prefix, 
     """A plain rpyc 5 board hangs up on a 6-format hello: one more connection the first time only."""
     board = _board("plain", rpyc5_path, tmp_path)
     proxy = Proxy(board.port)
-    session = KernelSession.start(board_port=proxy.port)
+    session = KernelSession.start(
+        board_port=proxy.port, env={"RPYC_IKERNEL_FORWARD": f"127.0.0.1:{board.port}"}
+    )
     try:
         assert session.run("kept = 5").status == "ok"
         # the 6-format hello, then the 5-format one; then the side link (interrupts, transfers) that

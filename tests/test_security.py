@@ -33,7 +33,10 @@ def test_token_never_crosses_the_wire(kernelspec_prefix, tmp_path):
     secret = "s3cret-token-that-must-not-leak"
     server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN=secret))
     proxy = Proxy(server.port)
-    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": secret})
+    session = KernelSession.start(
+        board_port=proxy.port,
+        env={"RPYC_IKERNEL_TOKEN": secret, "RPYC_IKERNEL_FORWARD": f"127.0.0.1:{server.port}"},
+    )
     try:
         assert session.run("'authenticated'").result == {"text/plain": "'authenticated'"}
         assert secret.encode() not in bytes(proxy.sent_by_client)
@@ -124,7 +127,13 @@ def tls_board(certificates):
 
 def test_tls_with_the_right_ca_works_end_to_end(kernelspec_prefix, tls_board, certificates):
     proxy = Proxy(tls_board.port)
-    session = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_CA": certificates["ca.pem"]})
+    session = KernelSession.start(
+        board_port=proxy.port,
+        env={
+            "RPYC_IKERNEL_CA": certificates["ca.pem"],
+            "RPYC_IKERNEL_FORWARD": f"127.0.0.1:{tls_board.port}",
+        },
+    )
     try:
         cell = session.run("print('over tls')\n'secret-output'")
         assert cell.stream() == "over tls\n"
@@ -244,3 +253,113 @@ def test_the_local_token_file_is_not_offered_to_a_board_elsewhere(kernelspec_pre
     assert not outcome["marker"]
     assert outcome["ename"] == "BoardAuthError"
     assert "requires a token" in outcome["evalue"]
+
+
+# --------------------------------------------------------------------------- relay and squatting (issue 20.1)
+
+
+@pytest.mark.parametrize("token_from", ["given", "token file"])
+def test_a_squatter_on_loopback_cannot_relay_the_kernels_proof_without_tls(
+    kernelspec_prefix, tmp_path, token_from
+):
+    """A process of the test's own listens on a loopback port the kernel dials and relays every byte of
+    the handshake to the real server on another port, then tries to run code with the link.
+
+    The kernel's proof names the endpoint it dialled (loopback:<relay port>); the server is at
+    loopback:<its port>, so it refuses the relayed proof and the relay runs nothing."""
+    token = "relay-test-token-0123456789"
+    if token_from == "given":
+        server = start_board(command=SERVER, env=dict(os.environ, RPYC_IKERNEL_TOKEN=token))
+        env = {"RPYC_IKERNEL_TOKEN": token}
+    else:  # the default: this machine's token file, offered to loopback boards
+        server = start_board(command=SERVER)
+        env = {}
+    marker = tmp_path / "relayed"
+    relay = RelayingBoard(server.port, str(marker))
+    session = KernelSession.start(board_port=relay.port, env=env)
+    try:
+        cell = session.run("1")
+        assert relay.wait_finished()
+        assert relay.hijacked == 0, relay.log
+        assert not marker.exists()
+        assert cell.status == "error", relay.log
+        assert cell.reply["ename"] == "BoardAuthError"
+        evalue = cell.reply["evalue"]
+        assert (
+            "relayed" in evalue and f"loopback:{relay.port}" in evalue and f"loopback:{server.port}" in evalue
+        )
+        assert "\n" not in evalue
+    finally:
+        session.stop()
+        relay.close()
+        server.stop()
+
+
+def test_a_forward_the_user_names_is_accepted_and_binds_the_proof(kernelspec_prefix, tmp_path):
+    """An ssh -L style forward (a plain byte proxy): refused as a relay until the user names its far end
+    with forward=; then it works, and a wrong forward= is refused again."""
+    server = start_board(command=SERVER)
+    proxy = Proxy(server.port)
+    session = KernelSession.start(board_port=proxy.port)
+    try:
+        assert "relayed" in session.run("1").reply["evalue"]
+        named = session.run(
+            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="localhost:{server.port}"))\n3'
+        )
+        assert named.result == {"text/plain": "3"}, named.reply
+        wrong = session.run(
+            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="10.0.0.9:{server.port}"))'
+        )
+        assert wrong.reply["ename"] == "BoardAuthError" and "relayed" in wrong.reply["evalue"]
+        bad = session.run(f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="nonsense"))')
+        assert bad.status == "error" and "HOST:PORT" in bad.reply["evalue"]
+    finally:
+        session.stop()
+        proxy.close()
+        server.stop()
+
+
+def test_a_squatter_answering_as_an_open_board_gets_no_cells_on_a_port_our_server_claimed(
+    kernelspec_prefix, tmp_path
+):
+    """Our token-checking server dies (SIGKILL: a crash); a squatter takes its port and answers like an
+    open rpyc server. The kernel (no token given, so it would use this machine's token file) refuses it."""
+    import signal as signals
+
+    from helpers import PLAIN_BOARD
+
+    from rpyc_ikernel.server import port_claim_path
+
+    server = start_board(command=SERVER)
+    port = server.port
+    claim = Path(port_claim_path(port))
+    assert claim.is_file() and stat.S_IMODE(claim.stat().st_mode) == 0o600
+    server.process.send_signal(signals.SIGKILL)
+    server.process.wait(10)
+    plain_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    squatter = start_board(command=[sys.executable, str(PLAIN_BOARD)], port=port, cwd=tmp_path, env=plain_env)
+    session = KernelSession.start(board_port=port)
+    marker = tmp_path / "squatted"
+    try:
+        cell = session.run(f"open({str(marker)!r}, 'w').write('x')")
+        assert cell.reply["ename"] == "BoardAuthError", cell.reply
+        assert "checks no token" in cell.reply["evalue"] and str(claim) in cell.reply["evalue"]
+        assert not marker.exists()
+        allowed = session.run(f'# exec(self.connect_remote("127.0.0.1", port={port}, allow_open=True))\n4')
+        assert allowed.result == {"text/plain": "4"}  # the user can still say the open board is theirs
+    finally:
+        session.stop()
+        squatter.stop()
+        claim.unlink(missing_ok=True)
+
+
+def test_a_stopped_server_releases_its_port_claim(tmp_path):
+    """SIGTERM (kill, systemd stop): the claim goes, so an open board started there later just works."""
+    from rpyc_ikernel.server import port_claim_path
+
+    server = start_board(command=SERVER)
+    claim = Path(port_claim_path(server.port))
+    assert claim.is_file()
+    server.stop()
+    assert server.process.returncode == -15
+    assert not claim.exists()

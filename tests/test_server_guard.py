@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -18,13 +19,14 @@ from helpers import KernelSession, start_board
 from rpyc_ikernel.server import (
     CHALLENGE,
     HANDSHAKE_LIMIT,
-    HANDSHAKE_LIMIT_PER_PEER,
     HELLO,
     EventLog,
     local_wire,
+    ping_reply,
     ping_request,
 )
 
+BUSY = b"rpyc_ikernel busy"  # the board's answer when it takes no new connection (README, The handshake)
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
 
 
@@ -67,32 +69,148 @@ def server():
     started.stop()
 
 
-def test_handshakes_are_capped_per_address_and_in_all(kernelspec_prefix, server):
+def wait_accepted(server, count: int, timeout: float = 20) -> None:
+    """Wait until the server process holds at least `count` more descriptors than at start."""
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(f"/proc/{server.process.pid}/fd")) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_full_handshake_table_ends_the_oldest_handshake_of_the_busiest_address(kernelspec_prefix, server):
+    """HANDSHAKE_LIMIT silent connections from one address fill the table; a newcomer from another
+    address still gets in, and the oldest of the flood is answered "busy" and closed."""
     flood: list[socket.socket] = []
     try:
-        from_one = [dial(server.port) for _ in range(HANDSHAKE_LIMIT_PER_PEER + 20)]
-        flood += from_one
-        outcomes = [outcome(sock) for sock in from_one]
-        assert outcomes.count("held") == HANDSHAKE_LIMIT_PER_PEER
-        # another address still gets slots, until all of them are taken
-        sources = [f"127.0.0.{n}" for n in range(2, 2 + HANDSHAKE_LIMIT // HANDSHAKE_LIMIT_PER_PEER)]
-        held = HANDSHAKE_LIMIT_PER_PEER
-        for source in sources:
-            for _ in range(HANDSHAKE_LIMIT_PER_PEER):
-                sock = dial(server.port, source)
-                flood.append(sock)
-                held += outcome(sock) == "held"
-        assert held == HANDSHAKE_LIMIT
-        assert all(outcome(sock) == "dropped" for sock in (dial(server.port, sources[-1]),))
+        base = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+        for _ in range(HANDSHAKE_LIMIT):
+            flood.append(dial(server.port))
+        wait_accepted(server, base + HANDSHAKE_LIMIT)
+        newcomer = dial(server.port, "127.0.0.2")
+        flood.append(newcomer)
+        assert outcome(newcomer) == "held"
+        flood[0].settimeout(10)
+        answer = flood[0].recv(512)
+        assert BUSY in answer, answer
+        assert outcome(flood[HANDSHAKE_LIMIT - 1]) == "held"  # the newest of the flood keeps its slot
         lines = log_lines(server)
-        assert any("connection dropped" in line for line in lines)
-        assert len(lines) <= 6, lines  # ~45 drops: the first of each kind, then counts
+        assert any("handshake ended for a newer connection" in line for line in lines), lines
+        assert len(lines) <= 6, lines
     finally:
         for sock in flood:
             sock.close()
     assert_a_kernel_runs_a_cell(server.port)
     server.stop()
     assert "Traceback" not in server.output()
+
+
+class Tricklers:
+    """`count` clients on 127.0.0.1 that each send our hello one byte every `pause` seconds and dial
+    again whenever the server ends them: slow handshakes that go on for as long as the test wants."""
+
+    def __init__(self, port: int, count: int, pause: float = 0.3) -> None:
+        self.port = port
+        self.pause = pause
+        self.stopped = threading.Event()
+        self.connections = 0
+        self.busy_answers = 0
+        self.threads = [threading.Thread(target=self._trickle, daemon=True) for _ in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def _trickle(self) -> None:
+        hello = ping_request(local_wire(), HELLO + b" 2 " + b"ab" * 16)
+        while not self.stopped.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    self.connections += 1
+                    for byte in hello:
+                        if self.stopped.is_set():
+                            return
+                        sock.sendall(bytes((byte,)))
+                        sock.settimeout(self.pause)
+                        try:
+                            data = sock.recv(512)
+                        except socket.timeout:
+                            continue
+                        self.busy_answers += BUSY in data
+                        break  # the server ended this one: dial again
+            except OSError:
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("count", [100, HANDSHAKE_LIMIT + 40])
+def test_a_kernel_gets_in_while_slow_clients_trickle(kernelspec_prefix, server, count):
+    """Slow handshakes from the kernel's own address (every local process is 127.0.0.1) do not keep a
+    legitimate kernel out: 100 of them stay under the cap; more than the cap end their own oldest."""
+    tricklers = Tricklers(server.port, count)
+    try:
+        deadline = time.monotonic() + 20
+        while tricklers.connections < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tricklers.connections >= count
+        time.sleep(1.0)
+        session = KernelSession.start(board_port=server.port)
+        try:
+            for n in range(3):  # each cell after the first opens no new connection; the first opens two
+                cell = session.run(f"{n} + 1")
+                assert cell.result == {"text/plain": str(n + 1)}, cell.reply
+        finally:
+            session.stop()
+        if count > HANDSHAKE_LIMIT:
+            assert tricklers.busy_answers >= 1
+    finally:
+        tricklers.stop()
+    server.stop()
+    assert "Traceback" not in server.output()
+
+
+class BusyBoard:
+    """Answers every hello with "rpyc_ikernel busy" (in the rpyc wire the kernel did not speak) and closes."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with sock:
+                try:
+                    sock.settimeout(5)
+                    sock.recv(4096)
+                    sock.sendall(
+                        ping_reply(5 if local_wire() == 6 else 6, BUSY + b" 128 connections in the handshake")
+                    )
+                except OSError:
+                    pass
+
+
+def test_a_busy_board_is_named_busy_and_dialled_again(kernelspec_prefix):
+    board = BusyBoard()
+    session = KernelSession.start(board_port=board.port)
+    try:
+        cell = session.run("1")
+        assert cell.reply["ename"] == "BoardBusy", cell.reply
+        evalue = cell.reply["evalue"]
+        assert f"board 127.0.0.1:{board.port} is busy" in evalue and "128 connections" in evalue
+        assert "TLS" not in evalue and "wire" not in evalue
+        assert "\n" not in evalue
+        assert board.connections >= 3  # it dialled again within its connect deadline
+    finally:
+        session.stop()
+        board.listener.close()
 
 
 def test_the_server_survives_running_out_of_file_descriptors(kernelspec_prefix, server):

@@ -18,7 +18,7 @@ import pytest
 from helpers import KernelSession
 from linkemu import LinkEmulator
 
-from rpyc_ikernel.board import Address, Board, CellOutcome
+from rpyc_ikernel.board import Address, Board, CellOutcome, Credentials
 from rpyc_ikernel.link import call
 from rpyc_ikernel.transfer import CHUNK_SIZE, download, upload
 
@@ -33,7 +33,11 @@ def far_board(board):
 
 
 def new_board(link: LinkEmulator, warm: bool = True) -> Board:
-    board = Board(Address("127.0.0.1", link.port), uuid.uuid4().hex)
+    board = Board(
+        Address("127.0.0.1", link.port),
+        uuid.uuid4().hex,
+        Credentials(forward=link.forward_env["RPYC_IKERNEL_FORWARD"]),
+    )
     board.warm_side_link = warm
     return board
 

@@ -107,7 +107,10 @@ def connect_cell(board: boards.Board, port: int) -> str:
 def open_run(board: boards.Board, script: Path, args: list[str], log_dir: Path, token: bool) -> BoardRun:
     server = start_on_board(board, script, args, log_dir)
     proxy = Proxy(server.port)
-    kernel = KernelSession.start(board_port=proxy.port, env={"RPYC_IKERNEL_TOKEN": TOKEN} if token else {})
+    forward = {"RPYC_IKERNEL_FORWARD": f"127.0.0.1:{server.port}"}  # the proxy is a forward of ours
+    kernel = KernelSession.start(
+        board_port=proxy.port, env={**forward, "RPYC_IKERNEL_TOKEN": TOKEN} if token else forward
+    )
     started = time.monotonic()
     cell = kernel.run(connect_cell(board, proxy.port), timeout=EMULATED_CONNECT + 30)
     if cell.status != "ok":
