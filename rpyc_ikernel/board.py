@@ -22,7 +22,7 @@ import rpyc
 
 from . import bootstrap, compat
 from .checks import host_name, port_number
-from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
+from .errors import BoardConnectionLost, BoardError, BoardMisbehaved, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake, connect_budget
 from .link import (
@@ -393,6 +393,12 @@ class Board:
                 return json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
             except BoardRestarted:
                 raise
+            except BoardMisbehaved as exc:  # not a blip: do not go back for more
+                self.close()
+                raise BoardMisbehaved(
+                    f"board {self.address} broke the protocol while this cell ran: {exc}. The cell may"
+                    " still be running there; the next cell reconnects."
+                ) from None
             except _GaveUp as exc:
                 raise BoardConnectionLost(str(exc)) from None
             except BoardConnectionLost as exc:

@@ -302,6 +302,14 @@ class RPycKernel(IPythonKernel):
                     self._publish_event(item)
         except BoardError as exc:
             return self._error_reply(type(exc).__name__, str(exc), [f"{type(exc).__name__}: {exc}"])
+        except Exception as exc:  # an answer a broken or hostile board made up: still one line and a reply
+            self.board.close()
+            detail = (str(exc).splitlines() or [""])[0][:200]
+            text = (
+                f"board {self.board.address} sent an answer this kernel cannot use"
+                f" ({type(exc).__name__}: {detail}); closed the link. The next cell reconnects."
+            )
+            return self._error_reply("BoardMisbehaved", text, [f"BoardMisbehaved: {text}"])
         finally:
             self._cell_running.clear()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
