@@ -164,10 +164,23 @@ class RPycKernel(IPythonKernel):
         result = upload_file(self.board, local_path, remote_path, progress.update, compress=compress)
         print(_transfer_summary("Uploaded", result.source, f"board:{result.destination}", result))
 
-    def download(self, remote_path: str, local_path: str | None = None, compress: bool = False) -> None:
-        """Copy a board file to this machine, in chunks, with progress and a checksum check."""
+    def download(
+        self,
+        remote_path: str,
+        local_path: str | None = None,
+        compress: bool = False,
+        overwrite: bool | None = None,
+    ) -> None:
+        """Copy a board file to this machine, in chunks, with progress and a checksum check.
+
+        The local name comes from local_path, else from remote_path's last part (never from the
+        board). An existing file is replaced when local_path names it, or with overwrite=True; a
+        name taken from remote_path does not replace one unless overwrite=True.
+        """
         progress = self._transfer_progress(f"download board:{remote_path}")
-        result = download_file(self.board, remote_path, local_path, progress.update, compress=compress)
+        result = download_file(
+            self.board, remote_path, local_path, progress.update, compress=compress, overwrite=overwrite
+        )
         print(_transfer_summary("Downloaded", f"board:{result.source}", result.destination, result))
 
     def _transfer_progress(self, label: str) -> ProgressDisplay:

@@ -225,3 +225,23 @@ def attack_cell(kind: str) -> str:
     import inspect
 
     return inspect.getsource(_hostile_attack) + f"\n_hostile_attack({kind!r})\n"
+
+
+LYING_DOWNLOADS = """
+import json, sys
+_transfer = __import__("importlib").import_module("_rpyc_ikernel_agent.transfer")
+_honest_open = getattr(_transfer, "_honest_open", _transfer.open_download)
+
+def _lying_open(handle, path, link=None, compress=False):  # the file asked for, under another name and mode
+    reply = json.loads(_honest_open(handle, path, link, compress))
+    if "path" in reply:
+        reply["path"], reply["mode"] = {target!r}, 0o6777
+    return json.dumps(reply)
+
+_transfer._honest_open, _transfer.open_download = _honest_open, _lying_open
+"""
+
+
+def lying_downloads_cell(target: str) -> str:
+    """Cell source that makes the board's downloads name `target` and mode 6777 in their answers."""
+    return LYING_DOWNLOADS.format(target=target)
