@@ -36,6 +36,7 @@ from .link import (
     link_alive,
     silence_limit,
 )
+from .outputs import trusted_from_environment
 from .sidelink import SideLink, SideLinkSlot
 
 DEFAULT_HOST = "127.0.0.1"
@@ -135,8 +136,11 @@ class Board:
         credentials: Credentials | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         tunnel: Tunnel | None = None,
+        trusted: bool | None = None,
     ) -> None:
         self.address = address
+        # publish the board's script and active HTML as they come (see outputs.py); None: the setting
+        self.trusted = trusted_from_environment() if trusted is None else bool(trusted)
         self.session_id = session_id
         self.credentials = credentials if credentials is not None else Credentials.from_environment()
         self.connect_timeout = connect_timeout

@@ -27,6 +27,7 @@ from .commands import compile_command, find_commands, has_board_code
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .magics import to_board_code
+from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
 from .transfer import download as download_file
@@ -92,6 +93,7 @@ class RPycKernel(IPythonKernel):
         certfile: str | None = None,
         keyfile: str | None = None,
         allow_open: bool | None = None,
+        trusted: bool | None = None,
     ) -> None:
         """Use the board at host:port from now on.
 
@@ -99,7 +101,9 @@ class RPycKernel(IPythonKernel):
         127.0.0.1:18812, the local token file (loopback boards only) and no TLS. The board is connected
         at once, so a mistake shows in this cell; on failure the previous board stays selected.
         allow_open=True (or RPYC_IKERNEL_ALLOW_OPEN=1) accepts a board that checks no token even
-        though this kernel has one; otherwise such a board is refused.
+        though this kernel has one; otherwise such a board is refused. trusted=True (or
+        RPYC_IKERNEL_TRUST_BOARD_HTML=1) shows the board's JavaScript and HTML with script as they
+        come; by default they are left out (see outputs.py).
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
             return self.connect_adb(port=port, timeout=timeout)
@@ -111,7 +115,7 @@ class RPycKernel(IPythonKernel):
         credentials = Credentials.from_environment().overridden(
             token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
         )
-        self._switch_board(Board(address, self.session_id, credentials, **options))
+        self._switch_board(Board(address, self.session_id, credentials, trusted=trusted, **options))
 
     def connect_adb(
         self, serial: str | None = None, port: int | None = None, timeout: float | None = None
@@ -330,20 +334,40 @@ class RPycKernel(IPythonKernel):
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply
         if reply.get("status") == "error":
-            return self._error_reply(reply["ename"], reply["evalue"], reply["traceback"])
+            return self._error_reply(*check_error(reply))
         if outcome.result is not None and not silent:
+            if not isinstance(outcome.result, dict):
+                raise BadOutput("a cell's result is not a mapping")
+            data, metadata = check_bundle(
+                outcome.result.get("data"), outcome.result.get("metadata"), self.board.trusted
+            )
             self.send_response(
                 self.iopub_socket,
                 "execute_result",
-                {
-                    "execution_count": count,
-                    "data": outcome.result["data"],
-                    "metadata": outcome.result["metadata"],
-                },
+                {"execution_count": count, "data": data, "metadata": metadata},
                 ident=self._topic("execute_result"),
             )
         expressions = self.board.evaluate(user_expressions) if user_expressions else {}
-        return {"status": "ok", "user_expressions": expressions}
+        return {"status": "ok", "user_expressions": self._checked_expressions(expressions)}
+
+    def _checked_expressions(self, expressions: object) -> dict:
+        """user_expressions from the board: each a bundle (checked as output) or an error."""
+        if not isinstance(expressions, dict):
+            raise BadOutput("user_expressions is not a mapping")
+        checked = {}
+        for name, value in expressions.items():
+            if isinstance(value, dict) and value.get("status") == "ok":
+                data, metadata = check_bundle(value.get("data"), value.get("metadata"), self.board.trusted)
+                checked[str(name)] = {"status": "ok", "data": data, "metadata": metadata}
+            else:
+                ename, evalue, traceback_lines = check_error(value)
+                checked[str(name)] = {
+                    "status": "error",
+                    "ename": ename,
+                    "evalue": evalue,
+                    "traceback": traceback_lines,
+                }
+        return checked
 
     def _answer_input(self, request: InputRequest) -> None:
         """Ask the frontend for the board's input(); Ctrl-C there interrupts the board's cell.
@@ -370,9 +394,16 @@ class RPycKernel(IPythonKernel):
         self.board.answer_input(value)
 
     def _publish_event(self, event: dict) -> None:
-        """An output event of the agent: already an iopub message type and content (see agent/wire.py)."""
-        msg_type = event["msg_type"]
-        self.send_response(self.iopub_socket, msg_type, event["content"], ident=self._topic(msg_type))
+        """An output event of the agent (see agent/wire.py), checked: only cell output, and script only
+        from a trusted board (outputs.py); anything else is dropped with one line saying so."""
+        try:
+            msg_type, content = check_event(event, self.board.trusted)
+        except BadOutput as exc:
+            msg_type, content = (
+                "stream",
+                {"name": "stderr", "text": f"rpyc_ikernel: dropped board output: {exc}\n"},
+            )
+        self.send_response(self.iopub_socket, msg_type, content, ident=self._topic(msg_type))
 
     def _publish_bundle(
         self, msg_type: str, data: dict, metadata: dict, transient: dict | None = None
@@ -403,7 +434,8 @@ class RPycKernel(IPythonKernel):
                 f"Object `{name}` not found on the board.",
                 [f"Object `{name}` not found on the board."],
             )
-        payload = {"source": "page", "data": found["data"], "start": 0}
+        data, _ = check_bundle(found.get("data"), {}, self.board.trusted)
+        payload = {"source": "page", "data": data, "start": 0}
         return {"status": "ok", "payload": [payload], "user_expressions": {}}
 
     # ------------------------------------------------------------ completion and inspection
@@ -425,8 +457,14 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.inspect(code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set())
-        except BoardError:
+            found = self.board.inspect(
+                code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set()
+            )
+            data, metadata = check_bundle(
+                found.get("data", {}), found.get("metadata", {}), self.board.trusted
+            )
+            return {"status": "ok", "found": bool(found.get("found")), "data": data, "metadata": metadata}
+        except (BoardError, BadOutput, AttributeError):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:

@@ -245,3 +245,23 @@ _transfer._honest_open, _transfer.open_download = _honest_open, _lying_open
 def lying_downloads_cell(target: str) -> str:
     """Cell source that makes the board's downloads name `target` and mode 6777 in their answers."""
     return LYING_DOWNLOADS.format(target=target)
+
+
+FORGED_OUTPUT = """
+import sys
+_session = next(iter(sys.modules["_rpyc_ikernel_agent.session"].SESSIONS.values()))
+_session.emit({"msg_type": "status", "content": {"execution_state": "idle"}})
+_session.emit({"msg_type": "comm_open", "content": {"comm_id": "c1", "target_name": "jupyter.widget"}})
+_session.emit({"msg_type": "made_up", "content": {}})
+_session.emit({"msg_type": "stream", "content": {"name": "stdin", "text": ["x"]}})
+_session.emit({"msg_type": "display_data", "content": {"data": {"application/javascript": "alert(1)",
+    "text/html": "<img src=x onerror=alert(1)>"}, "metadata": {}, "transient": {}}})
+_session.emit({"msg_type": "display_data", "content": {"data": {"text/html": "<b>bold</b>",
+    "application/vnd.plotly.v1+json": {"data": [{"y": [1, 2]}]}}, "metadata": {}, "transient": {}}})
+print("after")
+"""
+
+
+def forged_output_cell() -> str:
+    """Cell source whose board queues messages no cell produces (status, comm_open, script) as output."""
+    return FORGED_OUTPUT
