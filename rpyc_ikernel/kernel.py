@@ -23,7 +23,7 @@ from .adb import adb_board, adb_requested
 from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .checks import MAX_SECONDS, host_name, port_number, seconds
-from .commands import compile_command, find_commands, has_board_code
+from .commands import compile_command, find_commands, has_board_code, without_secrets
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .magics import to_board_code
@@ -260,8 +260,9 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         shell = self.shell
         count = shell.execution_count
-        if store_history:
-            shell.history_manager.store_inputs(count, code, code)
+        if store_history:  # a token typed in a # exec line must not reach the history database
+            stored = without_secrets(code)
+            shell.history_manager.store_inputs(count, stored, stored)
             shell.execution_count += 1
         self._allow_stdin = allow_stdin
         # ipykernel sleeps 0.5 ms after each cell so that local output reaches the frontend before
