@@ -22,7 +22,7 @@ import rpyc
 
 from . import bootstrap, compat
 from .checks import host_name, port_number
-from .errors import BoardConnectionLost, BoardError, BoardRestarted, BoardUnreachable
+from .errors import BoardConnectionLost, BoardError, BoardMisbehaved, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake, connect_budget, is_loopback
 from .link import (
@@ -36,6 +36,7 @@ from .link import (
     link_alive,
     silence_limit,
 )
+from .outputs import trusted_from_environment
 from .sidelink import SideLink, SideLinkSlot
 
 DEFAULT_HOST = "127.0.0.1"
@@ -139,8 +140,11 @@ class Board:
         credentials: Credentials | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         tunnel: Tunnel | None = None,
+        trusted: bool | None = None,
     ) -> None:
         self.address = address
+        # publish the board's script and active HTML as they come (see outputs.py); None: the setting
+        self.trusted = trusted_from_environment() if trusted is None else bool(trusted)
         self.session_id = session_id
         self.credentials = credentials if credentials is not None else Credentials.from_environment()
         self.connect_timeout = connect_timeout
@@ -414,6 +418,12 @@ class Board:
                 return json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
             except BoardRestarted:
                 raise
+            except BoardMisbehaved as exc:  # not a blip: do not go back for more
+                self.close()
+                raise BoardMisbehaved(
+                    f"board {self.address} broke the protocol while this cell ran: {exc}. The cell may"
+                    " still be running there; the next cell reconnects."
+                ) from None
             except _GaveUp as exc:
                 raise BoardConnectionLost(str(exc)) from None
             except BoardConnectionLost as exc:

@@ -34,6 +34,7 @@ from rpyc.core.protocol import Connection
 from rpyc.core.service import ModuleNamespace
 
 from .agent import wire
+from .compat import BoardProtocolError
 
 AGENT_DIR = Path(__file__).with_name("agent")
 BOOT_PATH = "boot.py"
@@ -152,6 +153,27 @@ class BoardConnection(Connection):
                 self._fetching_root = False
                 self._root_request = None
         return self._remote_root
+
+    def _dispatch(self, data) -> None:
+        """rpyc's dispatch; a message it cannot take (a bad type, brine nested too deep, a broken
+        box) closes the link and fails like a dropped one (EOFError).
+
+        rpyc would raise ValueError or RecursionError to whoever waits, still holding its receive
+        lock on a failed reply, so every later wait on the link hung (a cell with no reply at all).
+        """
+        try:
+            super()._dispatch(data)
+        except (EOFError, OSError):
+            raise
+        except Exception as exc:
+            lock = getattr(self, "_recvlock", None)
+            owned = getattr(lock, "_is_owned", None)
+            if owned is not None and owned():
+                lock.release()
+            self._channel.close()
+            raise BoardProtocolError(
+                f"the board sent a malformed message ({type(exc).__name__}); closed the link"
+            ) from None
 
     def _netref_factory(self, id_pack):
         if self._fetching_root or id_pack[0] == wire.PACKAGE:

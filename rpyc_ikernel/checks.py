@@ -7,6 +7,7 @@ user typed (``port=``, ``RPYC_IKERNEL_PORT``, ``--port``) and an example of a go
 
 from __future__ import annotations
 
+import ipaddress
 import math
 
 MAX_SECONDS = 24 * 3600.0  # the longest interval or timeout anyone means: a day
@@ -38,7 +39,26 @@ def host_name(value: object, source: str) -> str:
     bad = [char for char in host if char.isspace() or not char.isprintable()]
     if bad:
         raise ValueError(f"{_named(source, value)} is not a host name (it contains {bad[0]!r}): {what}")
+    if not _is_address(host):  # a name the resolver must take: it raises UnicodeError, not OSError
+        long_label = next((label for label in host.rstrip(".").split(".") if len(label) > 63), None)
+        if long_label is not None or len(host) > 253:
+            part = f"a part of {len(long_label)} characters" if long_label else f"{len(host)} characters"
+            raise ValueError(
+                f"{_named(source, value)} is not a host name ({part}; DNS allows 63 a part, 253 all): {what}"
+            )
+        try:
+            host.encode("idna")
+        except UnicodeError as exc:
+            raise ValueError(f"{_named(source, value)} is not a host name ({exc}): {what}") from None
     return host
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def seconds(

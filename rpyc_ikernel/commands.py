@@ -81,3 +81,26 @@ def compile_command(command: LocalCommand):
         return compile(command.source, filename, "eval"), True
     except SyntaxError:
         return compile(command.source, filename, "exec"), False
+
+
+# keyword arguments of local commands whose values are secrets (token=, a pairing string...)
+_SECRET_ARGUMENT = re.compile(
+    r"""(?P<name>\b\w*(?:token|password|passphrase|secret|pairing)\w*\s*=\s*)"""
+    r"""(?P<prefix>[rRbBuUfF]{0,2})(?P<quote>'''|\"\"\"|'|")(?P<value>.*?)(?<!\\)(?P=quote)""",
+    re.IGNORECASE | re.DOTALL,
+)
+HIDDEN = "<hidden>"
+
+
+def without_secrets(code: str) -> str:
+    """The cell as it may be stored in history: string values of token=-like keyword arguments in its
+    ``# exec(...)`` lines replaced by <hidden> (IPython's history database is readable by others:
+    0644, issue 20.7). Board code is left as typed."""
+    lines = code.splitlines(keepends=True)
+    for command in find_commands(code):
+        index = command.line - 1
+        if 0 <= index < len(lines) and _SECRET_ARGUMENT.search(lines[index]):
+            lines[index] = _SECRET_ARGUMENT.sub(
+                lambda m: f"{m['name']}{m['prefix']}{m['quote']}{HIDDEN}{m['quote']}", lines[index]
+            )
+    return "".join(lines)

@@ -14,6 +14,8 @@ between rpyc 5.3 and 6.0.x; overriding Connection._send/_dispatch would have to 
 
 from __future__ import annotations
 
+import zlib
+
 import rpyc
 from rpyc.core.channel import Channel
 from rpyc.utils.factory import connect_channel
@@ -23,6 +25,10 @@ from .server import local_wire
 LOCAL_WIRE = local_wire()  # the wire of the rpyc installed here
 _TUPLE2, _TUPLE3, _SMALL_INT = 0x11, 0x12, 0x50
 _MESSAGES = (1, 2, 3)  # MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION
+# The largest message a board may send the kernel, on the wire and once inflated: far above a cell's
+# output batch (4 MiB), a live image or a transfer chunk (256 KiB); a board that sends more is hostile
+# or broken, and the kernel closes the link instead of buffering or inflating it (issue 20.3).
+MAX_MESSAGE = 64 * 1024 * 1024
 
 
 def wire6_to_wire5(data: bytes) -> bytes:
@@ -41,7 +47,62 @@ def wire5_to_wire6(data: bytes) -> bytes:
     return bytes((msg, _TUPLE2)) + data[2:]
 
 
-class OtherWireChannel(Channel):
+class BoardProtocolError(EOFError):
+    """The board broke the protocol (a message too big, malformed, of the wrong wire): the link was
+    closed. An EOFError, so rpyc and every caller treat it as a dropped link; board.py ends the cell
+    with it instead of reconnecting to repeat the request."""
+
+
+class BoundedChannel(Channel):
+    """rpyc's Channel, but a compressed frame inflates to MAX_MESSAGE bytes at most.
+
+    rpyc inflates with zlib.decompress, no limit: 400 KB of a hostile board's zeros became 842 MB
+    in the kernel. Over the limit, the link is closed and the read fails like a dropped link.
+    """
+
+    __slots__ = ()
+    max_message = MAX_MESSAGE
+    INFLATE_PIECE = 1024 * 1024
+
+    def recv(self) -> bytes:
+        header = self.stream.read(self.FRAME_HEADER.size)
+        length, compressed = self.FRAME_HEADER.unpack(header)
+        if length > self.max_message:
+            self.close()
+            raise BoardProtocolError(oversized(length, self.max_message))
+        data = self.stream.read(length + len(self.FLUSHER))[: -len(self.FLUSHER)]
+        if not compressed:
+            return data
+        return self._inflate(data)
+
+    def _inflate(self, data: bytes) -> bytes:
+        """zlib-inflate data, a piece at a time: a bomb is stopped at max_message bytes of output."""
+        inflater = zlib.decompressobj()
+        pieces, size = [], 0
+        try:
+            while data:
+                piece = inflater.decompress(data, self.INFLATE_PIECE)
+                size += len(piece)
+                if size > self.max_message:
+                    pieces.clear()
+                    self.close()
+                    raise BoardProtocolError(oversized(None, self.max_message))
+                pieces.append(piece)
+                data = inflater.unconsumed_tail
+            pieces.append(inflater.flush())  # at most a window's worth (32 KiB)
+        except zlib.error as exc:
+            self.close()
+            raise BoardProtocolError(f"the board sent a broken compressed message ({exc})") from None
+        return b"".join(pieces)
+
+
+def oversized(length: int | None, limit: int) -> str:
+    """The error text for a message over the limit (length None: found while inflating it)."""
+    size = "that inflates to more" if length is None else f"of {length / 1048576:.0f} MiB"
+    return f"the board sent a message {size} (the limit is {limit // 1048576} MiB); closed the link"
+
+
+class OtherWireChannel(BoundedChannel):
     """A Channel to a peer of the other wire: messages are translated on their way in and out."""
 
     __slots__ = ("_outgoing", "_incoming")
@@ -57,12 +118,17 @@ class OtherWireChannel(Channel):
         super().send(self._outgoing(data))
 
     def recv(self) -> bytes:
-        return self._incoming(super().recv())
+        data = super().recv()
+        try:
+            return self._incoming(data)
+        except (ValueError, IndexError):
+            self.close()
+            raise BoardProtocolError(f"the board sent a malformed message: {bytes(data[:8])!r}") from None
 
 
 def channel_for(stream, peer_wire: int) -> Channel:
     """A Channel over stream that speaks the peer's wire."""
-    return Channel(stream) if peer_wire == LOCAL_WIRE else OtherWireChannel(stream, peer_wire)
+    return BoundedChannel(stream) if peer_wire == LOCAL_WIRE else OtherWireChannel(stream, peer_wire)
 
 
 def connect(stream, service, config: dict, peer_wire: int) -> rpyc.Connection:

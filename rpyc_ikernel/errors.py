@@ -25,6 +25,13 @@ class BoardConnectionLost(BoardError):
     """The link broke while a request was in flight."""
 
 
+class BoardMisbehaved(BoardConnectionLost):
+    """The board broke the protocol (a message too big or malformed); the link was closed.
+
+    A running cell ends with it rather than reconnecting to repeat the request.
+    """
+
+
 class BoardRestarted(BoardConnectionLost):
     """The link came back, but to a new board process: the running cell and the namespace are gone."""
 

@@ -34,6 +34,7 @@ from .sidelink import SideLink
 DEFAULT_INTERVAL = 0.05  # seconds between two looks at a variable: up to 20 frames/s
 RETRY_DELAY = 1.0  # seconds between attempts to reach a board that went away
 FIRST_FRAME_EXTRA_WAIT = 2.0  # display() waits for the first frame this long beyond connecting
+MAX_DECODED_PIXELS = 3840 * 2160  # a frame the kernel transcodes (BMP, TIFF...) is at most 4K
 MAX_IN_FLIGHT = 8  # frame requests on their way at once, at most (a far link at a fast pace)
 QUICKEST_TURN_MEMORY = 10.0  # seconds over which the quickest request->answer time is remembered
 
@@ -69,7 +70,13 @@ def transcode_to_png(data: bytes) -> tuple[str, bytes]:
     """BMP (or any format Pillow reads) as PNG, for a board that has no Pillow to do it."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data))  # reads the header only: the size is known before decoding
+    width, height = image.size
+    if width * height > MAX_DECODED_PIXELS:  # 300 KB of TIFF can say 8000x8000 (+250 MB here)
+        raise ValueError(
+            f"it is {width}x{height} pixels; the kernel decodes at most {MAX_DECODED_PIXELS / 1e6:.1f}"
+            " million (4K); send JPEG or PNG, or a smaller image"
+        )
     image.load()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "1", "I;16", "I"):
         image = image.convert("RGBA")

@@ -23,11 +23,12 @@ from .adb import adb_board, adb_requested
 from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .checks import MAX_SECONDS, host_name, port_number, seconds
-from .commands import compile_command, find_commands, has_board_code
+from .commands import compile_command, find_commands, has_board_code, without_secrets
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
 from .magics import to_board_code
+from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
 from .transfer import download as download_file
@@ -94,6 +95,7 @@ class RPycKernel(IPythonKernel):
         keyfile: str | None = None,
         allow_open: bool | None = None,
         forward: str | None = None,
+        trusted: bool | None = None,
     ) -> None:
         """Use the board at host:port from now on.
 
@@ -103,7 +105,9 @@ class RPycKernel(IPythonKernel):
         allow_open=True (or RPYC_IKERNEL_ALLOW_OPEN=1) accepts a board that checks no token even
         though this kernel has one; otherwise such a board is refused. forward="ADDRESS:PORT" names
         where the board server sees the connection arrive when host:port is a forward of yours (ssh -L,
-        NAT): the token proof is bound to it, so a relay elsewhere cannot reuse it.
+        NAT): the token proof is bound to it, so a relay elsewhere cannot reuse it. trusted=True (or
+        RPYC_IKERNEL_TRUST_BOARD_HTML=1) shows the board's JavaScript and HTML with script as they
+        come; by default they are left out (see outputs.py).
         """
         if host is None and adb_requested():  # the default board of an `install --adb` preset
             return self.connect_adb(
@@ -132,7 +136,7 @@ class RPycKernel(IPythonKernel):
             allow_open=allow_open,
             forward=forward,
         )
-        self._switch_board(Board(address, self.session_id, credentials, **options))
+        self._switch_board(Board(address, self.session_id, credentials, trusted=trusted, **options))
 
     def connect_adb(
         self,
@@ -201,10 +205,23 @@ class RPycKernel(IPythonKernel):
         result = upload_file(self.board, local_path, remote_path, progress.update, compress=compress)
         print(_transfer_summary("Uploaded", result.source, f"board:{result.destination}", result))
 
-    def download(self, remote_path: str, local_path: str | None = None, compress: bool = False) -> None:
-        """Copy a board file to this machine, in chunks, with progress and a checksum check."""
+    def download(
+        self,
+        remote_path: str,
+        local_path: str | None = None,
+        compress: bool = False,
+        overwrite: bool | None = None,
+    ) -> None:
+        """Copy a board file to this machine, in chunks, with progress and a checksum check.
+
+        The local name comes from local_path, else from remote_path's last part (never from the
+        board). An existing file is replaced when local_path names it, or with overwrite=True; a
+        name taken from remote_path does not replace one unless overwrite=True.
+        """
         progress = self._transfer_progress(f"download board:{remote_path}")
-        result = download_file(self.board, remote_path, local_path, progress.update, compress=compress)
+        result = download_file(
+            self.board, remote_path, local_path, progress.update, compress=compress, overwrite=overwrite
+        )
         print(_transfer_summary("Downloaded", f"board:{result.source}", result.destination, result))
 
     def _transfer_progress(self, label: str) -> ProgressDisplay:
@@ -280,8 +297,9 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         shell = self.shell
         count = shell.execution_count
-        if store_history:
-            shell.history_manager.store_inputs(count, code, code)
+        if store_history:  # a token typed in a # exec line must not reach the history database
+            stored = without_secrets(code)
+            shell.history_manager.store_inputs(count, stored, stored)
             shell.execution_count += 1
         self._allow_stdin = allow_stdin
         # ipykernel sleeps 0.5 ms after each cell so that local output reaches the frontend before
@@ -339,6 +357,14 @@ class RPycKernel(IPythonKernel):
                     self._publish_event(item)
         except BoardError as exc:
             return self._error_reply(type(exc).__name__, str(exc), [f"{type(exc).__name__}: {exc}"])
+        except Exception as exc:  # an answer a broken or hostile board made up: still one line and a reply
+            self.board.close()
+            detail = (str(exc).splitlines() or [""])[0][:200]
+            text = (
+                f"board {self.board.address} sent an answer this kernel cannot use"
+                f" ({type(exc).__name__}: {detail}); closed the link. The next cell reconnects."
+            )
+            return self._error_reply("BoardMisbehaved", text, [f"BoardMisbehaved: {text}"])
         finally:
             self._cell_running.clear()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
@@ -346,20 +372,40 @@ class RPycKernel(IPythonKernel):
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply
         if reply.get("status") == "error":
-            return self._error_reply(reply["ename"], reply["evalue"], reply["traceback"])
+            return self._error_reply(*check_error(reply))
         if outcome.result is not None and not silent:
+            if not isinstance(outcome.result, dict):
+                raise BadOutput("a cell's result is not a mapping")
+            data, metadata = check_bundle(
+                outcome.result.get("data"), outcome.result.get("metadata"), self.board.trusted
+            )
             self.send_response(
                 self.iopub_socket,
                 "execute_result",
-                {
-                    "execution_count": count,
-                    "data": outcome.result["data"],
-                    "metadata": outcome.result["metadata"],
-                },
+                {"execution_count": count, "data": data, "metadata": metadata},
                 ident=self._topic("execute_result"),
             )
         expressions = self.board.evaluate(user_expressions) if user_expressions else {}
-        return {"status": "ok", "user_expressions": expressions}
+        return {"status": "ok", "user_expressions": self._checked_expressions(expressions)}
+
+    def _checked_expressions(self, expressions: object) -> dict:
+        """user_expressions from the board: each a bundle (checked as output) or an error."""
+        if not isinstance(expressions, dict):
+            raise BadOutput("user_expressions is not a mapping")
+        checked = {}
+        for name, value in expressions.items():
+            if isinstance(value, dict) and value.get("status") == "ok":
+                data, metadata = check_bundle(value.get("data"), value.get("metadata"), self.board.trusted)
+                checked[str(name)] = {"status": "ok", "data": data, "metadata": metadata}
+            else:
+                ename, evalue, traceback_lines = check_error(value)
+                checked[str(name)] = {
+                    "status": "error",
+                    "ename": ename,
+                    "evalue": evalue,
+                    "traceback": traceback_lines,
+                }
+        return checked
 
     def _answer_input(self, request: InputRequest) -> None:
         """Ask the frontend for the board's input(); Ctrl-C there interrupts the board's cell.
@@ -386,9 +432,16 @@ class RPycKernel(IPythonKernel):
         self.board.answer_input(value)
 
     def _publish_event(self, event: dict) -> None:
-        """An output event of the agent: already an iopub message type and content (see agent/wire.py)."""
-        msg_type = event["msg_type"]
-        self.send_response(self.iopub_socket, msg_type, event["content"], ident=self._topic(msg_type))
+        """An output event of the agent (see agent/wire.py), checked: only cell output, and script only
+        from a trusted board (outputs.py); anything else is dropped with one line saying so."""
+        try:
+            msg_type, content = check_event(event, self.board.trusted)
+        except BadOutput as exc:
+            msg_type, content = (
+                "stream",
+                {"name": "stderr", "text": f"rpyc_ikernel: dropped board output: {exc}\n"},
+            )
+        self.send_response(self.iopub_socket, msg_type, content, ident=self._topic(msg_type))
 
     def _publish_bundle(
         self, msg_type: str, data: dict, metadata: dict, transient: dict | None = None
@@ -419,7 +472,8 @@ class RPycKernel(IPythonKernel):
                 f"Object `{name}` not found on the board.",
                 [f"Object `{name}` not found on the board."],
             )
-        payload = {"source": "page", "data": found["data"], "start": 0}
+        data, _ = check_bundle(found.get("data"), {}, self.board.trusted)
+        payload = {"source": "page", "data": data, "start": 0}
         return {"status": "ok", "payload": [payload], "user_expressions": {}}
 
     # ------------------------------------------------------------ completion and inspection
@@ -441,8 +495,14 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.inspect(code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set())
-        except BoardError:
+            found = self.board.inspect(
+                code, cursor_pos, detail_level, beside_cell=self._cell_running.is_set()
+            )
+            data, metadata = check_bundle(
+                found.get("data", {}), found.get("metadata", {}), self.board.trusted
+            )
+            return {"status": "ok", "found": bool(found.get("found")), "data": data, "metadata": metadata}
+        except (BoardError, BadOutput, AttributeError):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:

@@ -17,7 +17,8 @@ from rpyc.core.stream import SocketStream, Stream
 from rpyc.lib import Timeout
 
 from .bootstrap import BoardConnection
-from .errors import BoardConnectionLost, describe_socket_error
+from .compat import MAX_MESSAGE, BoardProtocolError, oversized
+from .errors import BoardConnectionLost, BoardMisbehaved, describe_socket_error
 
 CALL_TIMEOUT = 8.0  # seconds a request beside a cell (completion, interrupt, frames) may go unanswered
 # A link silent this long while an answer is due is dead: longer than a Wi-Fi stall or a roaming
@@ -61,7 +62,9 @@ class BoardStream(SocketStream):
     callers judge a silent link by `last_heard`. read() without a poll first waits at most
     `silence_limit` seconds for the rest, then fails like a dropped link (EOFError). The socket's
     timeout (the same limit) bounds each write to a peer that takes nothing, and TLS record reads.
-    Bytes the handshake already read (`early`) come first.
+    Bytes the handshake already read (`early`) come first. A frame header over compat.MAX_MESSAGE
+    closes the link at once (a hostile board's 4 GiB header is not buffered), and close() frees
+    whatever was read ahead.
     """
 
     __slots__ = ("_buffer", "last_heard", "silence_limit")
@@ -98,7 +101,14 @@ class BoardStream(SocketStream):
         if len(self._buffer) < self._HEADER.size:
             return False
         length, _ = self._HEADER.unpack_from(self._buffer)
+        if length > MAX_MESSAGE:
+            self.close()
+            raise BoardProtocolError(oversized(length, MAX_MESSAGE))
         return len(self._buffer) >= self._HEADER.size + length + self._TRAILER
+
+    def close(self) -> None:
+        super().close()
+        self._buffer = bytearray()  # a dead link's read-ahead is freed now, not when rpyc lets go
 
     def _readable(self, timeout: float | None) -> bool:
         pending = getattr(self.sock, "pending", None)  # TLS holds decrypted bytes select() cannot see
@@ -194,6 +204,12 @@ def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
 
 def _lost(conn: rpyc.Connection, exc: BaseException) -> BoardConnectionLost:
     close_connection(conn, dead=True)
+    if isinstance(exc, BoardProtocolError):
+        return BoardMisbehaved(str(exc))
+    if not isinstance(exc, (EOFError, OSError)):  # rpyc failed on what the board sent
+        return BoardMisbehaved(
+            f"the board sent a message rpyc cannot take ({type(exc).__name__}); closed the link"
+        )
     return BoardConnectionLost(f"lost the connection to the board ({describe_socket_error(exc)})")
 
 
@@ -205,7 +221,7 @@ class PendingCall:
         self.sent = time.monotonic()
         try:
             self._result = rpyc.async_(method)(*args)
-        except (EOFError, OSError) as exc:
+        except Exception as exc:  # EOFError, OSError, or what a hostile board made rpyc raise
             raise _lost(conn, exc) from None
 
     @property
@@ -213,7 +229,7 @@ class PendingCall:
         """The answer (or an error) is in: result() returns at once."""
         try:
             return self._result.ready
-        except (EOFError, OSError) as exc:
+        except Exception as exc:  # EOFError, OSError, or what a hostile board made rpyc raise
             raise _lost(self._conn, exc) from None
 
     def silent_for(self, expected: float = 0.0) -> float:
@@ -237,7 +253,7 @@ class PendingCall:
                 return False
             try:
                 self._conn.serve(remaining)
-            except (EOFError, OSError) as exc:
+            except Exception as exc:  # EOFError, OSError, or what a hostile board made rpyc raise
                 raise _lost(self._conn, exc) from None
         return True
 

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import rpyc
 from rpyc.core import consts
@@ -127,9 +127,21 @@ def download(
     on_progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK_SIZE,
     compress: bool = False,
+    overwrite: bool | None = None,
 ) -> TransferResult:
-    """Copy a board file here (a local directory, or no local path, keeps the file's name)."""
+    """Copy a board file here (a local directory, or no local path, keeps the file's name).
+
+    The local name comes from the caller's paths only, never from the board's answer, and the file's
+    mode is the board's masked (no setuid/setgid/sticky, no world-write) under this process's umask
+    (issue 20.4). overwrite: True replaces an existing file, False never does; None (the default)
+    replaces it only when local_path names the file itself, not when the name was taken from
+    remote_path (no local path, or a local directory).
+    """
     started = time.monotonic()
+    target, named = _local_target(local_path, remote_path)
+    replace = named if overwrite is None else bool(overwrite)
+    if not replace and os.path.lexists(target):
+        raise TransferError(_exists(target, named))
     with _on_board(board, "download", compress) as transfer:
         transfer.open("open_download", remote_path)
         asked = 0
@@ -138,7 +150,8 @@ def download(
             asked += chunk_size
         opened = transfer.wait_opened()
         limit = opened["limit"]  # the size seen at open (a cap for /proc and /sys files, which say 0)
-        target = _local_target(local_path, opened["path"])
+        if not isinstance(limit, int) or not isinstance(opened.get("mode"), int):
+            raise TransferError("download: the board's answer is malformed (size or mode is not a number)")
         with _LocalFile(target) as writer:
             digest, done, ended = hashlib.sha256(), 0, False
 
@@ -174,7 +187,7 @@ def download(
                     f" {sent['sha256']}, {done} bytes with sha256 {digest.hexdigest()} arrived;"
                     f" {target} was not written"
                 )
-            writer.keep(opened["mode"])
+            writer.keep(safe_mode(opened["mode"]), replace, named)
     return TransferResult(opened["path"], str(target), done, time.monotonic() - started, digest.hexdigest())
 
 
@@ -353,14 +366,33 @@ class _LocalFile:
         except OSError as exc:
             raise self._error(exc)
 
-    def keep(self, mode: int) -> None:
+    def keep(self, mode: int, replace: bool = True, named: bool = True) -> None:
+        """Give the file its mode and its name; replace=False never replaces an existing file, even one
+        that appeared during the transfer (a hard link fails if the name exists, atomically)."""
         try:
             self.file.close()
             os.chmod(self.temp_path, mode)
-            os.replace(self.temp_path, self.target)
+            if replace:
+                os.replace(self.temp_path, self.target)
+            else:
+                self._link_new()
+        except FileExistsError:
+            raise TransferError(_exists(self.target, named)) from None
         except OSError as exc:
             raise self._error(exc)
         self.temp_path = None
+
+    def _link_new(self) -> None:
+        try:
+            os.link(self.temp_path, self.target)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this file system (FAT, some network mounts)
+            if os.path.lexists(self.target):
+                raise FileExistsError(self.target) from None
+            os.replace(self.temp_path, self.target)
+            return
+        os.unlink(self.temp_path)
 
     def __exit__(self, *exc_info) -> None:
         self.file.close()
@@ -374,17 +406,48 @@ class _LocalFile:
         return TransferError(f"download: cannot write {self.target}: {exc.strerror or exc}")
 
 
-def _local_target(local_path: str | os.PathLike | None, remote_path: str) -> Path:
-    """Where a download goes: local_path, or the board file's name inside it or in the kernel's cwd."""
-    name = remote_path.replace("\\", "/").rsplit("/", 1)[-1]
-    if local_path is None or str(local_path) == "":
-        return Path.cwd() / name
-    target = Path(local_path).expanduser()
-    if target.is_dir() or str(local_path).endswith(("/", os.sep)):
+def _local_target(local_path: str | os.PathLike | None, remote_path: str) -> tuple[Path, bool]:
+    """Where a download goes, and whether local_path named the file itself (True) or the name comes
+    from remote_path, the board path the user typed (False). Never from the board's answer: a board
+    that lies about its file's path must not choose a file here."""
+    name = PurePosixPath(str(remote_path).replace("\\", "/")).name
+    named = local_path is not None and str(local_path) != ""
+    if named:
+        target = Path(local_path).expanduser()
+        named = not (target.is_dir() or str(local_path).endswith(("/", os.sep)))
+    else:
+        target = Path.cwd()
+    if not named:
+        if name in ("", ".", ".."):
+            raise TransferError(f"download: {remote_path} names no file; give the local file's name too")
         target = target / name
     if not target.parent.is_dir():
         raise TransferError(f"download: no such local directory: {target.parent} (create it first)")
-    return target.absolute()
+    return target.absolute(), named
+
+
+def safe_mode(board_mode: int) -> int:
+    """The local mode for a board file's mode: its permission bits without setuid, setgid, sticky and
+    world-write, then this process's umask (as any new file here gets)."""
+    return board_mode & 0o775 & ~_umask()
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as status:  # Linux: read without changing it
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting (a moment's race with other threads' files)
+    os.umask(mask)
+    return mask
+
+
+def _exists(target: Path, named: bool) -> str:
+    how = "name it as the local path, or pass overwrite=True" if not named else "pass overwrite=True"
+    return f"download: {target} exists and was kept; to replace it, {how}"
 
 
 def _abandon(board: Board, handle: str) -> None:

@@ -158,3 +158,110 @@ if __name__ == "__main__":
     relay = RelayingBoard(target, marker_path, host=listen_host)
     print(relay.port, flush=True)
     threading.Event().wait()
+
+
+# ------------------------------------------------------- a board that attacks the kernel (issue 20.3)
+# The board is the attacker here: a cell sends raw bytes down the kernel's own main link, in place of
+# the answer the kernel waits for. Nothing sits between kernel and board, so the attack does not
+# depend on the handshake.
+
+
+def _hostile_attack(kind: str) -> None:  # runs on the board, in a cell (see attack_cell)
+    import struct
+    import sys
+    import time
+    import zlib
+
+    from rpyc.core.protocol import Connection
+
+    def main_link():  # the Connection whose thread serves this cell's run/poll: the kernel's main link
+        for frame in sys._current_frames().values():
+            in_session = False
+            while frame is not None:
+                code = frame.f_code
+                if code.co_filename.endswith("session.py") and code.co_name in ("run", "poll"):
+                    in_session = True
+                elif in_session and isinstance(frame.f_locals.get("self"), Connection):
+                    return frame.f_locals["self"]
+                frame = frame.f_back
+        return None
+
+    conn = None
+    while conn is None:
+        conn = main_link()
+        time.sleep(0.02)
+    header = struct.Struct("!LB")
+
+    def frame(data, compressed=0):
+        return header.pack(len(data), compressed) + data + b"\n"
+
+    sock = conn._channel.stream.sock
+    sent = 0
+    with conn._sendlock:
+        try:
+            if kind == "huge":  # a 4 GiB frame header, then a steady stream (up to 400 MiB)
+                sock.sendall(header.pack(0xFFFFFFF0, 0))
+                chunk = b"x" * 1048576
+                while sent < 400 * 1048576:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            elif kind == "bomb":  # ~400 KB on the wire, 400 MiB once inflated
+                deflate = zlib.compressobj(9)
+                block = bytes(1048576)
+                data = b"".join([deflate.compress(block) for _ in range(400)] + [deflate.flush()])
+                sock.sendall(frame(data, 1))
+                sent = len(data)
+            elif kind == "bad_type":  # message type 9 does not exist
+                sock.sendall(frame(b"\x09\x11\x50\x00"))
+            elif kind == "deep":  # a reply whose value is a tuple nested 100,000 deep
+                sock.sendall(frame(b"\x02\x11\x50" + b"\x10" * 100000 + b"\x00"))
+        except OSError as exc:
+            print("the kernel closed the link:", type(exc).__name__, "after", sent, "bytes")
+    print("attack", kind, "sent", sent)
+
+
+def attack_cell(kind: str) -> str:
+    """Cell source that makes the board attack the kernel: "huge", "bomb", "bad_type" or "deep"."""
+    import inspect
+
+    return inspect.getsource(_hostile_attack) + f"\n_hostile_attack({kind!r})\n"
+
+
+LYING_DOWNLOADS = """
+import json, sys
+_transfer = __import__("importlib").import_module("_rpyc_ikernel_agent.transfer")
+_honest_open = getattr(_transfer, "_honest_open", _transfer.open_download)
+
+def _lying_open(handle, path, link=None, compress=False):  # the file asked for, under another name and mode
+    reply = json.loads(_honest_open(handle, path, link, compress))
+    if "path" in reply:
+        reply["path"], reply["mode"] = {target!r}, 0o6777
+    return json.dumps(reply)
+
+_transfer._honest_open, _transfer.open_download = _honest_open, _lying_open
+"""
+
+
+def lying_downloads_cell(target: str) -> str:
+    """Cell source that makes the board's downloads name `target` and mode 6777 in their answers."""
+    return LYING_DOWNLOADS.format(target=target)
+
+
+FORGED_OUTPUT = """
+import sys
+_session = next(iter(sys.modules["_rpyc_ikernel_agent.session"].SESSIONS.values()))
+_session.emit({"msg_type": "status", "content": {"execution_state": "idle"}})
+_session.emit({"msg_type": "comm_open", "content": {"comm_id": "c1", "target_name": "jupyter.widget"}})
+_session.emit({"msg_type": "made_up", "content": {}})
+_session.emit({"msg_type": "stream", "content": {"name": "stdin", "text": ["x"]}})
+_session.emit({"msg_type": "display_data", "content": {"data": {"application/javascript": "alert(1)",
+    "text/html": "<img src=x onerror=alert(1)>"}, "metadata": {}, "transient": {}}})
+_session.emit({"msg_type": "display_data", "content": {"data": {"text/html": "<b>bold</b>",
+    "application/vnd.plotly.v1+json": {"data": [{"y": [1, 2]}]}}, "metadata": {}, "transient": {}}})
+print("after")
+"""
+
+
+def forged_output_cell() -> str:
+    """Cell source whose board queues messages no cell produces (status, comm_open, script) as output."""
+    return FORGED_OUTPUT
