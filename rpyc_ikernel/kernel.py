@@ -78,7 +78,21 @@ class RPycKernel(IPythonKernel):
         info["implementation"] = self.implementation
         info["implementation_version"] = self.implementation_version
         info["banner"] = self.banner
+        # ipykernel offers its debugger whenever debugpy is importable; it would debug this process,
+        # where no cell runs. Advertise only what works (kernel.json says debugger: false too).
+        info["supported_features"] = [f for f in info["supported_features"] if f != "debugger"]
         return info
+
+    async def do_debug_request(self, msg: dict) -> dict:
+        """Refuse DAP requests in one line: ipykernel's debugger would start debugpy in the kernel."""
+        return {
+            "type": "response",
+            "request_seq": msg.get("seq", 0),
+            "success": False,
+            "command": msg.get("command", ""),
+            "message": "the debugger is not available on the board (cells do not run in the kernel process)",
+            "body": {},
+        }
 
     # ------------------------------------------------------------ commands users type in cells
     def connect_remote(
