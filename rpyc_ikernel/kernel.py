@@ -257,6 +257,7 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         shell = self.shell
         count = shell.execution_count
+        store_history = store_history and not silent  # as IPython: a silent cell leaves no trace
         if store_history:
             shell.history_manager.store_inputs(count, code, code)
             shell.execution_count += 1
@@ -273,7 +274,9 @@ class RPycKernel(IPythonKernel):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 board_code = to_board_code(code)
-                reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})
+                reply = self._run_on_board(
+                    board_code, count, silent, allow_stdin, user_expressions or {}, store_history
+                )
             else:
                 reply = {"status": "ok", "user_expressions": {}}
         reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
@@ -300,12 +303,22 @@ class RPycKernel(IPythonKernel):
         return None
 
     def _run_on_board(
-        self, code: str, count: int, silent: bool, allow_stdin: bool, user_expressions: dict
+        self,
+        code: str,
+        count: int,
+        silent: bool,
+        allow_stdin: bool,
+        user_expressions: dict,
+        store_history: bool = True,
     ) -> dict:
         filename = f"<cell-{count}>"
+        history_count = count if store_history else None
         self._cell_running.set()
         try:
-            for item in self.board.run_cell(code, filename, allow_stdin=allow_stdin, silent=silent):
+            cell = self.board.run_cell(
+                code, filename, allow_stdin=allow_stdin, silent=silent, count=history_count
+            )
+            for item in cell:
                 if isinstance(item, CellOutcome):
                     return self._finish_cell(item, count, silent, user_expressions)
                 if isinstance(item, InputRequest):
@@ -336,7 +349,7 @@ class RPycKernel(IPythonKernel):
                 ident=self._topic("execute_result"),
             )
         expressions = self.board.evaluate(user_expressions) if user_expressions else {}
-        return {"status": "ok", "user_expressions": expressions}
+        return {"status": "ok", "user_expressions": expressions, "payload": reply.get("payload", [])}
 
     def _answer_input(self, request: InputRequest) -> None:
         """Ask the frontend for the board's input(); Ctrl-C there interrupts the board's cell.
