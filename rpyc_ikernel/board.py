@@ -361,9 +361,16 @@ class Board:
 
     # ------------------------------------------------------------ cells
     def run_cell(
-        self, code: str, filename: str, allow_stdin: bool = False, silent: bool = False
+        self,
+        code: str,
+        filename: str,
+        allow_stdin: bool = False,
+        silent: bool = False,
+        count: int | None = None,
     ) -> Iterator[dict | InputRequest | Notice | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome.
+
+        count: the execution count of a cell stored in the history (the board keeps In, Out, _N).
 
         A link that drops while the cell runs is re-established (the board keeps running the cell and
         keeps its output until we acknowledge it), so nothing is lost; a silent link is waited for
@@ -376,7 +383,16 @@ class Board:
         self.connect()
         yield from self.take_notices()
         message = yield from self._cell_request(
-            lambda link: (link.methods["run"], code, filename, FIRST_WAIT, allow_stdin, silent, cell_id),
+            lambda link: (
+                link.methods["run"],
+                code,
+                filename,
+                FIRST_WAIT,
+                allow_stdin,
+                silent,
+                cell_id,
+                count,
+            ),
             FIRST_WAIT,
         )
         if message.get("busy"):

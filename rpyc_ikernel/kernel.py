@@ -80,7 +80,21 @@ class RPycKernel(IPythonKernel):
         info["implementation"] = self.implementation
         info["implementation_version"] = self.implementation_version
         info["banner"] = self.banner
+        # ipykernel offers its debugger whenever debugpy is importable; it would debug this process,
+        # where no cell runs. Advertise only what works (kernel.json says debugger: false too).
+        info["supported_features"] = [f for f in info["supported_features"] if f != "debugger"]
         return info
+
+    async def do_debug_request(self, msg: dict) -> dict:
+        """Refuse DAP requests in one line: ipykernel's debugger would start debugpy in the kernel."""
+        return {
+            "type": "response",
+            "request_seq": msg.get("seq", 0),
+            "success": False,
+            "command": msg.get("command", ""),
+            "message": "the debugger is not available on the board (cells do not run in the kernel process)",
+            "body": {},
+        }
 
     # ------------------------------------------------------------ commands users type in cells
     def connect_remote(
@@ -297,6 +311,7 @@ class RPycKernel(IPythonKernel):
     ) -> dict:
         shell = self.shell
         count = shell.execution_count
+        store_history = store_history and not silent  # as IPython: a silent cell leaves no trace
         if store_history:  # a token typed in a # exec line must not reach the history database
             stored = without_secrets(code)
             shell.history_manager.store_inputs(count, stored, stored)
@@ -314,7 +329,9 @@ class RPycKernel(IPythonKernel):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 board_code = to_board_code(code)
-                reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})
+                reply = self._run_on_board(
+                    board_code, count, silent, allow_stdin, user_expressions or {}, store_history
+                )
             else:
                 reply = {"status": "ok", "user_expressions": {}}
         reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
@@ -341,12 +358,22 @@ class RPycKernel(IPythonKernel):
         return None
 
     def _run_on_board(
-        self, code: str, count: int, silent: bool, allow_stdin: bool, user_expressions: dict
+        self,
+        code: str,
+        count: int,
+        silent: bool,
+        allow_stdin: bool,
+        user_expressions: dict,
+        store_history: bool = True,
     ) -> dict:
         filename = f"<cell-{count}>"
+        history_count = count if store_history else None
         self._cell_running.set()
         try:
-            for item in self.board.run_cell(code, filename, allow_stdin=allow_stdin, silent=silent):
+            cell = self.board.run_cell(
+                code, filename, allow_stdin=allow_stdin, silent=silent, count=history_count
+            )
+            for item in cell:
                 if isinstance(item, CellOutcome):
                     return self._finish_cell(item, count, silent, user_expressions)
                 if isinstance(item, InputRequest):
@@ -386,7 +413,11 @@ class RPycKernel(IPythonKernel):
                 ident=self._topic("execute_result"),
             )
         expressions = self.board.evaluate(user_expressions) if user_expressions else {}
-        return {"status": "ok", "user_expressions": self._checked_expressions(expressions)}
+        return {
+            "status": "ok",
+            "user_expressions": self._checked_expressions(expressions),
+            "payload": _checked_payloads(reply.get("payload", [])),
+        }
 
     def _checked_expressions(self, expressions: object) -> dict:
         """user_expressions from the board: each a bundle (checked as output) or an error."""
@@ -548,3 +579,16 @@ def _transfer_summary(verb: str, source: str, destination: str, result: Transfer
         f"{verb} {source} -> {destination}: {format_size(result.size)} in {result.seconds:.2f} s"
         f" ({format_size(result.rate)}/s), sha256 {result.sha256[:12]}... matches on both sides"
     )
+
+
+def _checked_payloads(payloads: object) -> list:
+    """The board's reply payloads: only set_next_input (as IPython's shell makes it), text checked."""
+    checked = []
+    for payload in payloads if isinstance(payloads, list) else []:
+        if isinstance(payload, dict) and payload.get("source") == "set_next_input":
+            text = payload.get("text")
+            if isinstance(text, str):
+                checked.append(
+                    {"source": "set_next_input", "text": text, "replace": bool(payload.get("replace"))}
+                )
+    return checked

@@ -23,6 +23,7 @@ import traceback
 
 from . import wire
 from .formatters import format_bundle
+from .history import CellHistory
 from .iostream import (
     OutputBatch,
     StdinNotImplementedError,
@@ -190,13 +191,14 @@ class Interruptible(object):
 class CellRun(Interruptible):
     """One cell's code and its progress; a job for the main-thread executor or a worker thread."""
 
-    def __init__(self, session, code, filename, allow_stdin, silent):
+    def __init__(self, session, code, filename, allow_stdin, silent, count=None):
         Interruptible.__init__(self)
         self.session = session
         self.code = code
         self.filename = filename
         self.allow_stdin = allow_stdin
         self.silent = silent
+        self.count = count  # the execution count when the cell is stored in the history, else None
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -224,6 +226,9 @@ class CellRun(Interruptible):
         except (SyntaxError, ValueError, OverflowError) as exc:
             return format_error(type(exc), exc, None)
         value = None
+        history = self.session.history
+        if self.count is not None:
+            history.record_input(ns, self.count, self.code)
         try:
             self.interruptible = True
             self.check_interrupt()
@@ -237,10 +242,10 @@ class CellRun(Interruptible):
             show_figures()  # like IPython's inline backend, figures show even when the cell fails
             return format_error(exc_type, exc, tb)
         reply = {"status": "ok"}
-        shown = value is not None and not last_statement_silenced(self.code)
+        shown = value is not None and not self.silent and not last_statement_silenced(self.code)
         show_figures(skip=value if shown else None)
         if shown:
-            ns["_"] = value
+            history.record_output(ns, self.count, value)
             data, metadata = format_bundle(value)
             reply["result"] = {"data": data, "metadata": metadata}
         return reply
@@ -419,7 +424,9 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             "clear_output": clear_output,
             "get_ipython": self.get_ipython,
         }
+        self.history = CellHistory(self.namespace)
         self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
+        self.payloads = {}  # the running cell's reply payloads by source (set_next_input, page)
         self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
         self.cell = None
         self._shell = None
@@ -444,8 +451,10 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         return self._shell
 
     # ------------------------------------------------------------ the kernel's calls
-    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None):
+    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None):
         """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip.
+
+        count: the cell's execution count when it is stored in the history (In, Out, _N), else None.
 
         A repeated cell_id means the kernel lost our answer to this very call: the cell is not started
         twice, the unacknowledged answer is sent again instead.
@@ -459,7 +468,8 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
-            cell = CellRun(self, code, filename, allow_stdin, silent)
+            cell = CellRun(self, code, filename, allow_stdin, silent, count)
+            self.payloads = {}
             self.cell = cell
         process_state().last_session = self
         executor = sys.modules.get(wire.EXECUTOR_MODULE)
@@ -523,6 +533,9 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             if self.cell is cell:
                 self.cell = None
             self._reply = reply or {"status": "ok"}
+            if self.payloads:
+                self._reply["payload"] = list(self.payloads.values())
+                self.payloads = {}
             self._input_waiting = False
             self._cond.notify_all()
 

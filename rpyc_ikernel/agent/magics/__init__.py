@@ -79,6 +79,24 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
             raise UsageError(self._not_here("%%" + name))
         return method(line, cell)
 
+    def set_next_input(self, text, replace=False):
+        """Put text in the next input cell (or replace this one): a payload of the cell's reply.
+
+        As IPython's: one per cell, the last call wins (%load uses it with replace=True).
+        """
+        payload = {"source": "set_next_input", "text": text, "replace": bool(replace)}
+        self.session.payloads["set_next_input"] = payload
+
+    def object_inspect(self, oname, detail_level=0):
+        """What `oname?` shows, as IPython's shell answers it: found, name and the help text."""
+        from ..completer import MISSING, resolve
+        from ..oinspect import describe
+
+        obj = resolve(self.user_ns, oname)
+        if obj is MISSING:
+            return {"found": False, "name": oname}
+        return {"found": True, "name": oname, "text/plain": describe(obj, oname, detail_level)}
+
     def magic(self, text):
         """IPython's old get_ipython().magic('name args')."""
         name, _, line = text.lstrip("%").partition(" ")
