@@ -66,7 +66,49 @@ def produce(busy):
                 checksum ^= byte
         else:
             time.sleep(0.0002)
+
+
+def camera(kind, width=320, height=240):
+    # A camera loop: every iteration makes an image with Pillow and JPEG-encodes it, no sleep.
+    # kind says what img_buffer holds: "bytesio" (the JPEG), "pil" (the image) or "numpy" (uint8
+    # HxWx3). Every frame differs (its color counts the frames).
+    global img_buffer, produced
+    produced = 0
+    if kind == "numpy":
+        import numpy
+    while True:
+        produced += 1
+        image = Image.new("RGB", (width, height), (produced % 256, produced // 256 % 256, 120))
+        out = io.BytesIO()
+        image.save(out, "JPEG")
+        if kind == "bytesio":
+            img_buffer = out
+        elif kind == "pil":
+            img_buffer = image
+        else:
+            img_buffer = numpy.asarray(image)
+
+
+def raw_frame(kind):
+    # What a raw pull fetches: the JPEG bytes, encoding the image or array first as the agent does.
+    value = img_buffer
+    if kind == "bytesio":
+        return value.getvalue()
+    if kind == "numpy":
+        value = Image.fromarray(value)
+    out = io.BytesIO()
+    value.save(out, "JPEG", quality=85)
+    return out.getvalue()
 """
+)
+LENDING_OFF = (
+    "import signal\n_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
+    "_s.saved_handler = _s.tick_handler or getattr(_s, 'saved_handler', None)\n"
+    "_s.tick_handler = None\nsignal.setitimer(signal.ITIMER_PROF, 0)\n_s.ticking = False"
+)
+LENDING_ON = (
+    "_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
+    "_s.tick_handler = getattr(_s, 'saved_handler', None) or _s.tick_handler"
 )
 
 
@@ -184,12 +226,11 @@ class Bench:
                 break
 
     # ------------------------------------------------------------ measurements
-    def stream_fps(self, busy: bool, interval: float) -> float:
+    def stream_fps(self, busy: bool, interval: float, producer: str | None = None) -> float:
         """Frames/s of self.display("img_buffer", interval) that reach this client."""
         self._wait_for_default_switch_interval()
-        msg_id = self.start_cell(
-            f'# exec(self.display("img_buffer", interval={interval}))\nproduce(busy={busy})'
-        )
+        producer = producer or f"produce(busy={busy})"
+        msg_id = self.start_cell(f'# exec(self.display("img_buffer", interval={interval}))\n{producer}')
         count, started, last, display_id = 0, None, None, None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -207,6 +248,26 @@ class Bench:
         self.cpu = meter.shares()
         self.interrupt_and_drain(msg_id)
         return count / (last - started)  # frames after the first one, up to the last one
+
+    def raw_pull_fps(self, producer: str, pull: str) -> float:
+        """Distinct frames/s of `pull` evaluated on a raw uncompressed connection against `producer`."""
+        msg_id = self.start_cell(producer)
+        time.sleep(0.5)
+        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw._channel.compress = False
+        raw.root.getconn()._channel.compress = False
+        try:
+            raw.execute(NAMESPACE.format(session_id=self.session_id))
+            fps = distinct_per_second(lambda: raw.eval(pull), self.seconds)
+        finally:
+            raw.close()
+        self.interrupt_and_drain(msg_id)
+        return fps
+
+    def set_lending(self, on: bool) -> None:
+        """Turn the agent's GIL lending off (a baseline in the same run) or back on."""
+        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+            conn.execute(LENDING_ON if on else LENDING_OFF)
 
     def pull_fps(self, busy: bool) -> tuple[float, float]:
         """(raw pull frames/s, naive netref pull frames/s) against the producer cell."""
@@ -231,30 +292,42 @@ class Bench:
         self.interrupt_and_drain(msg_id)
         return raw_fps, naive_fps
 
-    def cell_speed(self, rounds: int = 5, window: float = 1.5) -> dict:
-        """How fast the busy cell runs while frames are read at 20/s and flat out, vs no reader.
+    def cell_speed(
+        self,
+        rounds: int = 5,
+        window: float = 1.5,
+        producer: str = "produce(busy=True)",
+        intervals=(0.05, 0.0),
+    ) -> dict:
+        """How fast the producer cell runs while frames are read at each interval, vs no reader.
 
-        Each round has three adjacent windows (no reader, 20/s, flat out) within one producer run,
+        Each round has adjacent windows (no reader, then each interval) within one producer run,
         and each reading is divided by its own round's no-reader window: the machine's other load
         drifts slowly, so this cancels most of it. Frames are read through the kernel's own
-        FrameLink (no Jupyter): this measures the board side alone.
+        FrameLink (no Jupyter): this measures the board side alone. Also the board's CPU share
+        (1.0 = one core) beyond the no-reader window's, in self.extra_cpu.
         """
-        msg_id = self.start_cell("produce(busy=True)")
         link = FrameLink(Board(Address("127.0.0.1", self.port), self.session_id))
-        ratios: dict = {0.05: [], 0.0: []}
+        msg_id = self.start_cell(producer)  # after the link: its tick handler is installed first
+        ratios: dict = {interval: [] for interval in intervals}
+        extra: dict = {interval: [] for interval in intervals}
         try:
             for _ in range(rounds):
                 self._wait_for_default_switch_interval()
-                speed = {}
-                for interval in (None, 0.05, 0.0):
+                speed, cpu = {}, {}
+                for interval in (None, *intervals):
                     before, started = self._produced(), time.monotonic()
+                    meter = CpuMeter({"board": self.pids["board"]})
                     read_frames_for(link, self.session_id, interval, window)
+                    cpu[interval] = meter.shares()["board"]
                     speed[interval] = (self._produced() - before) / (time.monotonic() - started)
                 for interval in ratios:
                     ratios[interval].append(speed[interval] / speed[None])
+                    extra[interval].append(cpu[interval] - cpu[None])
         finally:
             link.close()
         self.interrupt_and_drain(msg_id)
+        self.extra_cpu = {interval: statistics.median(values) for interval, values in extra.items()}
         return {interval: statistics.median(values) for interval, values in ratios.items()}
 
     def _board_eval(self, expression: str):
@@ -297,15 +370,87 @@ def distinct_per_second(pull, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
+CAMERA_INTERVALS = (0.05, 0.02)
+BASELINE_RUNS = 3  # runs without GIL lending, for comparison
+
+
+def measure_camera(bench: Bench, kind: str, runs: int) -> dict | None:
+    """A camera loop's variable streamed at each interval (runs times), vs a raw pull and the loop alone."""
+    if kind == "numpy" and "no" in bench.run(
+        "try:\n    import numpy\n    print('yes')\nexcept ImportError:\n    print('no')"
+    ):
+        print("numpy: not on the board, skipped", flush=True)
+        return None
+    producer = f"camera({kind!r})"
+    row: dict = {"kind": kind, "fps": {}, "off": {}}
+    for interval in CAMERA_INTERVALS:
+        row["fps"][interval] = [bench.stream_fps(True, interval, producer) for _ in range(runs)]
+        bench.set_lending(False)
+        try:
+            row["off"][interval] = [bench.stream_fps(True, interval, producer) for _ in range(BASELINE_RUNS)]
+        finally:
+            bench.set_lending(True)
+        print(
+            f"camera {kind} interval {interval}: "
+            + ", ".join(f"{fps:.1f}" for fps in row["fps"][interval])
+            + " fps; without lending: "
+            + ", ".join(f"{fps:.1f}" for fps in row["off"][interval]),
+            flush=True,
+        )
+    bench.run("# exec(self.stop_display())")
+    row["raw"] = bench.raw_pull_fps(producer, f"_ns['raw_frame']({kind!r})")
+    row["speed"] = bench.cell_speed(rounds=5, producer=producer, intervals=CAMERA_INTERVALS)
+    row["cpu"] = bench.extra_cpu
+    print(
+        f"camera {kind}: raw pull {row['raw']:.0f}/s; loop speed "
+        + ", ".join(f"{row['speed'][i]:.0%} at interval {i}" for i in CAMERA_INTERVALS)
+        + f"; board CPU beyond the loop at interval 0.05: {row['cpu'][0.05]:.0%}",
+        flush=True,
+    )
+    return row
+
+
+def tenth_percentile(values: list) -> float:
+    ordered = sorted(values)
+    return ordered[int(0.1 * (len(ordered) - 1))]
+
+
+def print_camera_table(cameras: list) -> None:
+    print()
+    print(
+        "| camera loop variable | interval 0.05: fps p10 / median | interval 0.02: fps p10 / median"
+        " | without lending (median, 0.05 / 0.02) | raw pull fps | stream 0.05 / raw"
+        " | loop speed while streaming (0.05 / 0.02) | board CPU beyond the loop (0.05) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in cameras:
+        fps, off, speed = row["fps"], row["off"], row["speed"]
+        cells = [
+            f"{tenth_percentile(fps[i]):.1f} / {statistics.median(fps[i]):.1f}" for i in CAMERA_INTERVALS
+        ]
+        print(
+            f"| {row['kind']} | {cells[0]} | {cells[1]}"
+            f" | {statistics.median(off[0.05]):.1f} / {statistics.median(off[0.02]):.1f}"
+            f" | {row['raw']:,.0f} | {statistics.median(fps[0.05]) / row['raw']:.2f}"
+            f" | {speed[0.05]:.0%} / {speed[0.02]:.0%} | {row['cpu'][0.05]:.0%} |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement")
     parser.add_argument("--sizes", default="320x240,640x480")
     parser.add_argument("--loads", default="idle,busy")
+    parser.add_argument("--cameras", default="bytesio,pil,numpy", help="camera-loop variables ('' for none)")
+    parser.add_argument("--runs", type=int, default=10, help="stream runs per camera variable and interval")
     args = parser.parse_args()
     bench = Bench(args.seconds)
-    rows, costs = [], []
+    rows, costs, cameras = [], [], []
     try:
+        for kind in filter(None, args.cameras.split(",")):
+            row = measure_camera(bench, kind, args.runs)
+            if row is not None:
+                cameras.append(row)
         for size in args.sizes.split(","):
             width, height = (int(n) for n in size.split("x"))
             frame_bytes = int(
@@ -345,6 +490,8 @@ def main() -> int:
             f"| {size} | {frame_bytes:,} | {load} | {stream:,.0f} | {paced:.1f} | {raw:,.0f} | {naive:,.1f}"
             f" | {stream / raw:.2f}x | {stream / naive:.1f}x |"
         )
+    if cameras:
+        print_camera_table(cameras)
     if costs:
         print()
         print("| frames | busy cell speed while frames are read at 20/s | ... read flat out |")

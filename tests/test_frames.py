@@ -469,3 +469,132 @@ def test_agent_sniffs_formats_from_magic_bytes():
     assert agent.sniff_image_format(image_bytes("GIF")) == "gif"
     assert agent.sniff_image_format(image_bytes("BMP")) == "bmp"
     assert agent.sniff_image_format(b"\x00\x01") == ""
+
+
+# --------------------------------------------------------------------------- a camera loop (no sleep)
+
+CAMERA_LOOP = (
+    "import io, time\nfrom PIL import Image\n"
+    "def color(n):\n    return (n % 16 * 16 + 8, n // 16 % 16 * 16 + 8, n // 256 % 16 * 16 + 8)\n"
+    "def camera(kind, seconds, final=None):\n"
+    "    global img_buffer\n"
+    "    n, started = 0, time.monotonic()\n"
+    "    while time.monotonic() - started < seconds:\n"
+    "        n += 1\n"
+    "        image = Image.new('RGB', (64, 48), color(n))\n"
+    "        image.paste(color(n // 4096), (32, 0, 64, 48))\n"
+    "        out = io.BytesIO()\n"
+    "        image.save(out, 'JPEG')\n"
+    "        if kind == 'bytesio':\n"
+    "            img_buffer = io.BytesIO(out.getvalue() + n.to_bytes(4, 'big'))\n"
+    "        elif kind == 'pil':\n"
+    "            img_buffer = image\n"
+    "        else:\n"
+    "            import numpy\n"
+    "            img_buffer = numpy.asarray(image)\n"
+    "    if final is not None:\n"
+    "        img_buffer = Image.new('RGB', (64, 48), color(final))\n"
+    "        img_buffer.paste(color(final // 4096), (32, 0, 64, 48))\n"
+    "        time.sleep(1.5)\n"
+    "    print('frames made', n)\n"
+)
+
+
+def counter_of(data: dict) -> int:
+    """The frame number a camera-loop frame shows in its colors (left half: low digits, right: high)."""
+    payload = decoded(data, "image/jpeg")
+    image = Image.open(io.BytesIO(payload))
+    image.load()  # a cut frame fails to decode here
+    assert image.size == (64, 48)
+    image = image.convert("RGB")
+    digits = []
+    for left in (0, 32):
+        red, green, blue = image.getpixel((left + 16, 24))
+        for corner in ((left + 1, 1), (left + 30, 46)):
+            pixel = image.getpixel(corner)
+            assert max(abs(a - b) for a, b in zip(pixel, (red, green, blue))) <= 6, "a torn frame"
+        digits.append(round((red - 8) / 16) + 16 * round((green - 8) / 16) + 256 * round((blue - 8) / 16))
+    return digits[0] + 4096 * digits[1]
+
+
+def camera_frames(frontend: Frontend, kind: str, seconds: float = 2.5, final: int = 1234) -> list[dict]:
+    frontend.run(CAMERA_LOOP)
+    cell = frontend.execute(
+        f'# exec(self.display("img_buffer", interval=0.02))\ncamera({kind!r}, {seconds}, final={final})'
+    )
+    assert frontend.collect_until(lambda: frontend._idle(cell), 60)
+    assert "frames made" in frontend.stdout(cell)
+    display_id = display_id_of(frontend.displays(cell)[0])
+    return frontend.updates(display_id)
+
+
+@pytest.mark.parametrize("kind", ["bytesio", "pil", "numpy"])
+def test_frames_of_a_camera_loop_arrive_in_order_whole_and_current(frontend, kind):
+    if kind == "numpy":
+        pytest.importorskip("numpy")
+    updates = camera_frames(frontend, kind)
+    assert len(updates) >= 5, "frames should flow while the camera loop runs"
+    counters = [counter_of(data) for data in updates]
+    assert counters[-1] == 1234, "the last frame shown is the variable's last value"
+    if kind == "bytesio":  # the exact frame number rides after the JPEG's end
+        numbers = [int.from_bytes(decoded(data, "image/jpeg")[-4:], "big") for data in updates[:-1]]
+        assert numbers == sorted(set(numbers)), "frames arrive once each, in order"
+        assert numbers == counters[:-1]
+    else:
+        assert counters[:-1] == sorted(set(counters[:-1])), "frames arrive once each, in order"
+
+
+def test_a_camera_loop_lends_the_frames_thread_the_gil_and_stopping_ends_the_ticks(frontend, board):
+    frontend.run(CAMERA_LOOP)
+    cell = frontend.execute('# exec(self.display("img_buffer", interval=0.02))\ncamera("pil", 3.0)')
+    assert frontend.collect_until(lambda: frontend._idle(cell), 60)
+    frontend.run("# exec(self.stop_display())")
+    from rpyc_ikernel.board import Address, Board
+    from rpyc_ikernel.link import close_connection
+
+    conn, _ = Board(Address("127.0.0.1", board.port), "probe").open_connection()
+    try:
+        conn.execute(BOARD_STATE + "\nimport signal as _signal")
+        assert conn.eval("_state.lends") > 0, "the main thread never lent the GIL"
+        deadline = time.monotonic() + 10
+        while conn.eval("_signal.getitimer(_signal.ITIMER_PROF)") != (0.0, 0.0):
+            assert time.monotonic() < deadline, "the tick timer still runs after the streams stopped"
+            time.sleep(0.2)
+    finally:
+        close_connection(conn)
+    # Sleeps are not cut short by ticks, and cells run as before.
+    reply = frontend.run(
+        "import time\n_t = time.monotonic(); time.sleep(0.3); print(time.monotonic() - _t >= 0.3)"
+    )
+    assert reply["status"] == "ok"
+
+
+def test_a_users_own_sigprof_handler_is_kept_and_frames_still_flow(frontend):
+    frontend.run(
+        "import signal\nticks = []\nsignal.signal(signal.SIGPROF, lambda *args: ticks.append(1))\n"
+        + CAMERA_LOOP
+    )
+    cell = frontend.execute('# exec(self.display("img_buffer", interval=0.05))\ncamera("bytesio", 1.5)')
+    assert frontend.collect_until(lambda: frontend._idle(cell), 60)
+    display_id = display_id_of(frontend.displays(cell)[0])
+    assert len(frontend.updates(display_id)) >= 3
+    check = frontend.execute("print(len(ticks), signal.getsignal(signal.SIGPROF).__name__)")
+    frontend.collect_until(lambda: frontend._idle(check), 30)
+    assert frontend.stdout(check) == "0 <lambda>\n"
+
+
+def test_agent_encodes_uint8_arrays_and_explains_other_arrays():
+    numpy = pytest.importorskip("numpy")
+    from rpyc_ikernel.agent import frames
+
+    array = numpy.zeros((24, 32, 3), numpy.uint8)
+    array[:, :, 1] = 200
+    digest, kind, payload = frames.read_frame({"a": array}, "a", "")
+    assert kind == "jpeg" and Image.open(io.BytesIO(payload)).size == (32, 24)
+    assert frames.read_frame({"a": array}, "a", digest)[1] == agent.wire.FRAME_SAME
+    gray = numpy.full((10, 12), 77, numpy.uint8)
+    png = frames.png_bytes(12, 10, "L", gray.tobytes())  # a board without Pillow sends this
+    image = Image.open(io.BytesIO(png))
+    assert (image.mode, image.size, image.getpixel((3, 4))) == ("L", (12, 10), 77)
+    _digest, kind, text = frames.read_frame({"a": array.astype("float32")}, "a", "")
+    assert kind == agent.wire.FRAME_MESSAGE and "float32 array of shape (24, 32, 3)" in text

@@ -6,11 +6,13 @@ that changed. Loaded on the first frame request.
 
 import io
 import socket
+import struct
 import sys
 import threading
 import time
+import zlib
 
-from . import wire
+from . import lending, wire
 from .iostream import process_state
 from .session import SESSIONS
 
@@ -73,6 +75,53 @@ def encode_pil_image(image):
     return "png", out.getvalue()
 
 
+ARRAY_MODES = {2: "L", 3: "RGB", 4: "RGBA"}  # channels of a uint8 array -> Pillow mode ("L" for HxW)
+PNG_COLOR_TYPES = {"L": 0, "RGB": 2, "RGBA": 6}
+
+
+def _is_ndarray(value):
+    return type(value).__name__ == "ndarray" and type(value).__module__ == "numpy"
+
+
+def _array_mode(array):
+    """The Pillow mode of a uint8 HxW, HxWx1, HxWx3 or HxWx4 array, or None for any other array."""
+    if str(array.dtype) != "uint8":
+        return None
+    shape = tuple(array.shape)
+    if len(shape) == 2:
+        return "L"
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        return "L" if shape[2] == 1 else ARRAY_MODES[shape[2]]
+    return None
+
+
+def encode_array(array, mode, raw):
+    """(format, bytes) of a uint8 array: JPEG through Pillow if the board has it, else a stdlib PNG."""
+    height, width = int(array.shape[0]), int(array.shape[1])
+    image_module = _pillow()
+    if image_module is not None:
+        return encode_pil_image(image_module.frombytes(mode, (width, height), raw))
+    return "png", png_bytes(width, height, mode, raw)
+
+
+def png_bytes(width, height, mode, raw):
+    """A PNG of raw 8-bit rows, with zlib only (no Pillow on the board): fast level, no filters."""
+    stride = width * len(mode)
+    rows = b"".join(b"\0" + raw[row * stride : (row + 1) * stride] for row in range(height))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOR_TYPES[mode], 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 1))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _frame_bytes(value):
     """The encoded bytes a bytes-like value holds, or None for any other kind of value."""
     if isinstance(value, bytes):
@@ -88,10 +137,11 @@ def _wrong_type_message(name, value):
     kind = type(value).__name__
     hint = ""
     if kind == "ndarray":
-        hint = "; encode it first, e.g. cv2.imencode('.jpg', frame)[1].tobytes()"
+        kind = "%s array of shape %s" % (getattr(value, "dtype", "?"), tuple(getattr(value, "shape", ())))
+        hint = " or a uint8 array (HxW, HxWx3 RGB, HxWx4 RGBA)"
     return (
         "%s holds a %s, not an image: store JPEG/PNG/GIF/BMP bytes (bytes, bytearray, BytesIO,"
-        " memoryview) or a PIL image in it%s; waiting" % (name, kind, hint)
+        " memoryview), a PIL image%s in it; waiting" % (name, kind, hint)
     )
 
 
@@ -136,8 +186,19 @@ def _describe_frame(namespace, name):
     if data is not None:
         return "b%d:%x" % (len(data), hash(data)), lambda: _encoded_frame(name, data)
     if _is_pil_image(value):
-        digest = "p%s:%s:%x" % (value.mode, value.size, hash(value.tobytes()))
+        raw = value.tobytes()
+        digest = "p%s:%s:%x" % (value.mode, value.size, hash(raw))
+        if (
+            value.mode in ARRAY_MODES.values()
+        ):  # encoded from this copy: a cell drawing on it meanwhile tears nothing
+            return digest, lambda: encode_pil_image(_pillow().frombytes(value.mode, value.size, raw))
         return digest, lambda: encode_pil_image(value)
+    if _is_ndarray(value):
+        mode = _array_mode(value)
+        if mode is not None:
+            raw = value.tobytes()  # a C-order copy: the cell may change the array meanwhile
+            digest = "a%s:%s:%x" % (mode, tuple(value.shape), hash(raw))
+            return digest, lambda: encode_array(value, mode, raw)
     return "type:" + type(value).__name__, lambda: (wire.FRAME_MESSAGE, _wrong_type_message(name, value))
 
 
@@ -159,6 +220,7 @@ def read_frame(namespace, name, last_digest):
 
 def _streaming_now():
     """Shorten the GIL switch interval while frames are requested (restored once they stop)."""
+    lending.requested()
     state = process_state()
     state.last_frame_request = time.monotonic()
     if getattr(state, "saved_switch_interval", None) is not None:
@@ -199,12 +261,14 @@ class OneCallSocketStream(object):
         self.stream = stream  # rpyc's SocketStream: closing and fileno stay its business
         self.sock = stream.sock
         self.buffer = bytearray()
+        self.lender = lending.add(self.sock)  # a busy cell on the main thread hands us the GIL
 
     @property
     def closed(self):
         return self.stream.closed
 
     def close(self):
+        lending.remove(self.lender)
         self.stream.close()
 
     def fileno(self):
@@ -217,7 +281,11 @@ class OneCallSocketStream(object):
         if left is None:  # serving for good: wait for the next request inside recv itself
             self._fill()
             return True
-        return self.stream.poll(timeout)
+        self.lender.parked()
+        try:
+            return self.stream.poll(timeout)
+        finally:
+            self.lender.working()
 
     def read(self, count):
         while len(self.buffer) < count:
@@ -235,6 +303,16 @@ class OneCallSocketStream(object):
 
     def _fill(self):
         while True:
+            if not lending._ready(self.sock):
+                # Wait in poll(), not recv(): the request stays in the socket, where the main
+                # thread's tick sees it (and lends us the GIL) while we wait to get the GIL back.
+                self.lender.parked()
+                try:
+                    self.stream.poll(None)
+                except (OSError, ValueError) as exc:
+                    self.close()
+                    raise EOFError(exc)
+                self.lender.working()
             try:
                 chunk = self.sock.recv(1 << 18)
             except socket.timeout:
