@@ -267,6 +267,14 @@ def start_terminal_board(tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
     return process, port, log
 
 
+def wait_for_line(log: Path, text: str, timeout: float = 30) -> None:
+    """Until the server said text (two signals sent too close together may arrive as one)."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"the server did not say {text!r}: {log.read_text()[-500:]}"
+        time.sleep(0.05)
+
+
 def run_until_started(session: KernelSession, marker: Path) -> str:
     """Send a cell that marks that it runs, then sleeps; returns its msg_id once it runs."""
     code = f"open({str(marker)!r}, 'w').close()\nimport time\nfor i in range(600):\n    time.sleep(0.1)\n"
@@ -323,7 +331,7 @@ def test_ctrl_c_twice_during_one_cell_stops_the_server(kernelspec_prefix, tmp_pa
             time.sleep(0.05)
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)  # caught by the cell, which goes on
-        time.sleep(0.5)
+        wait_for_line(log, "interrupted the running cell; Ctrl-C again stops the server")
         assert process.poll() is None
         process.send_signal(signal.SIGINT)  # again, same cell: the server stops once the cell ends
         session.wait_reply(msg_id, timeout=90)
