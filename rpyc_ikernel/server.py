@@ -689,9 +689,8 @@ class MainThreadExecutor:
             self._ctrl_c_job = job
             self._say("interrupted the running cell; Ctrl-C again stops the server")
         if getattr(job, "waiting", 0) or not getattr(job, "interruptible", False):
-            job.interrupt_reason = (
-                TERMINAL_INTERRUPT  # inside the agent's locks: it raises when they are free
-            )
+            # inside the agent's locks, or not in user code yet: the agent raises it when it can
+            job.interrupt_reason = TERMINAL_INTERRUPT
             job.interrupt_event.set()
             return
         raise KeyboardInterrupt(TERMINAL_INTERRUPT)
@@ -1012,7 +1011,7 @@ def systemd_unit(argv: list) -> str:
 
 STATEMENT_LOADER_ENV = "RPYC_IKERNEL_SERVER_LOADER"
 PROCESS_TITLE = "rpyc_ikernel board server"
-PROCESS_NAME = "rpyc_ikernel"  # the kernel's short name for the process (top, pgrep NAME, journal lines)
+PROCESS_NAME = "rpyc_ikernel"  # Linux's short name of the process (/proc/PID/comm: top, pgrep NAME)
 STATEMENT_LOADER = """
 from __future__ import annotations  # compile() passes it on to each statement, as this file has it
 import os
