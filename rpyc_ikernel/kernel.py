@@ -59,10 +59,19 @@ class RPycKernel(IPythonKernel):
 
     implementation = "rpyc_ikernel"
     implementation_version = __version__
-    banner = (
-        "rpyc_ikernel: cells run on a board through rpyc.\n"
-        '# exec(self.connect_remote("HOST")) picks the board; the default comes from RPYC_IKERNEL_HOST.'
-    )
+
+    @property
+    def banner(self) -> str:
+        """What `jupyter console` shows at start (kernel_info): the board cells will run on."""
+        board = self.board
+        problem = getattr(board, "problem", None)
+        state = board.security if board.connected else "connects at the first cell"
+        where = f"none usable: {problem}" if problem else f"{board.address} ({state})"
+        return (
+            f"rpyc_ikernel {__version__}: cells run on a board through rpyc.\n"
+            f"Board: {where}\n"
+            '# exec(self.connect_remote("HOST")) or # exec(self.connect_adb()) picks another.'
+        )
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

@@ -822,9 +822,8 @@ class MainThreadExecutor:
             self._ctrl_c_job = job
             self._say("interrupted the running cell; Ctrl-C again stops the server")
         if getattr(job, "waiting", 0) or not getattr(job, "interruptible", False):
-            job.interrupt_reason = (
-                TERMINAL_INTERRUPT  # inside the agent's locks: it raises when they are free
-            )
+            # inside the agent's locks, or not in user code yet: the agent raises it when it can
+            job.interrupt_reason = TERMINAL_INTERRUPT
             job.interrupt_event.set()
             return
         raise KeyboardInterrupt(TERMINAL_INTERRUPT)
@@ -1144,6 +1143,8 @@ def systemd_unit(argv: list) -> str:
 # line), which it leaves at once.
 
 STATEMENT_LOADER_ENV = "RPYC_IKERNEL_SERVER_LOADER"
+PROCESS_TITLE = "rpyc_ikernel board server"
+PROCESS_NAME = "rpyc_ikernel"  # Linux's short name of the process (/proc/PID/comm: top, pgrep NAME)
 STATEMENT_LOADER = """
 from __future__ import annotations  # compile() passes it on to each statement, as this file has it
 import os
@@ -1201,7 +1202,8 @@ def start_lean() -> None:
         return
     spec = globals().get("__spec__")
     loader = STATEMENT_LOADER.replace("MODULE", repr(spec.name if spec is not None else None))
-    program = "import os; exec(os.environ.pop(%r))" % STATEMENT_LOADER_ENV
+    # ps and `pgrep -af rpyc_ikernel` show this program, then the file and the options given
+    program = "import os; exec(os.environ.pop(%r))  # %s:" % (STATEMENT_LOADER_ENV, PROCESS_TITLE)
     environment = dict(os.environ)
     environment[STATEMENT_LOADER_ENV] = loader
     arguments = [sys.executable, *options, "-c", program, os.path.abspath(__file__), *sys.argv[1:]]
@@ -1230,6 +1232,16 @@ def _interpreter_options() -> list | None:
         same = os.path.realpath(head[-1]) == os.path.realpath(__file__)
         return head[1:-1] if same else None
     return head[1:-2] if len(head) >= 3 and head[-2] == "-m" else None  # python [options] -m module
+
+
+def name_process() -> None:
+    """Show the process as rpyc_ikernel in top, `ps -e` and `pgrep rpyc_ikernel` (Linux's comm, 15
+    characters at most) rather than as one more python3; elsewhere nothing changes."""
+    try:
+        with open("/proc/self/comm", "w") as handle:
+            handle.write(PROCESS_NAME)
+    except OSError:
+        pass
 
 
 def main(argv: list | None = None) -> int:
@@ -1274,6 +1286,7 @@ def main(argv: list | None = None) -> int:
     executor = MainThreadExecutor() if use_main_thread else None
     if executor is not None:
         executor.register()
+    name_process()
     listen = getattr(server, "_listen", None)  # rpyc listens in start(): the line below must be true
     if listen is not None:
         listen()

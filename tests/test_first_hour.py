@@ -267,6 +267,14 @@ def start_terminal_board(tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
     return process, port, log
 
 
+def wait_for_line(log: Path, text: str, timeout: float = 30) -> None:
+    """Until the server said text (two signals sent too close together may arrive as one)."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"the server did not say {text!r}: {log.read_text()[-500:]}"
+        time.sleep(0.05)
+
+
 def run_until_started(session: KernelSession, marker: Path) -> str:
     """Send a cell that marks that it runs, then sleeps; returns its msg_id once it runs."""
     code = f"open({str(marker)!r}, 'w').close()\nimport time\nfor i in range(600):\n    time.sleep(0.1)\n"
@@ -323,7 +331,7 @@ def test_ctrl_c_twice_during_one_cell_stops_the_server(kernelspec_prefix, tmp_pa
             time.sleep(0.05)
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)  # caught by the cell, which goes on
-        time.sleep(0.5)
+        wait_for_line(log, "interrupted the running cell; Ctrl-C again stops the server")
         assert process.poll() is None
         process.send_signal(signal.SIGINT)  # again, same cell: the server stops once the cell ends
         session.wait_reply(msg_id, timeout=90)
@@ -380,3 +388,41 @@ def test_the_demo_runs_twice_in_a_row_on_the_same_port_without_a_failed_handshak
         assert f"board server at 127.0.0.1:{port}, stopped now" in said  # the same port both times
         assert "Port" not in said  # no move to another port
         assert f"listening on 127.0.0.1:{port}" in log
+
+
+# ------------------------------------------------------------------------- 11: console banner, process title
+
+
+def test_the_banner_names_the_board(kernel, board):
+    kernel.client.kernel_info()
+    reply = kernel.client.get_shell_msg(timeout=30)
+    while reply["msg_type"] != "kernel_info_reply":
+        reply = kernel.client.get_shell_msg(timeout=30)
+    banner = reply["content"]["banner"]
+    assert "cells run on a board through rpyc" in banner
+    assert f"Board: 127.0.0.1:{board.port}" in banner
+
+
+@pytest.mark.parametrize("how", ["copied", "module"])
+def test_the_server_process_shows_itself_and_its_options(tmp_path, how):
+    import shutil
+
+    if how == "copied":  # as on a board: python3 server.py
+        shutil.copy(REPO / "rpyc_ikernel" / "server.py", tmp_path / "server.py")
+        command = [sys.executable, str(tmp_path / "server.py"), "--host", "127.0.0.1"]
+    else:
+        command = SERVER
+    server = start_board(command=command, cwd=tmp_path)
+    try:
+        pid = server.process.pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert "rpyc_ikernel board server: " in cmdline
+        tail = cmdline.split("rpyc_ikernel board server: ", 1)[1]
+        assert tail.split()[0].endswith("server.py")
+        assert f"--host 127.0.0.1 --port {server.port}" in tail
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "rpyc_ikernel"
+        if shutil.which("pgrep"):
+            found = subprocess.run(["pgrep", "-af", "rpyc_ikernel"], capture_output=True, text=True).stdout
+            assert any(line.startswith(f"{pid} ") for line in found.splitlines()), found
+    finally:
+        server.stop()
