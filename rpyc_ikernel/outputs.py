@@ -80,9 +80,7 @@ def check_bundle(data: object, metadata: object, trusted: bool) -> tuple[dict, d
             and mime.endswith("json")
             and isinstance(value, (int, float, bool, type(None)))
         )
-        if not isinstance(mime, str) or not (
-            isinstance(value, (str, dict, list)) or json_scalar or value is None
-        ):
+        if not isinstance(mime, str) or not (isinstance(value, (str, dict, list)) or json_scalar):
             raise BadOutput(f"a display's {str(mime)[:40]!r} value is not text or JSON")
         if not trusted and (mime.lower() in SCRIPT_TYPES or "javascript" in mime.lower()):
             dropped.append(mime)
