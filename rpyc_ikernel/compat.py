@@ -107,8 +107,8 @@ class BoundedChannel(Channel):
 
 def oversized(length: int | None, limit: int) -> str:
     """The error text for a message over the limit (length None: found while inflating it)."""
-    size = "that inflates to more" if length is None else f"of {length / 1048576:.0f} MiB"
-    return f"the board sent a message {size} (the limit is {limit // 1048576} MiB); closed the link"
+    size = "that inflates past" if length is None else f"of {length / 1048576:.0f} MiB, over"
+    return f"the board sent a message {size} the limit of {limit // 1048576} MiB; closed the link"
 
 
 class OtherWireChannel(BoundedChannel):

@@ -39,8 +39,8 @@ def victim(kernelspec_prefix):
 @pytest.mark.parametrize(
     ("kind", "says"),
     [
-        ("huge", "limit is 64 MiB"),
-        ("bomb", "limit is 64 MiB"),
+        ("huge", "a message of 4096 MiB, over the limit of 64 MiB"),
+        ("bomb", "a message that inflates past the limit of 64 MiB"),
         ("trickle", "trickled a message at 5 bytes/s"),
         ("bad_type", "malformed message"),
         ("deep", "malformed message"),
