@@ -21,6 +21,7 @@ from typing import Protocol
 import rpyc
 
 from . import bootstrap, compat
+from .agent import wire
 from .checks import host_name, port_number
 from .errors import BoardConnectionLost, BoardError, BoardMisbehaved, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
@@ -160,6 +161,7 @@ class Board:
         self._interrupted: str | None = None  # the running cell's id once the user interrupted it
         self._interrupt_answered = False  # the board answered that interrupt: it is alive
         self.rtt = 0.0  # the round trip the last connect measured (seconds)
+        self._last_seq: int | None = None  # seq of the last cell answer received (see Session.run's ack)
 
     # ------------------------------------------------------------ connection
     @property
@@ -382,6 +384,7 @@ class Board:
         self._interrupt_answered = False
         self.connect()
         yield from self.take_notices()
+        ack = self._last_seq
         message = yield from self._cell_request(
             lambda link: (
                 link.methods["run"],
@@ -392,6 +395,7 @@ class Board:
                 silent,
                 cell_id,
                 count,
+                ack,
             ),
             FIRST_WAIT,
         )
@@ -400,6 +404,8 @@ class Board:
                 "the board is still running an earlier cell of this kernel; interrupt it"
                 " (Kernel > Interrupt) or wait for it"
             )
+        if message.get("earlier"):
+            yield from _earlier_output(message["earlier"])
         while True:
             yield from self.take_notices()
             yield from message["events"]
@@ -431,7 +437,9 @@ class Board:
                 method, *args = build(link)
                 pending = PendingCall(link.conn, method, *args)
                 yield from self._await_answer(pending, wait)
-                return json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
+                answer = json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
+                self._last_seq = answer.get("seq", self._last_seq)  # acknowledged with the next cell
+                return answer
             except BoardRestarted:
                 raise
             except BoardMisbehaved as exc:  # not a blip: do not go back for more
@@ -557,6 +565,24 @@ class Board:
         link = self.connect()
         text = call(link.conn, link.methods["evaluate"], json.dumps(expressions), timeout=CALL_TIMEOUT)
         return json.loads(text)
+
+
+def _earlier_output(earlier: dict) -> Iterator[dict | Notice]:
+    """What the kernel missed of the cell before (a stall it gave up on, a cell that ran after the
+    board woke up), shown at the start of this cell under one line saying so (issue 20.6)."""
+    yield Notice(
+        "the previous cell's output that arrived after it ended (the board stalled or the link dropped):"
+    )
+    yield from earlier.get("events") or []
+    reply = earlier.get("reply") or {}
+    if reply.get("status") == "error":
+        lines = reply.get("traceback") or [f"{reply.get('ename')}: {reply.get('evalue')}"]
+        yield wire.stream_event("stderr", "\n".join(str(line) for line in lines) + "\n")
+    elif isinstance(reply.get("result"), dict):
+        result = reply["result"]
+        yield wire.display_event(result.get("data"), result.get("metadata") or {}, {})
+    if reply:
+        yield Notice("(end of the previous cell's output)")
 
 
 class _GaveUp(BoardConnectionLost):

@@ -34,7 +34,7 @@ from rpyc.core.protocol import Connection
 from rpyc.core.service import ModuleNamespace
 
 from .agent import wire
-from .compat import BoardProtocolError
+from .compat import broken
 
 AGENT_DIR = Path(__file__).with_name("agent")
 BOOT_PATH = "boot.py"
@@ -170,10 +170,8 @@ class BoardConnection(Connection):
             owned = getattr(lock, "_is_owned", None)
             if owned is not None and owned():
                 lock.release()
-            self._channel.close()
-            raise BoardProtocolError(
-                f"the board sent a malformed message ({type(exc).__name__}); closed the link"
-            ) from None
+            message = f"the board sent a malformed message ({type(exc).__name__}); closed the link"
+            raise broken(self._channel.stream, message) from None
 
     def _netref_factory(self, id_pack):
         if self._fetching_root or id_pack[0] == wire.PACKAGE:

@@ -53,6 +53,18 @@ class BoardProtocolError(EOFError):
     with it instead of reconnecting to repeat the request."""
 
 
+def broken(stream, message: str) -> BoardProtocolError:
+    """Close stream for a protocol violation; the error is kept on the stream (stream.failure), as
+    rpyc swallows an EOFError in some loops (poll_all) and the caller then sees only a closed link."""
+    error = BoardProtocolError(message)
+    try:
+        stream.failure = error
+    except AttributeError:
+        pass
+    stream.close()
+    return error
+
+
 class BoundedChannel(Channel):
     """rpyc's Channel, but a compressed frame inflates to MAX_MESSAGE bytes at most.
 
@@ -68,8 +80,7 @@ class BoundedChannel(Channel):
         header = self.stream.read(self.FRAME_HEADER.size)
         length, compressed = self.FRAME_HEADER.unpack(header)
         if length > self.max_message:
-            self.close()
-            raise BoardProtocolError(oversized(length, self.max_message))
+            raise broken(self.stream, oversized(length, self.max_message))
         data = self.stream.read(length + len(self.FLUSHER))[: -len(self.FLUSHER)]
         if not compressed:
             return data
@@ -85,21 +96,19 @@ class BoundedChannel(Channel):
                 size += len(piece)
                 if size > self.max_message:
                     pieces.clear()
-                    self.close()
-                    raise BoardProtocolError(oversized(None, self.max_message))
+                    raise broken(self.stream, oversized(None, self.max_message))
                 pieces.append(piece)
                 data = inflater.unconsumed_tail
             pieces.append(inflater.flush())  # at most a window's worth (32 KiB)
         except zlib.error as exc:
-            self.close()
-            raise BoardProtocolError(f"the board sent a broken compressed message ({exc})") from None
+            raise broken(self.stream, f"the board sent a broken compressed message ({exc})") from None
         return b"".join(pieces)
 
 
 def oversized(length: int | None, limit: int) -> str:
     """The error text for a message over the limit (length None: found while inflating it)."""
-    size = "that inflates to more" if length is None else f"of {length / 1048576:.0f} MiB"
-    return f"the board sent a message {size} (the limit is {limit // 1048576} MiB); closed the link"
+    size = "that inflates past" if length is None else f"of {length / 1048576:.0f} MiB, over"
+    return f"the board sent a message {size} the limit of {limit // 1048576} MiB; closed the link"
 
 
 class OtherWireChannel(BoundedChannel):
@@ -122,8 +131,7 @@ class OtherWireChannel(BoundedChannel):
         try:
             return self._incoming(data)
         except (ValueError, IndexError):
-            self.close()
-            raise BoardProtocolError(f"the board sent a malformed message: {bytes(data[:8])!r}") from None
+            raise broken(self.stream, f"the board sent a malformed message: {bytes(data[:8])!r}") from None
 
 
 def channel_for(stream, peer_wire: int) -> Channel:

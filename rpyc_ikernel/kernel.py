@@ -520,8 +520,11 @@ class RPycKernel(IPythonKernel):
     async def do_complete(self, code: str, cursor_pos: int | None) -> dict:
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
-            return self.board.complete(code, cursor_pos, beside_cell=self._cell_running.is_set())
-        except BoardError:
+            found = self.board.complete(code, cursor_pos, beside_cell=self._cell_running.is_set())
+            if not all(isinstance(match, str) for match in found["matches"]):
+                raise BadOutput("a completion is not text")
+            return found
+        except Exception:  # a BoardError, or what a broken or hostile board answered
             return {
                 "status": "ok",
                 "matches": [],
@@ -542,7 +545,7 @@ class RPycKernel(IPythonKernel):
                 found.get("data", {}), found.get("metadata", {}), self.board.trusted
             )
             return {"status": "ok", "found": bool(found.get("found")), "data": data, "metadata": metadata}
-        except (BoardError, BadOutput, AttributeError):
+        except Exception:  # a BoardError, or what a broken or hostile board answered
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:

@@ -17,7 +17,7 @@ from rpyc.core.stream import SocketStream, Stream
 from rpyc.lib import Timeout
 
 from .bootstrap import BoardConnection
-from .compat import MAX_MESSAGE, BoardProtocolError, oversized
+from .compat import MAX_MESSAGE, BoardProtocolError, broken, oversized
 from .errors import BoardConnectionLost, BoardMisbehaved, describe_socket_error
 
 CALL_TIMEOUT = 8.0  # seconds a request beside a cell (completion, interrupt, frames) may go unanswered
@@ -67,7 +67,8 @@ class BoardStream(SocketStream):
     whatever was read ahead.
     """
 
-    __slots__ = ("_buffer", "last_heard", "silence_limit")
+    __slots__ = ("_buffer", "last_heard", "silence_limit", "_frame_started", "failure")
+    MIN_RATE = 1024  # bytes/s: a message slower than this after silence_limit s is a trickle, not a link
     _HEADER = Channel.FRAME_HEADER
     _TRAILER = len(Channel.FLUSHER)
 
@@ -77,14 +78,30 @@ class BoardStream(SocketStream):
         self._buffer = bytearray(early)
         self.last_heard = time.monotonic()
         self.silence_limit = silence_limit
+        self._frame_started: float | None = None  # when the first byte of an unfinished frame came
+        self.failure: BoardProtocolError | None = None  # why the link was closed, if the board broke it
 
     def poll(self, timeout) -> bool:
         timeout = Timeout(timeout)  # rpyc passes seconds or its own Timeout
         while not self._whole_frame():
+            self._check_pace()
             if not self._readable(timeout.timeleft()):
                 return False
             self._fill()
         return True
+
+    def _check_pace(self) -> None:
+        """A frame that has been arriving for longer than the silence limit at under MIN_RATE is a
+        board trickling bytes to keep a dead answer alive (each byte restarts the silence timer)."""
+        if not self._buffer or self._frame_started is None:
+            return
+        elapsed = time.monotonic() - self._frame_started
+        if elapsed > self.silence_limit and len(self._buffer) < self.MIN_RATE * elapsed:
+            rate = len(self._buffer) / elapsed
+            raise broken(
+                self,
+                f"the board trickled a message at {rate:.0f} bytes/s for {elapsed:.0f} s; closed the link",
+            )
 
     def read(self, count: int) -> bytes:
         while len(self._buffer) < count:
@@ -95,6 +112,7 @@ class BoardStream(SocketStream):
         with memoryview(self._buffer) as view:
             data = bytes(view[:count])
         del self._buffer[:count]
+        self._frame_started = time.monotonic() if self._buffer else None  # the next frame's pace
         return data
 
     def _whole_frame(self) -> bool:
@@ -102,8 +120,7 @@ class BoardStream(SocketStream):
             return False
         length, _ = self._HEADER.unpack_from(self._buffer)
         if length > MAX_MESSAGE:
-            self.close()
-            raise BoardProtocolError(oversized(length, MAX_MESSAGE))
+            raise broken(self, oversized(length, MAX_MESSAGE))
         return len(self._buffer) >= self._HEADER.size + length + self._TRAILER
 
     def close(self) -> None:
@@ -128,6 +145,8 @@ class BoardStream(SocketStream):
         if not data:
             self.close()
             raise EOFError("connection closed by peer")
+        if not self._buffer:
+            self._frame_started = time.monotonic()
         self._buffer += data
         self.last_heard = time.monotonic()
 
@@ -204,6 +223,7 @@ def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
 
 def _lost(conn: rpyc.Connection, exc: BaseException) -> BoardConnectionLost:
     close_connection(conn, dead=True)
+    exc = getattr(getattr(conn._channel, "stream", None), "failure", None) or exc  # rpyc may have hidden it
     if isinstance(exc, BoardProtocolError):
         return BoardMisbehaved(str(exc))
     if not isinstance(exc, (EOFError, OSError)):  # rpyc failed on what the board sent

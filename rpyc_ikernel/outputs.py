@@ -75,7 +75,12 @@ def check_bundle(data: object, metadata: object, trusted: bool) -> tuple[dict, d
         raise BadOutput("a display's data or metadata is not a mapping")
     kept, dropped = {}, []
     for mime, value in data.items():
-        if not isinstance(mime, str) or not isinstance(value, (str, dict, list)):
+        json_scalar = (
+            isinstance(mime, str)
+            and mime.endswith("json")
+            and isinstance(value, (int, float, bool, type(None)))
+        )
+        if not isinstance(mime, str) or not (isinstance(value, (str, dict, list)) or json_scalar):
             raise BadOutput(f"a display's {str(mime)[:40]!r} value is not text or JSON")
         if not trusted and (mime.lower() in SCRIPT_TYPES or "javascript" in mime.lower()):
             dropped.append(mime)

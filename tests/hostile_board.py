@@ -211,6 +211,12 @@ def _hostile_attack(kind: str) -> None:  # runs on the board, in a cell (see att
                 data = b"".join([deflate.compress(block) for _ in range(400)] + [deflate.flush()])
                 sock.sendall(frame(data, 1))
                 sent = len(data)
+            elif kind == "trickle":  # a 1 MiB frame, one byte every 0.2 s: each byte restarts a silence timer
+                sock.sendall(header.pack(1048576, 0))
+                while sent < 1000:
+                    sock.sendall(b"x")
+                    sent += 1
+                    time.sleep(0.2)
             elif kind == "bad_type":  # message type 9 does not exist
                 sock.sendall(frame(b"\x09\x11\x50\x00"))
             elif kind == "deep":  # a reply whose value is a tuple nested 100,000 deep

@@ -440,6 +440,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         self.cell_id = None  # the kernel's id of the current or last cell
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
+        self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
     def get_ipython(self):
@@ -451,13 +452,16 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         return self._shell
 
     # ------------------------------------------------------------ the kernel's calls
-    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None):
+    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None, ack=None):
         """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip.
 
         count: the cell's execution count when it is stored in the history (In, Out, _N), else None.
 
         A repeated cell_id means the kernel lost our answer to this very call: the cell is not started
-        twice, the unacknowledged answer is sent again instead.
+        twice, the unacknowledged answer is sent again instead. `ack` is the seq of the last answer
+        the kernel received (None: it does not say); what it missed of the cell before (after a
+        stall it gave up on, or a cell that ran once the board woke up) comes with the first answer
+        as "earlier" instead of being dropped.
         """
         self.requests += 1
         with self._cond:
@@ -465,6 +469,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
                 return self._poll(wait, None)
             if self.cell is not None:
                 return json.dumps({"busy": True, "events": [], "done": False})
+            self._earlier = self._missed_by_kernel(ack)
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
@@ -480,6 +485,23 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
         with self._cond:
             return self._poll(wait, None)
+
+    def _missed_by_kernel(self, ack):
+        """The previous cell's output and reply the kernel never received, or None (caller holds _cond)."""
+        if ack is None:
+            return None
+        events, reply = [], None
+        if self._unacked is not None and ack != self._unacked[0]:  # that answer was lost
+            lost = json.loads(self._unacked[1])
+            earlier = lost.get("earlier") or {}
+            events.extend(earlier.get("events", []) + lost.get("events", []))
+            reply = lost.get("reply")
+        if self._reply is not None or events:  # what came after the last answer belongs to that cell too
+            events.extend(self._output.take())
+            reply = self._reply if self._reply is not None else reply
+        if not events and reply is None:
+            return None
+        return {"cell_id": self.cell_id, "events": events, "reply": reply}
 
     def poll(self, wait, ack=None):
         """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON.
@@ -517,6 +539,8 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         done = self._reply is not None
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
+        if self._earlier is not None:
+            message["earlier"], self._earlier = self._earlier, None
         if done:
             message["reply"] = self._reply
             self._reply = None
