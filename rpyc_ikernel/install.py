@@ -152,20 +152,17 @@ def uninstall(args: argparse.Namespace) -> Path:
     return path
 
 
-def token_option(value: str | None) -> str | None:
-    """--token: "-" reads it from stdin (typed without echo on a terminal); checked by the server's rule."""
-    if value is None:
-        return None
-    source = "given to --token"
-    if value == "-":
-        source = "read from stdin"
-        if sys.stdin.isatty():
-            import getpass
+def read_token_argument(value: str | None) -> tuple[str | None, str]:
+    """--token's value and where it came from: "-" reads stdin (typed without echo on a terminal)."""
+    if value != "-":
+        return value, "given to --token"
+    if sys.stdin is None:
+        return "", "read from stdin"
+    if sys.stdin.isatty():
+        import getpass
 
-            value = getpass.getpass("token: ")
-        else:
-            value = sys.stdin.readline()
-    return check_token(value.strip(), source)  # raises TokenError: the board server would refuse it
+        return getpass.getpass("token: ").strip(), "read from stdin"
+    return sys.stdin.readline().strip(), "read from stdin"
 
 
 def presets(args: argparse.Namespace) -> list[dict]:
@@ -292,12 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--host and --adb exclude each other: a board on USB is reached through adb")
     if args.list:
         return list_presets(args)
+    token, source = read_token_argument(args.token)
+    if args.token == "-" and not token:
+        parser.error(
+            '--token -: no token on stdin (echo "$TOKEN" | python3 -m rpyc_ikernel.install --token -)'
+        )
     try:
         if args.uninstall:
             path = uninstall(args)
             print(f"Removed kernelspec {args.name!r} from {path}")
         else:
-            args.token = token_option(args.token)
+            # the board server's own rule: a token it would refuse is refused here, in its words
+            args.token = None if token is None else check_token(token, source)
             path = install(args)
             print(f"Installed kernelspec {args.name!r} in {path}")
     except NoSuchKernel:

@@ -303,12 +303,13 @@ def test_a_forward_the_user_names_is_accepted_and_binds_the_proof(kernelspec_pre
     session = KernelSession.start(board_port=proxy.port)
     try:
         assert "relayed" in session.run("1").reply["evalue"]
+        forward = f"localhost:{server.port}"
         named = session.run(
-            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="localhost:{server.port}"))\n3'
+            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="{forward}"))\n3'
         )
         assert named.result == {"text/plain": "3"}, named.reply
         wrong = session.run(
-            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="10.0.0.9:{server.port}"))'
+            f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="localhost:{proxy.port}"))'
         )
         assert wrong.reply["ename"] == "BoardAuthError" and "relayed" in wrong.reply["evalue"]
         bad = session.run(f'# exec(self.connect_remote("127.0.0.1", port={proxy.port}, forward="nonsense"))')
