@@ -734,6 +734,27 @@ def _describe(exc: BaseException) -> str:
     return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
 
 
+def _shut_reading(descriptor: int) -> None:
+    """End reading on a connection by its descriptor, so a thread blocked in its handshake returns.
+
+    By descriptor, not socket object: once TLS wraps a socket, the SSLSocket holds the descriptor and
+    the original object is detached. The caller holds the handshake lock, so the connection's thread
+    has not closed it yet (it gives its slot back first), and the descriptor is still this connection.
+    """
+    if descriptor < 0:
+        return
+    try:
+        duplicate = socket.fromfd(descriptor, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
+
+
 class ConnectionGuard:
     """Mixed into rpyc's ThreadedServer: survives running out of descriptors, caps handshakes, logs briefly.
 
@@ -751,6 +772,7 @@ class ConnectionGuard:
         self.events = EventLog(self.logger)
         self._handshaking: dict = {}  # socket -> peer address, while its handshake runs (oldest first)
         self._evicted: set = set()  # sockets whose handshake slot a newer connection took
+        self._descriptors: dict = {}  # socket -> its descriptor (TLS moves it to an SSLSocket)
         self._handshake_lock = threading.Lock()
         self._inner_authenticator = self.authenticator
         self.authenticator = self._authenticate  # rpyc calls it in the connection's thread
@@ -826,22 +848,21 @@ class ConnectionGuard:
                 victim = next(s for s, p in self._handshaking.items() if p == busiest)  # its oldest
                 del self._handshaking[victim]
                 self._evicted.add(victim)
-                try:  # its thread's read returns at once; the thread answers "busy" (see _authenticate)
-                    victim.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+                _shut_reading(self._descriptors.pop(victim, -1))  # its thread answers "busy"
                 self.events.event(
                     "handshake ended for a newer connection",
                     "%s: %d connections in the handshake, %d from that address"
                     % (busiest, self.handshake_limit, counts[busiest]),
                 )
             self._handshaking[sock] = peer
+            self._descriptors[sock] = sock.fileno()
         return None
 
     def _end_handshake(self, sock: socket.socket) -> bool:
         """Give the slot back; whether a newer connection took it (this handshake must then fail)."""
         with self._handshake_lock:
             self._handshaking.pop(sock, None)
+            self._descriptors.pop(sock, None)
             if sock in self._evicted:
                 self._evicted.discard(sock)
                 return True
