@@ -241,16 +241,15 @@ class BoardHandshake:
         pause = BUSY_RETRY[0]
         while True:
             try:
-                return self._open_once(host, port, wire, started, deadline_for)
+                return self._open_once(host, port, wire, deadline_for)
             except BoardBusy:
                 if time.monotonic() + pause >= deadline_for(0.0):
                     raise
                 time.sleep(pause)  # a flood holds its handshake slots only briefly: dial again
                 pause = min(pause * 2, BUSY_RETRY[1])
 
-    def _open_once(
-        self, host: str, port: int, wire: int, started: float, deadline_for: Callable
-    ) -> Handshake:
+    def _open_once(self, host: str, port: int, wire: int, deadline_for: Callable) -> Handshake:
+        """One dial (and one redial in the other rpyc wire if the board needs it) and the handshake."""
         deadline = deadline_for(0.0)
         sock, rtt = self._dial(host, port, max(0.1, deadline - time.monotonic()))
         deadline = deadline_for(rtt)
