@@ -512,6 +512,7 @@ class BoardHandshake:
         if verdict.startswith(DENIED):
             reason = verdict[len(DENIED) + 1 :].decode("ascii", "replace")
             if verdict[len(DENIED) + 1 :].startswith(RELAYED):
+                reason = reason[len(RELAYED) :].lstrip(": ")
                 raise BoardAuthError(
                     f"board {self.shown} refused the connection as relayed ({reason}): something between"
                     " this kernel and the board forwards it; if that is your own port forward (ssh -L, NAT),"
