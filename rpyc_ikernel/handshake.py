@@ -60,6 +60,9 @@ MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it a
 _MSG_REQUEST, _MSG_REPLY = 1, 2
 _OLD_HANDSHAKE = b"RPYC_"  # what a board server of handshake 1 (rpyc_ikernel <= 0.1) sends first
 
+PAIRING_MARK = "@sha256:"  # TOKEN@sha256:FINGERPRINT, the pairing string a board server prints
+_NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+
 _wires: dict = {}  # "host:port" -> the rpyc wire the board there spoke last time
 
 
@@ -80,6 +83,17 @@ class Credentials:
     # "HOST:PORT" the board server sees this connection arrive on, when a forward the kernel does not
     # make itself (ssh -L, NAT) sits between: the token proof is bound to it (see server.py)
     forward: str | None = None
+    # SHA-256 of the board certificate, hex: the kernel pins it (no CA, no host name), from a pairing
+    # string TOKEN@sha256:FINGERPRINT given as the token (the board server prints it)
+    pin: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token and PAIRING_MARK in self.token:
+            token, _, pin = self.token.rpartition(PAIRING_MARK)
+            object.__setattr__(self, "token", token.strip() or None)
+            object.__setattr__(self, "pin", pin.strip().replace(":", "").lower())
+        if self.pin:
+            object.__setattr__(self, "tls", True)
 
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> Credentials:
@@ -103,6 +117,14 @@ class Credentials:
         return replace(self, **changes)
 
     def tls_context(self) -> ssl.SSLContext:
+        if self.pin:  # the pin says which certificate: no CA, no host name to check
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            if self.certfile:
+                context.load_cert_chain(self.certfile, self.keyfile)
+            return context
         context = ssl.create_default_context(cafile=self.ca)
         if self.certfile:
             context.load_cert_chain(self.certfile, self.keyfile)
@@ -130,6 +152,12 @@ class Handshake:
     early: bytes = b""  # frames the board sent before its answer; rpyc must still read them
     notices: list = field(default_factory=list)
     rtt: float = 0.0  # the round trip measured while connecting (TCP connect, hello)
+
+
+def _sha256_hex(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def connect_budget(timeout: float, rtt: float) -> float:
@@ -228,16 +256,15 @@ class BoardHandshake:
         pause = BUSY_RETRY[0]
         while True:
             try:
-                return self._open_once(host, port, wire, started, deadline_for)
+                return self._open_once(host, port, wire, deadline_for)
             except BoardBusy:
                 if time.monotonic() + pause >= deadline_for(0.0):
                     raise
                 time.sleep(pause)  # a flood holds its handshake slots only briefly: dial again
                 pause = min(pause * 2, BUSY_RETRY[1])
 
-    def _open_once(
-        self, host: str, port: int, wire: int, started: float, deadline_for: Callable
-    ) -> Handshake:
+    def _open_once(self, host: str, port: int, wire: int, deadline_for: Callable) -> Handshake:
+        """One dial (and one redial in the other rpyc wire if the board needs it) and the handshake."""
         deadline = deadline_for(0.0)
         sock, rtt = self._dial(host, port, max(0.1, deadline - time.monotonic()))
         deadline = deadline_for(rtt)
@@ -289,20 +316,64 @@ class BoardHandshake:
         return sock, rtt
 
     def _wrap_tls(self, sock: socket.socket) -> socket.socket:
+        peer = sock.getpeername()[:2]
         try:
-            return self.credentials.tls_context().wrap_socket(sock, server_hostname=self.host)
+            if self.credentials.pin and len(self.credentials.pin) != 64:
+                raise BoardAuthError(
+                    f"the pairing string for board {self.shown} ends in a fingerprint of"
+                    f" {len(self.credentials.pin)} characters, not 64: copy the whole TOKEN@sha256:..."
+                    " line the board server printed"
+                )
+            wrapped = self.credentials.tls_context().wrap_socket(sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as exc:
             sock.close()
+            if exc.verify_code in _NAME_MISMATCH:
+                names = self._certificate_names(peer)
+                raise BoardAuthError(
+                    f"TLS: board {self.shown} showed a certificate for {names or 'other names'}, not for"
+                    f" {self.host!r}: connect by one of those names, or give the board a certificate for"
+                    f" {self.host!r}"
+                ) from None
             raise BoardAuthError(
                 f"TLS: board {self.shown} showed a certificate we do not trust ({exc.verify_message});"
-                " pass ca= the CA file that signed it"
+                " pass ca= the CA file that signed it, or pair with the string its server printed"
+                " (token=TOKEN@sha256:FINGERPRINT)"
             ) from None
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise BoardUnreachable(
                 f"TLS handshake with board {self.shown} failed ({describe_socket_error(exc)});"
-                " is the board server started with --certfile/--keyfile?"
+                " is the board server started with TLS (its start line says so)?"
             ) from None
+        except BaseException:
+            sock.close()
+            raise
+        if self.credentials.pin:
+            seen = _sha256_hex(wrapped.getpeercert(binary_form=True) or b"")
+            if not secrets.compare_digest(seen, self.credentials.pin):
+                wrapped.close()
+                raise BoardAuthError(
+                    f"TLS: board {self.shown} showed a certificate with fingerprint sha256:{seen},"
+                    f" not the paired sha256:{self.credentials.pin}: another machine answers there,"
+                    " or the board made a new certificate (pair again with the string its server prints)"
+                )
+        return wrapped
+
+    def _certificate_names(self, peer: tuple) -> str:
+        """The names in the board's certificate, read on a second connection that checks the CA but not
+        the name (for the error message only)."""
+        context = self.credentials.tls_context()
+        context.check_hostname = False
+        try:
+            with socket.create_connection(peer, timeout=2) as raw:
+                with context.wrap_socket(raw) as sock:
+                    cert = sock.getpeercert() or {}
+        except (OSError, ValueError):
+            return ""
+        names = [value for kind, value in cert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")]
+        if not names:
+            names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+        return ", ".join(repr(name) for name in names)
 
     def _hello(self, sock: socket.socket, wire: int, deadline: float) -> tuple[bytes, bytes, bytes, float]:
         """Send the hello in `wire` and read until its answer: (hello, answer, early frames, round trip).
@@ -462,6 +533,7 @@ class BoardHandshake:
         if verdict.startswith(DENIED):
             reason = verdict[len(DENIED) + 1 :].decode("ascii", "replace")
             if verdict[len(DENIED) + 1 :].startswith(RELAYED):
+                reason = reason[len(RELAYED) :].lstrip(": ")
                 raise BoardAuthError(
                     f"board {self.shown} refused the connection as relayed ({reason}): something between"
                     " this kernel and the board forwards it; if that is your own port forward (ssh -L, NAT),"
@@ -478,8 +550,20 @@ class BoardHandshake:
             raise BoardAuthError(
                 f"board {self.shown} does not know our token (its proof is wrong); not sending code to it"
             )
+        if not self.credentials.tls and self.far_end is None and not self._loopback_peer(sock):
+            notices.append(
+                f"the link to board {self.shown} is not encrypted (token only): pair with the line its server"
+                " printed, token='TOKEN@sha256:FINGERPRINT', to encrypt it and pin the board's certificate"
+            )
         security = "token (challenge-response)" + self._tls_text()
         return Handshake(sock, board_wire, security, deadline, notices=notices)
+
+    @staticmethod
+    def _loopback_peer(sock: socket.socket) -> bool:
+        try:
+            return is_loopback(sock.getpeername()[0])
+        except OSError:
+            return False
 
     def _token_missing(self, why: str) -> str:
         """One line: the board wants a token we do not have; where it is on the board, how to give it."""
@@ -492,4 +576,6 @@ class BoardHandshake:
         )
 
     def _tls_text(self) -> str:
+        if self.credentials.pin:
+            return f", TLS (certificate pinned, sha256:{self.credentials.pin[:16]}...)"
         return ", TLS (certificate verified)" if self.credentials.tls else ""

@@ -442,9 +442,15 @@ class BoardAuthenticator:
     is answered by rpyc's own PING handler), so any rpyc client works with it.
     """
 
-    def __init__(self, token: str | None, tls_context: ssl.SSLContext | None = None) -> None:  # noqa: F821
+    def __init__(
+        self,
+        token: str | None,
+        tls_context: ssl.SSLContext | None = None,  # noqa: F821
+        auto_tls: AutoTLS | None = None,
+    ) -> None:
         self.token = token
-        self.tls_context = tls_context
+        self.tls_context = tls_context  # TLS required (--certfile)
+        self.auto_tls = auto_tls  # TLS for kernels that start it (the certificate made here), else plain
         self.binding = getattr(tls_context, "rpyc_ikernel_binding", b"") if tls_context is not None else b""
         self.wire = local_wire()
 
@@ -452,18 +458,24 @@ class BoardAuthenticator:
         # rpyc leaves Nagle on: small replies after a large one would wait ~40 ms for an ACK
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         deadline = time.monotonic() + AUTH_TIMEOUT  # one deadline for TLS and the token check together
+        binding = b""
         try:
             if self.tls_context is not None:
                 sock.settimeout(AUTH_TIMEOUT)  # CPython bounds the whole TLS handshake by this timeout
                 sock = self.tls_context.wrap_socket(sock, server_side=True)
+                binding = self.binding
+            elif self.auto_tls is not None and starts_tls(sock, deadline):
+                sock.settimeout(max(0.1, deadline - time.monotonic()))
+                sock = self.auto_tls.context().wrap_socket(sock, server_side=True)
+                binding = self.auto_tls.binding
             if self.token is not None:
-                self._challenge(sock, deadline)
+                self._challenge(sock, deadline, binding)
         except (OSError, EOFError, ValueError) as exc:
             raise _auth_error(str(exc) or type(exc).__name__) from None
         sock.settimeout(None)
         return sock, None
 
-    def _challenge(self, sock: socket.socket, deadline: float) -> None:
+    def _challenge(self, sock: socket.socket, deadline: float, tls_binding_part: bytes = b"") -> None:
         _, payload = read_frame(sock, deadline)
         wire, msg, _, args = decode_message(payload)
         hello = ping_text(args) if msg == _MSG_REQUEST else None
@@ -483,10 +495,10 @@ class BoardAuthenticator:
             sock.sendall(ping_reply(wire, DENIED + b" this board requires a token"))
             raise _auth_error("client sent no token")
         dialled = words[3][len(b"to=") :]
-        binding = proof_binding(self.binding, dialled)
+        binding = proof_binding(tls_binding_part, dialled)
         expected = proof(self.token, b"kernel", hello, challenge, binding)
         if not same_digest(expected.encode("ascii"), words[2]):
-            reason = b"wrong token" + (b" (or a relayed connection)" if self.binding else b"")
+            reason = b"wrong token" + (b" (or a relayed connection)" if tls_binding_part else b"")
             sock.sendall(ping_reply(wire, DENIED + b" " + reason))
             raise _auth_error("wrong token")
         here = endpoint_text(*sock.getsockname()[:2])
@@ -515,8 +527,12 @@ def server_tls_context(certfile: str, keyfile: str | None, ca: str | None = None
 
 
 def _first_certificate_der(certfile: str) -> bytes:
-    """The DER bytes of the first certificate in a PEM file: the one the board shows to kernels."""
-    import ssl
+    """The DER bytes of the first certificate in a PEM file: the one the board shows to kernels.
+
+    Decoded with binascii, not ssl: the server knows its certificate's fingerprint without loading
+    OpenSSL (~4 MB of a board's memory) until a kernel starts TLS.
+    """
+    import binascii
 
     with open(certfile, encoding="ascii", errors="replace") as handle:
         text = handle.read()
@@ -524,8 +540,125 @@ def _first_certificate_der(certfile: str) -> bytes:
     start = text.find(begin)
     stop = text.find(end, start)
     if start < 0 or stop < 0:
-        raise ssl.SSLError("no certificate in %s" % certfile)
-    return ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
+        raise ValueError("no certificate in %s" % certfile)
+    try:
+        return binascii.a2b_base64(text[start + len(begin) : stop].encode("ascii", "replace"))
+    except binascii.Error:
+        raise ValueError("the certificate in %s is not valid PEM" % certfile) from None
+
+
+def certificate_fingerprint(certfile: str) -> str:
+    """SHA-256 of the board certificate (DER), as hex: what a kernel pins (TOKEN@sha256:FINGERPRINT)."""
+    return _sha256_class()(_first_certificate_der(certfile)).hexdigest()
+
+
+TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a TLS ClientHello; a hello frame starts with 0x00
+
+
+def starts_tls(sock: socket.socket, deadline: float) -> bool:
+    """Whether the kernel's first byte starts TLS (peeked, not read): the kernel always speaks first."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise HandshakeTimeout("handshake not finished in time (got 0 bytes)")
+    sock.settimeout(remaining)
+    try:
+        first = sock.recv(1, socket.MSG_PEEK)
+    except socket.timeout:
+        raise HandshakeTimeout("handshake not finished in time (got 0 bytes)") from None
+    if not first:
+        raise EOFError("peer closed the connection")
+    return first[0] == TLS_RECORD_HANDSHAKE
+
+
+class AutoTLS:
+    """The certificate this server made for itself (see ensure_certificate), its TLS context made on
+    first use: kernels that pinned its fingerprint start TLS; ssl loads only then."""
+
+    def __init__(self, certfile: str, keyfile: str) -> None:
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self.fingerprint = certificate_fingerprint(certfile)
+        self.binding = tls_binding(_first_certificate_der(certfile))
+        self._context = None
+        self._lock = threading.Lock()
+
+    def context(self) -> ssl.SSLContext:  # noqa: F821
+        with self._lock:
+            if self._context is None:
+                self._context = server_tls_context(self.certfile, self.keyfile)
+            return self._context
+
+
+CERTIFICATE_DAYS = 3650  # ends before 2038, which a 32-bit board's clock cannot pass; kernels pin, not date
+
+
+def certificate_paths() -> tuple:
+    """(certificate, key) the server makes for itself, beside the token file."""
+    directory = os.path.join(os.path.dirname(default_token_path()), "tls")
+    return os.path.join(directory, "board.pem"), os.path.join(directory, "board.key")
+
+
+def ensure_certificate() -> tuple:
+    """(certfile, keyfile, made now) of this server's self-signed certificate, made with the openssl
+    command at first start; (None, None, why not) where it cannot be (no openssl, no _ssl module).
+
+    Python's ssl module cannot make certificates; the openssl command is on most boards that have
+    OpenSSL. Its modules are dropped from sys.modules again afterwards (a board keeps the memory).
+    """
+    certfile, keyfile = certificate_paths()
+    if os.path.isfile(certfile) and os.path.isfile(keyfile):
+        return certfile, keyfile, False
+    from importlib.util import find_spec
+
+    if find_spec("_ssl") is None:
+        return None, None, "this Python has no ssl module"
+    loaded = set(sys.modules)
+    try:
+        return _make_certificate(certfile, keyfile)
+    finally:
+        for name in set(sys.modules) - loaded:
+            del sys.modules[name]
+        gc.collect()
+
+
+def _make_certificate(certfile: str, keyfile: str) -> tuple:
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None, None, "no openssl command to make a certificate"
+    directory = os.path.dirname(certfile)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    new_cert, new_key = certfile + ".new", keyfile + ".new"
+    common = ["-x509", "-nodes", "-days", str(CERTIFICATE_DAYS), "-subj", "/CN=rpyc_ikernel board"]
+    failure = ""
+    for key in (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], ["-newkey", "rsa:2048"]):
+        old_mask = os.umask(0o077)  # the key is never readable by others, not even for a moment
+        try:
+            done = subprocess.run(
+                [openssl, "req", *key, *common, "-keyout", new_key, "-out", new_cert],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=120,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            done, failure = None, str(exc)
+        finally:
+            os.umask(old_mask)
+        if done is not None and done.returncode == 0:
+            os.chmod(new_key, 0o600)
+            os.replace(new_key, keyfile)
+            os.replace(new_cert, certfile)
+            return certfile, keyfile, True
+        if done is not None:
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            failure = lines[-1] if lines else "exit status %d" % done.returncode
+    for path in (new_cert, new_key):
+        if os.path.exists(path):
+            os.remove(path)
+    return None, None, "openssl could not make a certificate (%s)" % failure
 
 
 # ----------------------------------------------------------------------------- accepting connections
@@ -602,6 +735,27 @@ def _describe(exc: BaseException) -> str:
     return "%s: %s" % (type(exc).__name__, text) if text else type(exc).__name__
 
 
+def _shut_reading(descriptor: int) -> None:
+    """End reading on a connection by its descriptor, so a thread blocked in its handshake returns.
+
+    By descriptor, not socket object: once TLS wraps a socket, the SSLSocket holds the descriptor and
+    the original object is detached. The caller holds the handshake lock, so the connection's thread
+    has not closed it yet (it gives its slot back first), and the descriptor is still this connection.
+    """
+    if descriptor < 0:
+        return
+    try:
+        duplicate = socket.fromfd(descriptor, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return
+    try:
+        duplicate.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    finally:
+        duplicate.close()
+
+
 class ConnectionGuard:
     """Mixed into rpyc's ThreadedServer: survives running out of descriptors, caps handshakes, logs briefly.
 
@@ -619,6 +773,7 @@ class ConnectionGuard:
         self.events = EventLog(self.logger)
         self._handshaking: dict = {}  # socket -> peer address, while its handshake runs (oldest first)
         self._evicted: set = set()  # sockets whose handshake slot a newer connection took
+        self._descriptors: dict = {}  # socket -> its descriptor (TLS moves it to an SSLSocket)
         self._handshake_lock = threading.Lock()
         self._inner_authenticator = self.authenticator
         self.authenticator = self._authenticate  # rpyc calls it in the connection's thread
@@ -673,7 +828,7 @@ class ConnectionGuard:
     def _answer_busy(self, sock: socket.socket, reason: str) -> None:
         # in the clear, so not when TLS is on (the kernel's TLS handshake would take it for garbage)
         if getattr(self._inner_authenticator, "tls_context", None) is not None:
-            return
+            return  # TLS required: a kernel expects a TLS answer (with auto TLS a plain busy goes to both)
         try:
             sock.settimeout(1.0)
             sock.sendall(ping_reply(local_wire(), BUSY + b" " + reason.encode("ascii", "replace")))
@@ -694,22 +849,21 @@ class ConnectionGuard:
                 victim = next(s for s, p in self._handshaking.items() if p == busiest)  # its oldest
                 del self._handshaking[victim]
                 self._evicted.add(victim)
-                try:  # its thread's read returns at once; the thread answers "busy" (see _authenticate)
-                    victim.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+                _shut_reading(self._descriptors.pop(victim, -1))  # its thread answers "busy"
                 self.events.event(
                     "handshake ended for a newer connection",
                     "%s: %d connections in the handshake, %d from that address"
                     % (busiest, self.handshake_limit, counts[busiest]),
                 )
             self._handshaking[sock] = peer
+            self._descriptors[sock] = sock.fileno()
         return None
 
     def _end_handshake(self, sock: socket.socket) -> bool:
         """Give the slot back; whether a newer connection took it (this handshake must then fail)."""
         with self._handshake_lock:
             self._handshaking.pop(sock, None)
+            self._descriptors.pop(sock, None)
             if sock in self._evicted:
                 self._evicted.discard(sock)
                 return True
@@ -949,6 +1103,13 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument(
         "--ca", help="also require kernels to present a TLS client certificate signed by this CA"
     )
+    auth.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="do not make or use the server's own certificate: links are token-only and readable on the"
+        " network (by default a self-signed certificate is made at first start with the openssl command,"
+        " and kernels that pair with TOKEN@sha256:FINGERPRINT use TLS)",
+    )
     parser.add_argument(
         "--threads-only",
         action="store_true",
@@ -1032,6 +1193,45 @@ def build_authenticator(args: types.SimpleNamespace) -> BoardAuthenticator | Non
             flush=True,
         )
         return BoardAuthenticator(None, tls)
+    token, shown, where = _token_for(args)
+    auto = (
+        None
+        if tls is not None or getattr(args, "no_tls", False)
+        else _auto_tls(token if shown else None, where)
+    )
+    return BoardAuthenticator(token, tls, auto)
+
+
+def _auto_tls(new_token: str | None, where: str) -> AutoTLS | None:
+    """The server's own certificate (made at first start), announced with the pairing string."""
+    try:
+        certfile, keyfile, made = ensure_certificate()
+        auto = AutoTLS(certfile, keyfile) if certfile else None
+    except (OSError, ValueError) as exc:
+        auto, made = None, "cannot use the certificate: %s" % (getattr(exc, "strerror", None) or exc)
+    if auto is None:
+        print(
+            "rpyc_ikernel server: no TLS (%s): links are token-only and readable on the network;"
+            " --certfile/--keyfile encrypt them" % made,
+            flush=True,
+        )
+        return None
+    print(
+        "rpyc_ikernel server: TLS certificate sha256:%s (%s %s); kernels elsewhere pair with"
+        % (auto.fingerprint, "made now in" if made is True else "in", auto.certfile),
+        flush=True,
+    )
+    if new_token:
+        print("    %s@sha256:%s" % (new_token, auto.fingerprint), flush=True)
+    else:
+        print("    TOKEN@sha256:%s   (TOKEN: %s)" % (auto.fingerprint, where), flush=True)
+    return auto
+
+
+def _token_for(args: types.SimpleNamespace) -> tuple:
+    """(token, whether it was just made and printed, where it is) from --token -, RPYC_IKERNEL_TOKEN or
+    the token file."""
+    created, where = False, "the token you gave"
     if args.token is not None:
         if args.token != "-":
             raise TokenError(
@@ -1046,6 +1246,7 @@ def build_authenticator(args: types.SimpleNamespace) -> BoardAuthenticator | Non
     else:
         path = args.token_file or default_token_path()
         token, created = load_or_create_token(path)
+        where = "cat %s" % path
         if created:
             print(
                 "rpyc_ikernel server: new token (give it to the kernel as token=... or RPYC_IKERNEL_TOKEN):"
@@ -1054,7 +1255,20 @@ def build_authenticator(args: types.SimpleNamespace) -> BoardAuthenticator | Non
             print("  stored in %s (mode 0600)" % path, flush=True)
         else:
             print("rpyc_ikernel server: kernels must give the token stored in %s" % path, flush=True)
-    return BoardAuthenticator(token, tls)
+    return token, created, where
+
+
+def describe_security(authenticator: BoardAuthenticator | None) -> str:
+    """A few words for the start line: token or not, TLS or not."""
+    if authenticator is None or authenticator.token is None:
+        what = "no token (anyone who reaches the port runs code)"
+    else:
+        what = "token"
+    if authenticator is not None and authenticator.tls_context is not None:
+        return what + ", TLS required"
+    if authenticator is not None and authenticator.auto_tls is not None:
+        return what + ", TLS for paired kernels (sha256:%s...)" % authenticator.auto_tls.fingerprint[:16]
+    return what + ", no TLS"
 
 
 def _read_token_from_stdin() -> str:
@@ -1293,8 +1507,8 @@ def main(argv: list | None = None) -> int:
     serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
     serving.start()
     print(
-        "rpyc_ikernel board server listening on %s:%d (pid %d)%s"
-        % (args.host, server.port, os.getpid(), _reach_hint(args.host)),
+        "rpyc_ikernel board server listening on %s:%d (pid %d), %s%s"
+        % (args.host, server.port, os.getpid(), describe_security(authenticator), _reach_hint(args.host)),
         flush=True,
     )
     try:

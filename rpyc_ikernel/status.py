@@ -46,7 +46,8 @@ def status_lines(
             (
                 "tls",
                 "off: plain TCP; anyone on the network path can read the link and, after the token"
-                " check, take it over (use TLS off a trusted network)",
+                " check, take it over (off a trusted network, give the pairing string TOKEN@sha256:... the"
+                " board server prints)",
             )
         )
     return rows

@@ -51,3 +51,14 @@ def test_links_benchmark_runs_in_its_quick_size():
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["1+1"] >= 0.02  # a 20 ms RTT link: no cell is faster than one round trip
     assert "20 ms, 20 Mbit/s" in links.table(results)
+
+
+def test_tls_benchmark_runs_in_a_tiny_size():
+    import tls
+
+    results = tls.measure(samples=3, lines=500, repeats=1, seconds=1.0)
+    assert len(results) == 5
+    assert all(with_tls > 0 and without > 0 for with_tls, without, _ in results.values())
+    trips = results["round trips of a connect (after TCP connect)"]
+    assert trips[0] >= trips[1]  # TLS adds its own handshake's round trips
+    assert tls.table(results).count("\n") == len(results) + 1

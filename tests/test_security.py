@@ -162,7 +162,8 @@ def test_tls_with_an_untrusted_certificate_is_refused(kernelspec_prefix, tls_boa
         session.stop()
 
 
-def test_tls_client_against_a_plain_board_is_a_clear_error(kernelspec_prefix, board, certificates):
+def test_tls_client_against_a_plain_board_is_a_clear_error(kernelspec_prefix, certificates):
+    board = start_board(command=[*SERVER, "--no-tls"])  # the default server has TLS (its own certificate)
     session = KernelSession.start(board_port=board.port, env={"RPYC_IKERNEL_CA": certificates["ca.pem"]})
     try:
         cell = session.run("1")
@@ -170,6 +171,7 @@ def test_tls_client_against_a_plain_board_is_a_clear_error(kernelspec_prefix, bo
         assert "TLS handshake" in cell.reply["evalue"]
     finally:
         session.stop()
+        board.stop()
 
 
 def test_token_is_printed_at_first_start_only(tmp_path):
@@ -364,3 +366,153 @@ def test_a_stopped_server_releases_its_port_claim(tmp_path):
     server.stop()
     assert server.process.returncode == -15
     assert not claim.exists()
+
+
+# ----------------------------------------------------------------------- TLS by default (issue 20.8, 21.6)
+
+
+def start_line(server, timeout: float = 10) -> str:
+    """The server's "listening on" line (printed just after the port opens: wait for it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [line for line in server.output().splitlines() if "listening on" in line]
+        if lines:
+            return lines[0]
+        time.sleep(0.05)
+    raise AssertionError(server.output())
+
+
+def pairing_string(server) -> str:
+    """The TOKEN@sha256:FINGERPRINT line a board server prints at first start."""
+    lines = [line.strip() for line in server.output().splitlines() if "@sha256:" in line]
+    assert lines, server.output()
+    return lines[0]
+
+
+def test_a_new_server_makes_a_certificate_and_a_paired_kernel_gets_an_encrypted_pinned_link(
+    kernelspec_prefix, tmp_path
+):
+    config = tmp_path / "config"
+    server = start_board(command=SERVER, env=dict(os.environ, XDG_CONFIG_HOME=str(config)))
+    proxy = Proxy(server.port)
+    pairing = pairing_string(server)
+    token, _, fingerprint = pairing.partition("@sha256:")
+    assert token == (config / "rpyc_ikernel" / "token").read_text().strip()
+    key = config / "rpyc_ikernel" / "tls" / "board.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    shown = subprocess.run(
+        ["openssl", "x509", "-in", str(key.with_name("board.pem")), "-noout", "-fingerprint", "-sha256"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown.split("=", 1)[1].strip().replace(":", "").lower() == fingerprint
+    assert "TLS for paired kernels" in start_line(server)
+    env = {"RPYC_IKERNEL_TOKEN": pairing, "RPYC_IKERNEL_FORWARD": f"127.0.0.1:{server.port}"}
+    session = KernelSession.start(board_port=proxy.port, env=env)
+    try:
+        cell = session.run("print('plain' + 'text-marker')\n'secret-' + 'result'")
+        assert cell.stream() == "plaintext-marker\n", cell.reply
+        assert cell.result == {"text/plain": "'secret-result'"}
+        security = session.run("# exec(print(self.board.security))").stream()
+        assert "TLS (certificate pinned" in security, security
+        assert b"plaintext-marker" not in bytes(proxy.sent_by_client) and b"'plain' +" not in bytes(
+            proxy.sent_by_client
+        )
+        assert bytes(proxy.sent_by_client)[:1] == b"\x16"  # a TLS record, from the first byte
+    finally:
+        session.stop()
+        proxy.close()
+    # a kernel given the token alone still connects, in the clear (token-only mode)
+    session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": token})
+    try:
+        assert session.run("5").result == {"text/plain": "5"}
+        assert "TLS" not in session.run("# exec(print(self.board.security))").stream()
+    finally:
+        session.stop()
+        server.stop()
+
+
+def test_a_kernel_refuses_a_board_whose_certificate_is_not_the_paired_one(kernelspec_prefix, tmp_path):
+    server = start_board(command=SERVER, env=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config")))
+    token, _, fingerprint = pairing_string(server).partition("@sha256:")
+    other = ("0" if fingerprint[0] != "0" else "1") + fingerprint[1:]
+    marker = tmp_path / "ran"
+    session = KernelSession.start(
+        board_port=server.port, env={"RPYC_IKERNEL_TOKEN": f"{token}@sha256:{other}"}
+    )
+    try:
+        cell = session.run(f"open({str(marker)!r}, 'w').write('x')")
+        assert cell.reply["ename"] == "BoardAuthError"
+        assert f"not the paired sha256:{other}" in cell.reply["evalue"]
+        assert not marker.exists()
+    finally:
+        session.stop()
+        server.stop()
+
+
+def test_without_openssl_or_with_no_tls_the_server_says_so_in_one_line_and_serves_token_only(
+    kernelspec_prefix, tmp_path
+):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), PATH=str(tmp_path / "empty-bin"))
+    server = start_board(command=SERVER, env=env)
+    try:
+        output = server.output()
+        assert "no TLS (no openssl command to make a certificate)" in output, output
+        assert "no TLS" in start_line(server)
+        assert not (tmp_path / "config" / "rpyc_ikernel" / "tls" / "board.pem").exists()
+        token = (tmp_path / "config" / "rpyc_ikernel" / "token").read_text().strip()
+        session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": token})
+        try:
+            assert session.run("6").result == {"text/plain": "6"}
+        finally:
+            session.stop()
+    finally:
+        server.stop()
+    quiet = start_board(
+        command=[*SERVER, "--no-tls"], env=dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "c2"))
+    )
+    try:
+        assert "@sha256:" not in quiet.output() and not (tmp_path / "c2" / "rpyc_ikernel" / "tls").exists()
+    finally:
+        quiet.stop()
+
+
+def test_a_certificate_for_other_names_says_which_names_it_has(kernelspec_prefix, certificates, tmp_path):
+    directory = Path(certificates["ca.pem"]).parent
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "named.key",
+        "-out",
+        "named.csr",
+        "-subj",
+        "/CN=board.example",
+    )
+    (tmp_path / "named.ext").write_text("subjectAltName=DNS:board.example,DNS:pi.local\n")
+    ca, ca_key = str(directory / "ca.pem"), str(directory / "ca.key")
+    openssl("x509", "-req", "-in", "named.csr", "-CA", ca, "-CAkey", ca_key,
+            "-CAcreateserial", "-out", "named.pem", "-days", "2", "-extfile", "named.ext")  # fmt: skip
+    server = start_board(
+        command=[*SERVER, "--certfile", str(tmp_path / "named.pem"), "--keyfile", str(tmp_path / "named.key")]
+    )
+    session = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_CA": certificates["ca.pem"]})
+    try:
+        assert "TLS required" in start_line(server)
+        cell = session.run("1")
+        evalue = cell.reply["evalue"]
+        assert cell.reply["ename"] == "BoardAuthError"
+        assert "'board.example', 'pi.local'" in evalue and "not for '127.0.0.1'" in evalue, evalue
+        assert "pass ca=" not in evalue
+    finally:
+        session.stop()
+        server.stop()

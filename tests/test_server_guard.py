@@ -17,6 +17,7 @@ import pytest
 from helpers import KernelSession, start_board
 
 from rpyc_ikernel.server import (
+    AUTH_TIMEOUT,
     CHALLENGE,
     HANDSHAKE_LIMIT,
     HELLO,
@@ -101,6 +102,34 @@ def test_a_full_handshake_table_ends_the_oldest_handshake_of_the_busiest_address
     assert_a_kernel_runs_a_cell(server.port)
     server.stop()
     assert "Traceback" not in server.output()
+
+
+def test_a_handshake_stalled_inside_tls_is_ended_too_when_its_slot_is_taken(kernelspec_prefix, server):
+    """The default server serves TLS to kernels that start it: connections that stall in the TLS
+    handshake fill the table; a newcomer ends the oldest at once (not after AUTH_TIMEOUT), so stalled
+    TLS handshakes cannot pile up threads either."""
+    flood: list[socket.socket] = []
+    try:
+        base = len(os.listdir(f"/proc/{server.process.pid}/fd"))
+        for _ in range(HANDSHAKE_LIMIT):
+            sock = dial(server.port)
+            sock.sendall(b"\x16\x03\x01")  # the start of a TLS record, then nothing
+            flood.append(sock)
+        wait_accepted(server, base + HANDSHAKE_LIMIT)
+        time.sleep(0.5)  # each has peeked its first byte and waits inside the TLS handshake
+        started = time.monotonic()
+        flood.append(dial(server.port, "127.0.0.2"))
+        flood[0].settimeout(AUTH_TIMEOUT + 5)
+        try:
+            while flood[0].recv(512):  # a TLS alert may come first; then the server closes
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < AUTH_TIMEOUT / 2
+    finally:
+        for sock in flood:
+            sock.close()
+    assert_a_kernel_runs_a_cell(server.port)
 
 
 class Tricklers:

@@ -127,7 +127,7 @@ def test_an_interrupt_works_as_the_very_first_use_of_the_side_link(far_board):
 
 
 def test_the_first_interrupt_of_a_kernel_over_a_far_link_stops_the_cell(kernelspec_prefix, far_board):
-    session = KernelSession.start(board_port=far_board.port)
+    session = KernelSession.start(board_port=far_board.port, env=far_board.forward_env)
     try:
         msg_id = session.client.execute("import time\ntime.sleep(30)")
         while True:  # the cell (and with it the connect) has begun
