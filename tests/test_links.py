@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import KernelSession, start_board
+from helpers import KernelSession, start_board, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
@@ -91,7 +91,7 @@ def check_every_feature(session: KernelSession) -> None:
     assert "feature_check" in matches
 
     msg_id = session.send("execute_request", {"code": "import time\ntime.sleep(60)", "silent": False})
-    wait_for_iopub(session, msg_id, "execute_input", timeout=60)
+    wait_for_iopub(session.client, msg_id, "execute_input", timeout=60)
     time.sleep(1.0)
     session.manager.interrupt_kernel()
     interrupted = session.wait_reply(msg_id, timeout=60)["content"]
@@ -109,14 +109,6 @@ def check_every_feature(session: KernelSession) -> None:
         session.run("# exec(self.stop_display())", timeout=60).stream() == "Stopped live image img_buffer\n"
     )
     assert "reconnected" not in stderr_of(outputs)
-
-
-def wait_for_iopub(session: KernelSession, msg_id: str, msg_type: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = session.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == msg_type:
-            return
 
 
 @pytest.mark.timeout(400)
