@@ -106,22 +106,24 @@ def plain(kernelspec_prefix, tmp_path_factory):
 # split by board, each board's servers starting once on its worker. Units run longest first (measured
 # here; a file missing from this list only runs later): the slowest unit decides the wall time.
 SLOW_FIRST = [
-    "boards/test_boards.py",
-    "test_links.py",
+    "test_reliability.py",  # 160 s serially, one test of 100 s
     "test_browser.py",
-    "test_benchmarks.py",
-    "test_handshake.py",
-    "test_reliability.py",
-    "test_frames.py",
-    "test_input_interrupt.py",
-    "test_interrupt.py",
-    "test_security.py",
-    "test_adb.py",
-    "test_transfer_links.py",
     "test_rpyc_versions.py",
-    "test_board_memory.py",
+    "test_links.py",
+    "boards/test_boards.py",
+    "test_handshake.py",
+    "test_benchmarks.py",
+    "test_security.py",
+    "test_soak.py",
+    "test_install.py",
+    "test_interrupt.py",
+    "test_server_guard.py",
+    "test_server_options.py",
     "test_interactive.py",
-    "test_execute.py",
+    "test_transfer.py",
+    "test_transfer_links.py",
+    "test_frames.py",
+    "test_adb.py",
 ]
 TESTS = Path(__file__).parent
 

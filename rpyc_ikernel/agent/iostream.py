@@ -284,6 +284,8 @@ class FdCapture(object):
         select() lets other threads take the GIL, which made a tight print loop 2x slower when done
         for every print. Any child process lives longer than a millisecond, so its output still comes
         before the print after it; C code that writes to fd 1/2 right before a print may show after it.
+        The look holds the lock: output the reader thread took out of a pipe but has not handed on yet
+        (it lost the GIL in between, on a busy board) is handed on before this print, not after it.
         """
         if not self.active:
             return
@@ -291,12 +293,13 @@ class FdCapture(object):
         if now - self.checked_at < DRAIN_INTERVAL:
             return
         self.checked_at = now
-        try:
-            waiting = _select().select(list(self.readers), [], [], 0)[0]
-        except (OSError, ValueError):
-            return
-        if waiting:
-            self.drain()
+        with self.lock:
+            try:
+                waiting = _select().select(list(self.readers), [], [], 0)[0]
+            except (OSError, ValueError):
+                return
+            for read_end in waiting:
+                self._read_available(read_end, None)
 
     # ------------------------------------------------------------ the pipes
     def _setup(self):
