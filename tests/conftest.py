@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +42,16 @@ def board() -> BoardServer:
     """Our board server (python -m rpyc_ikernel.server) on a free loopback port."""
     server = start_board()
     yield server
+    server.stop()
+
+
+@pytest.fixture()
+def own_board() -> BoardServer:
+    """A board server of this test alone, which it may stop (SIGSTOP), kill or restart."""
+    server = start_board()
+    yield server
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)  # a stopped process would not see the SIGTERM
     server.stop()
 
 

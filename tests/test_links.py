@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import KernelSession, start_board, wait_for_iopub
+from helpers import KernelSession, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
@@ -25,16 +25,6 @@ IMAGE_CELL = (
     "import io\nfrom PIL import Image\nout = io.BytesIO()\n"
     "Image.new('RGB', (64, 48), (10, 200, 30)).save(out, 'JPEG')\nimg_buffer = out.getvalue()"
 )
-
-
-@pytest.fixture()
-def own_board():
-    """A board server this test may stop (SIGSTOP) or otherwise upset."""
-    server = start_board()
-    yield server
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 @pytest.fixture()
