@@ -6,7 +6,7 @@ DEMO_VENV ?= .venv-demo
 DEMO_PY := $(DEMO_VENV)/bin/python
 # Test files run side by side (tests/conftest.py: one file, or one test board, per unit of work); most of
 # a test waits on a kernel or a board, so more workers than cores pay. PYTEST_PARALLEL= runs them in turn.
-PYTEST_PARALLEL ?= -n 4 --dist loadgroup
+PYTEST_PARALLEL ?= -n 4 --dist loadfile
 
 .PHONY: demo test test-boards lint bench screenshots clean
 

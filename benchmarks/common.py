@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from jupyter_client.manager import KernelManager
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from helpers import BoardServer, install_kernelspec, start_board  # noqa: E402
+from helpers import BoardServer, install_kernelspec, launch_kernel, reply_to, start_board  # noqa: E402
 
 RPYC = "rpyc"
 STOCK = "python3"
@@ -104,32 +103,36 @@ def bench_environment() -> Iterator[BoardServer]:
 
 
 class Kernel:
-    """A kernel started through jupyter_client, with a blocking client and timed requests."""
+    """A kernel started through jupyter_client (tests/helpers.py), with a blocking client and timed
+    requests. Its output goes to a log file; a request that gets no answer raises with the log's tail."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.manager = KernelManager(kernel_name=name)
         self.client = None
+        self.log = None
 
     def start(self, timeout: float = 60) -> float:
         """Start the kernel; return seconds from launch to the first kernel_info_reply."""
         started = time.perf_counter()
-        # The kernels' own log lines (ipykernel warns about plain TCP on loopback) would bury the table.
-        self.manager.start_kernel(env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.client = self.manager.client()
-        self.client.start_channels()
+        self.manager, self.client, self.log = launch_kernel(self.name, dict(os.environ))
         msg_id = self.client.kernel_info()
-        deadline = started + timeout
-        while time.perf_counter() < deadline:
-            try:
-                reply = self.client.shell_channel.get_msg(timeout=1)
-            except Empty:
-                continue
-            if reply["parent_header"].get("msg_id") == msg_id:
-                elapsed = time.perf_counter() - started
-                self._drain_iopub()
-                return elapsed
-        raise TimeoutError(f"kernel {self.name} sent no kernel_info_reply within {timeout} s")
+        try:
+            reply_to(self.client, msg_id, timeout)
+        except TimeoutError:
+            raise self._silent(f"sent no kernel_info_reply within {timeout} s") from None
+        elapsed = time.perf_counter() - started
+        # IOPub subscribes in the background: a cell sent before it has may lose all its output, its
+        # idle status included (a first cell then waited forever). wait_for_ready sees IOPub through.
+        try:
+            self.client.wait_for_ready(timeout=timeout)
+        except RuntimeError as exc:
+            raise self._silent(f"is not ready: {exc}") from None
+        return elapsed
+
+    def _silent(self, what: str) -> TimeoutError:
+        tail = self.log.tail(40) if self.log else ""
+        return TimeoutError(f"kernel {self.name} {what}; its log ({self.log.path}):\n{tail}")
 
     @property
     def pid(self) -> int:
@@ -141,8 +144,12 @@ class Kernel:
         msg_id = self.client.execute(code)
         chunks = []
         iopub = self.client.iopub_channel
+        deadline = time.monotonic() + timeout
         while True:
-            msg = iopub.get_msg(timeout=timeout)
+            try:
+                msg = iopub.get_msg(timeout=max(0.01, deadline - time.monotonic()))
+            except Empty:
+                raise self._silent(f"did not finish {code[:40]!r} within {timeout} s") from None
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind = msg["msg_type"]
@@ -153,16 +160,17 @@ class Kernel:
             elif kind == "status" and msg["content"]["execution_state"] == "idle":
                 elapsed = time.perf_counter() - started
                 break
-        self._take_reply(msg_id, timeout)
+        self.take_reply(msg_id, timeout)
         return elapsed, "".join(chunks)
 
-    def _take_reply(self, msg_id: str, timeout: float) -> None:
-        while True:
-            reply = self.client.shell_channel.get_msg(timeout=timeout)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return
+    def take_reply(self, msg_id: str, timeout: float) -> dict:
+        """The shell reply (whole message) to msg_id."""
+        try:
+            return reply_to(self.client, msg_id, timeout)
+        except TimeoutError:
+            raise self._silent(f"sent no reply to {msg_id} within {timeout} s") from None
 
-    def _drain_iopub(self) -> None:
+    def drain_iopub(self) -> None:
         try:
             while True:
                 self.client.iopub_channel.get_msg(timeout=0.05)
@@ -172,7 +180,8 @@ class Kernel:
     def stop(self) -> None:
         if self.client is not None:
             self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
+        if self.manager.has_kernel:
+            self.manager.shutdown_kernel(now=True)
 
 
 @contextmanager

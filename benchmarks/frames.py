@@ -26,21 +26,19 @@ import argparse
 import os
 import queue
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import rpyc
-from jupyter_client.manager import KernelManager
 
 from rpyc_ikernel.board import Address, Board
 from rpyc_ikernel.frames import FrameLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
-from helpers import free_port, wait_for_port  # noqa: E402
+from helpers import install_kernelspec, launch_kernel, start_board  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
@@ -141,34 +139,15 @@ class Bench:
         self.seconds = seconds
         self.tmp = tempfile.TemporaryDirectory()
         prefix = Path(self.tmp.name)
-        subprocess.run(
-            [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(prefix)],
-            check=True,
-            capture_output=True,
+        install_kernelspec(prefix)
+        # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
+        self.board = start_board(
+            [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", "--no-auth"]
         )
-        os.environ["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
-        self.port = free_port()
-        self.server = subprocess.Popen(
-            # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
-            [
-                sys.executable,
-                "-m",
-                "rpyc_ikernel.server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-auth",
-            ],
-            stdout=subprocess.DEVNULL,
-            cwd=REPO,
-        )
-        wait_for_port(self.port)
+        self.port = self.board.port
+        self.server = self.board.process
         env = dict(os.environ, RPYC_IKERNEL_HOST="127.0.0.1", RPYC_IKERNEL_PORT=str(self.port))
-        self.manager = KernelManager(kernel_name="rpyc")
-        self.manager.start_kernel(env=env)
-        self.client = self.manager.client()
-        self.client.start_channels()
+        self.manager, self.client, self.kernel_log = launch_kernel("rpyc", env)
         self.client.wait_for_ready(timeout=60)
         self.pids = {"board": self.server.pid, "kernel": self.manager.provisioner.pid, "client": os.getpid()}
         self.run(SETUP)
@@ -177,8 +156,7 @@ class Bench:
     def close(self) -> None:
         self.client.stop_channels()
         self.manager.shutdown_kernel(now=True)
-        self.server.terminate()
-        self.server.wait(10)
+        self.board.stop()
         self.tmp.cleanup()
 
     # ------------------------------------------------------------ the kernel

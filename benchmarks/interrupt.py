@@ -16,13 +16,12 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import KernelSession, install_kernelspec, start_board  # noqa: E402
+from helpers import KernelSession, install_kernelspec, interrupt_after, start_board  # noqa: E402
 
 CELLS = {
     "cpu loop": "spins = 0\nwhile True:\n    spins += 1",
@@ -33,14 +32,7 @@ PLAIN_BOARD = Path(__file__).resolve().parent.parent / "tests" / "plain_board.py
 
 def time_interrupt(kernel: KernelSession, code: str, delay: float = 0.8) -> float:
     """Seconds from the interrupt request to the KeyboardInterrupt reply of a running cell."""
-    sent = {}
-
-    def interrupt_later():
-        time.sleep(delay)
-        sent["at"] = time.monotonic()
-        kernel.manager.interrupt_kernel()
-
-    threading.Thread(target=interrupt_later, daemon=True).start()
+    sent = interrupt_after(kernel.manager, delay)
     cell = kernel.run(code, timeout=120)
     elapsed = time.monotonic() - sent["at"]
     if cell.reply.get("ename") != "KeyboardInterrupt":

@@ -46,7 +46,7 @@ import rpyc
 from common import MAKE_FRAMES, REPO, Kernel
 
 sys.path.insert(0, str(REPO / "tests"))
-from helpers import BoardServer, install_kernelspec, start_board  # noqa: E402
+from helpers import BoardServer, install_kernelspec, start_board, wait_for_iopub  # noqa: E402
 from linkemu import LinkEmulator, bytes_per_second  # noqa: E402
 
 from rpyc_ikernel.server import default_token_path, read_token_file  # noqa: E402
@@ -271,7 +271,7 @@ def measure_connect(bench: Bench, kernel: Kernel, figures: Figures) -> None:
 def settle(kernel: Kernel) -> None:
     """After a failed cell: ipykernel aborts requests that arrive while it stops on the error."""
     time.sleep(1.0)
-    kernel._drain_iopub()
+    kernel.drain_iopub()
 
 
 def one_line(exc: BaseException) -> str:
@@ -345,7 +345,7 @@ def measure_frames(kernel: Kernel, sizes: Sizes, figures: Figures) -> None:
         if now - first > sizes.frames_seconds and not interrupted:
             kernel.manager.interrupt_kernel()  # the producer (and with it the stream) can stop now
             interrupted = True
-    kernel._take_reply(msg_id, 30)
+    kernel.take_reply(msg_id, 30)
     kernel.execute("# exec(self.stop_display())")
     figures["fps"] = count / (last - first) if last else 0.0  # frames after the first, to the last
     figures["lag"] = statistics.median(lags) if lags else None
@@ -360,28 +360,21 @@ def measure_interrupts(kernel: Kernel, sizes: Sizes, figures: Figures) -> None:
         time.sleep(0.5)
         started = time.perf_counter()
         kernel.manager.interrupt_kernel()
-        kernel._take_reply(msg_id, 60)
+        kernel.take_reply(msg_id, 60)
         times.append(time.perf_counter() - started)
-        kernel._drain_iopub()
+        kernel.drain_iopub()
     figures["interrupt first"] = times[0]
     figures["interrupt"] = times[-1]
 
 
 def wait_for_busy(kernel: Kernel, msg_id: str) -> None:
-    while True:
-        msg = kernel.client.iopub_channel.get_msg(timeout=30)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
-            return
+    wait_for_iopub(kernel.client, msg_id, "execute_input", timeout=30)
 
 
 def complete(kernel: Kernel, code: str) -> None:
-    msg_id = kernel.client.complete(code, len(code))
-    while True:
-        reply = kernel.client.shell_channel.get_msg(timeout=60)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            if "alpha_beta_gamma" not in reply["content"]["matches"]:
-                raise RuntimeError(f"completion failed: {reply['content']}")
-            return
+    reply = kernel.take_reply(kernel.client.complete(code, len(code)), 60)
+    if "alpha_beta_gamma" not in reply["content"]["matches"]:
+        raise RuntimeError(f"completion failed: {reply['content']}")
 
 
 def measure_transfers(bench: Bench, kernel: Kernel, profile: Profile, sizes: Sizes, figures: Figures) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +42,16 @@ def board() -> BoardServer:
     """Our board server (python -m rpyc_ikernel.server) on a free loopback port."""
     server = start_board()
     yield server
+    server.stop()
+
+
+@pytest.fixture()
+def own_board() -> BoardServer:
+    """A board server of this test alone, which it may stop (SIGSTOP), kill or restart."""
+    server = start_board()
+    yield server
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)  # a stopped process would not see the SIGTERM
     server.stop()
 
 
@@ -101,52 +112,74 @@ def plain(kernelspec_prefix, tmp_path_factory):
     server.stop()
 
 
-# Parallel runs (make test: pytest -n N --dist loadgroup): each file is one unit of work, so its module
+# Parallel runs (make test: pytest -n N --dist loadfile): each file is one unit of work, so its module
 # fixtures (board servers, kernels, Jupyter servers) start once on one worker; the test boards' file is
 # split by board, each board's servers starting once on its worker. Units run longest first (measured
-# here; a name missing from this list only runs later): the slowest file decides the wall time.
+# here; a file missing from this list only runs later): the slowest unit decides the wall time.
 SLOW_FIRST = [
-    "boards/test_boards.py",
-    "test_links.py",
+    "test_reliability.py",  # 160 s serially, one test of 100 s
     "test_browser.py",
-    "test_benchmarks.py",
-    "test_handshake.py",
-    "test_reliability.py",
-    "test_frames.py",
-    "test_input_interrupt.py",
-    "test_interrupt.py",
-    "test_security.py",
-    "test_adb.py",
-    "test_transfer_links.py",
     "test_rpyc_versions.py",
-    "test_board_memory.py",
+    "test_links.py",
+    "boards/test_boards.py",
+    "test_handshake.py",
+    "test_benchmarks.py",
+    "test_security.py",
+    "test_soak.py",
+    "test_install.py",
+    "test_interrupt.py",
+    "test_server_guard.py",
+    "test_server_options.py",
     "test_interactive.py",
-    "test_execute.py",
+    "test_transfer.py",
+    "test_transfer_links.py",
+    "test_frames.py",
+    "test_adb.py",
 ]
+TESTS = Path(__file__).parent
 
 
-def _work_unit(item: pytest.Item) -> str:
-    """The name of the unit of work an item belongs to: its file, and its board for the boards' tests."""
-    unit = Path(str(item.fspath)).relative_to(Path(__file__).parent).as_posix()
-    board = getattr(item, "callspec", None) and item.callspec.params.get("board")
-    return f"{unit}[{board}]" if isinstance(board, str) else unit
+def work_unit(nodeid: str) -> str:
+    """The unit of work of a test (by node id): its file, and its board for the test boards' files."""
+    file, _, rest = nodeid.partition("::")
+    if "/boards/" in file:
+        if str(TESTS.parent / "scripts") not in sys.path:
+            sys.path.insert(0, str(TESTS.parent / "scripts"))
+        from boards import BOARDS, EXTRA_BOARDS  # scripts/boards.py
+
+        for board in (*BOARDS, *EXTRA_BOARDS):
+            if f"[{board.name}" in rest or f"-{board.name}" in rest:
+                return f"{file}[{board.name}]"
+    return file
 
 
-def _rank(unit: str) -> int:
-    file = unit.split("[")[0]
-    return SLOW_FIRST.index(file) if file in SLOW_FIRST else len(SLOW_FIRST)
+def _rank(nodeid: str) -> int:
+    file = nodeid.partition("::")[0]
+    for rank, name in enumerate(SLOW_FIRST):
+        if file.endswith("tests/" + name):
+            return rank
+    return len(SLOW_FIRST)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist") or config.getoption("dist", "no") != "loadgroup":
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
-    items.sort(key=lambda item: _rank(_work_unit(item)))  # stable: a file keeps its own order
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: _rank(item.nodeid))  # stable: a file keeps its own order
 
 
 def pytest_configure(config):
-    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadgroup":
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadfile":
         config.option.loadscopereorder = False  # keep SLOW_FIRST's order, not xdist's count of tests
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with the test boards' file split by board (see work_unit)."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFileAndBoard(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return ByFileAndBoard(config, log)

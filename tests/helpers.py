@@ -7,10 +7,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
 from jupyter_client.manager import KernelManager
 
@@ -126,6 +128,63 @@ def install_kernelspec(prefix: Path) -> None:
     os.environ["JUPYTER_PATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
+def reply_to(client, msg_id: str, timeout: float = 30, channel: str = "shell") -> dict:
+    """The reply (whole message) to msg_id on a client's shell or control channel; other replies are
+    dropped. Raises TimeoutError after `timeout` seconds."""
+    get_msg = getattr(client, f"{channel}_channel").get_msg
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            reply = get_msg(timeout=max(0.01, left))
+        except Empty:
+            raise TimeoutError(f"no {channel} reply to {msg_id} in {timeout:.0f} s") from None
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
+def wait_for_iopub(client, msg_id: str, msg_type: str = "execute_input", timeout: float = 30) -> dict:
+    """The first IOPub message of msg_type caused by msg_id (execute_input: the cell has begun)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            msg = client.get_iopub_msg(timeout=max(0.01, left))
+        except Empty:
+            raise TimeoutError(f"no {msg_type} for {msg_id} in {timeout:.0f} s") from None
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == msg_type:
+            return msg
+
+
+def interrupt_after(manager, seconds: float) -> dict:
+    """Interrupt the kernel of `manager` `seconds` from now, in a thread; the returned dict gets the
+    monotonic time of the interrupt under "at"."""
+    sent: dict = {}
+
+    def interrupt_later() -> None:
+        time.sleep(seconds)
+        sent["at"] = time.monotonic()
+        manager.interrupt_kernel()
+
+    threading.Thread(target=interrupt_later, daemon=True).start()
+    return sent
+
+
+def launch_kernel(kernel_name: str, env: dict) -> tuple:
+    """Start a kernel by kernelspec name, its output in a log file; (manager, started client, log).
+
+    The client's IOPub may not be subscribed yet: wait_for_ready (or the caller's own check) must see
+    an IOPub message before a cell's output can be trusted to arrive.
+    """
+    manager = KernelManager(kernel_name=kernel_name)
+    record = new_log(f"kernel-{kernel_name}", alive=lambda: manager.has_kernel and manager.is_alive())
+    with record.path.open("w") as handle:  # the kernel's own log: a failing test prints it
+        manager.start_kernel(env=env, stdout=handle, stderr=subprocess.STDOUT)
+    client = manager.client()
+    client.start_channels()
+    return manager, client, record
+
+
 @dataclass
 class CellResult:
     """The execute_reply of a cell and the IOPub messages it caused, in order."""
@@ -172,12 +231,7 @@ class KernelSession:
             kernel_env["RPYC_IKERNEL_HOST"] = "127.0.0.1"
             kernel_env["RPYC_IKERNEL_PORT"] = str(board_port)
         kernel_env.update(env or {})
-        manager = KernelManager(kernel_name=kernel_name)
-        record = new_log(f"kernel-{kernel_name}", alive=lambda: manager.has_kernel and manager.is_alive())
-        with record.path.open("w") as handle:  # the kernel's own log: a failing test prints it
-            manager.start_kernel(env=kernel_env, stdout=handle, stderr=subprocess.STDOUT)
-        client = manager.client()
-        client.start_channels()
+        manager, client, record = launch_kernel(kernel_name, kernel_env)
         try:
             client.wait_for_ready(timeout=60)
         except RuntimeError:
@@ -208,19 +262,13 @@ class KernelSession:
     def request(self, method: str, *args, **kwargs) -> dict:
         """Send a shell request (complete, inspect, ...) and return its reply content."""
         msg_id = getattr(self.client, method)(*args, **kwargs)
-        while True:
-            reply = self.client.get_shell_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply["content"]
+        return reply_to(self.client, msg_id)["content"]
 
     def create_subshell(self) -> str:
         """A kernel subshell (ipykernel 7): requests sent to it run beside the main shell's cell."""
         msg = self.client.session.msg("create_subshell_request", {})
         self.client.control_channel.send(msg)
-        while True:
-            reply = self.client.get_control_msg(timeout=30)
-            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                return reply["content"]["subshell_id"]
+        return reply_to(self.client, msg["header"]["msg_id"], channel="control")["content"]["subshell_id"]
 
     def send(self, msg_type: str, content: dict, subshell_id: str | None = None) -> str:
         """Send a shell request without waiting; returns its msg_id (see wait_reply)."""

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import KernelSession
+from helpers import KernelSession, interrupt_after
 
 SLACK = 2.0
 BUSY_CELLS = {
@@ -22,21 +22,16 @@ BUSY_CELLS = {
 
 def run_and_interrupt(kernel: KernelSession, code: str, after: float = 1.0, **run_options):
     """Run code, interrupt the kernel `after` seconds in; (cell, seconds from interrupt to reply)."""
-    sent = {}
-
-    def interrupt_later():
-        time.sleep(after)
-        sent["at"] = time.monotonic()
-        kernel.manager.interrupt_kernel()
-
-    threading.Thread(target=interrupt_later, daemon=True).start()
+    sent = interrupt_after(kernel.manager, after)
     cell = kernel.run(code, timeout=90, **run_options)
     return cell, time.monotonic() - sent["at"]
 
 
 def link_identity(kernel: KernelSession) -> str:
     """Which rpyc connection the kernel's board link uses (a reconnect would change it)."""
-    return kernel.run("# exec(print(id(self.board._link.conn)))").stream()
+    cell = kernel.run("# exec(print(id(self.board._link.conn)))")
+    assert cell.status == "ok", cell.error
+    return cell.stream()
 
 
 def assert_interrupted(cell, elapsed: float, limit: float) -> None:

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import KernelSession, start_board
+from helpers import KernelSession, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
@@ -25,16 +25,6 @@ IMAGE_CELL = (
     "import io\nfrom PIL import Image\nout = io.BytesIO()\n"
     "Image.new('RGB', (64, 48), (10, 200, 30)).save(out, 'JPEG')\nimg_buffer = out.getvalue()"
 )
-
-
-@pytest.fixture()
-def own_board():
-    """A board server this test may stop (SIGSTOP) or otherwise upset."""
-    server = start_board()
-    yield server
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGCONT)
-    server.stop()
 
 
 @pytest.fixture()
@@ -91,7 +81,7 @@ def check_every_feature(session: KernelSession) -> None:
     assert "feature_check" in matches
 
     msg_id = session.send("execute_request", {"code": "import time\ntime.sleep(60)", "silent": False})
-    wait_for_iopub(session, msg_id, "execute_input", timeout=60)
+    wait_for_iopub(session.client, msg_id, "execute_input", timeout=60)
     time.sleep(1.0)
     session.manager.interrupt_kernel()
     interrupted = session.wait_reply(msg_id, timeout=60)["content"]
@@ -109,14 +99,6 @@ def check_every_feature(session: KernelSession) -> None:
         session.run("# exec(self.stop_display())", timeout=60).stream() == "Stopped live image img_buffer\n"
     )
     assert "reconnected" not in stderr_of(outputs)
-
-
-def wait_for_iopub(session: KernelSession, msg_id: str, msg_type: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = session.client.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == msg_type:
-            return
 
 
 @pytest.mark.timeout(400)

@@ -16,14 +16,6 @@ from rpyc_ikernel.link import SILENCE_LIMIT
 
 
 @pytest.fixture()
-def own_board():
-    """A board server this test may kill or restart."""
-    server = start_board()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
 def proxied(kernelspec_prefix, own_board):
     """A kernel that reaches `own_board` through a proxy the test controls."""
     proxy = Proxy(own_board.port)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PLAIN_BOARD, REPO, KernelSession, start_board
+from helpers import PLAIN_BOARD, REPO, KernelSession, reply_to, start_board, wait_for_iopub
 from proxy import Proxy
 
 RPYC5 = "5.3.1"
@@ -141,10 +141,7 @@ def test_first_interrupt_and_pipelined_transfers(
     )
     try:
         msg_id = session.client.execute("import time\ntime.sleep(30)")
-        while True:
-            msg = session.client.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
-                break
+        wait_for_iopub(session.client, msg_id)
         time.sleep(1.0)
         session.manager.interrupt_kernel()
         reply = shell_reply(session, msg_id)
@@ -167,7 +164,4 @@ def test_first_interrupt_and_pipelined_transfers(
 
 def shell_reply(session: KernelSession, msg_id: str) -> dict:
     """The content of the reply to msg_id (earlier replies, e.g. kernel_info's, are skipped)."""
-    while True:
-        reply = session.client.get_shell_msg(timeout=30)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply["content"]
+    return reply_to(session.client, msg_id)["content"]

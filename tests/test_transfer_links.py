@@ -15,7 +15,7 @@ import time
 import uuid
 
 import pytest
-from helpers import KernelSession
+from helpers import KernelSession, reply_to, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.board import Address, Board, CellOutcome, Credentials
@@ -130,10 +130,7 @@ def test_the_first_interrupt_of_a_kernel_over_a_far_link_stops_the_cell(kernelsp
     session = KernelSession.start(board_port=far_board.port, env=far_board.forward_env)
     try:
         msg_id = session.client.execute("import time\ntime.sleep(30)")
-        while True:  # the cell (and with it the connect) has begun
-            msg = session.client.get_iopub_msg(timeout=30)
-            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
-                break
+        wait_for_iopub(session.client, msg_id)  # the cell (and with it the connect) has begun
         time.sleep(1.5)
         session.manager.interrupt_kernel()
         reply = shell_reply(session, msg_id)
@@ -177,7 +174,4 @@ def test_reads_asked_ahead_of_a_file_that_shrank_come_back_empty(board, tmp_path
 
 def shell_reply(session: KernelSession, msg_id: str) -> dict:
     """The content of the reply to msg_id (earlier replies, e.g. kernel_info's, are skipped)."""
-    while True:
-        reply = session.client.get_shell_msg(timeout=30)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply["content"]
+    return reply_to(session.client, msg_id)["content"]

@@ -21,7 +21,20 @@ from . import wire
 
 FLUSH_DELAY = 0.05  # seconds a batch of output may wait for more before it is sent
 FLUSH_SIZE = 64 * 1024  # characters that make a batch worth sending at once
-DRAIN_INTERVAL = 0.001  # seconds between looks into the fd pipes before a cell's prints
+DRAIN_INTERVAL = 0.001  # seconds between looks into the fd pipes before a cell's prints ...
+QUIET_DRAIN_INTERVAL = 0.02  # ... where an audit hook tells when a child starts (Python 3.8+)
+CHILD_EVENTS = frozenset(
+    [
+        "subprocess.Popen",
+        "os.system",
+        "os.posix_spawn",
+        "os.exec",
+        "os.spawn",
+        "os.fork",
+        "os.forkpty",
+        "pty.spawn",
+    ]
+)
 
 
 class StdinNotImplementedError(IOError, NotImplementedError):
@@ -245,6 +258,8 @@ class FdCapture(object):
         self.terminal = {}  # fd -> text stream on the saved original, for logging handlers
         self.broken = False  # set up failed once (fds 1/2 closed, no pipes): never try again
         self.checked_at = 0.0  # when drain_if_waiting last looked into the pipes
+        self.interval = DRAIN_INTERVAL  # QUIET_DRAIN_INTERVAL once child processes are watched
+        self.child_started = False  # a child process started since drain_if_waiting last looked
         self._libc = None
 
     # ------------------------------------------------------------ a cell's start and end
@@ -282,21 +297,28 @@ class FdCapture(object):
         """drain(), if anything waits (before each print of a cell), looking at most once a millisecond.
 
         select() lets other threads take the GIL, which made a tight print loop 2x slower when done
-        for every print. Any child process lives longer than a millisecond, so its output still comes
-        before the print after it; C code that writes to fd 1/2 right before a print may show after it.
+        for every print. So the first print after a child process started always looks (an audit
+        hook, Python 3.8+, sees it start), other prints at most every QUIET_DRAIN_INTERVAL (without
+        the hook: every DRAIN_INTERVAL; any child lives longer than that). C code that writes to fd
+        1/2 right before a print may show after it.
+        The look holds the lock: output the reader thread took out of a pipe but has not handed on yet
+        (it lost the GIL in between, on a busy board) is handed on before this print, not after it.
         """
         if not self.active:
             return
         now = time.monotonic()
-        if now - self.checked_at < DRAIN_INTERVAL:
+        if self.child_started:
+            self.child_started = False
+        elif now - self.checked_at < self.interval:
             return
         self.checked_at = now
-        try:
-            waiting = _select().select(list(self.readers), [], [], 0)[0]
-        except (OSError, ValueError):
-            return
-        if waiting:
-            self.drain()
+        with self.lock:
+            try:
+                waiting = _select().select(list(self.readers), [], [], 0)[0]
+            except (OSError, ValueError):
+                return
+            for read_end in waiting:
+                self._read_available(read_end, None)
 
     # ------------------------------------------------------------ the pipes
     def _setup(self):
@@ -314,9 +336,28 @@ class FdCapture(object):
                 self.writers[fd] = write_end
             self._keep_logs_on_terminal()
             threading.Thread(target=self._pump, name="rpyc_ikernel fd output", daemon=True).start()
+            if self._watch_children():
+                self.interval = QUIET_DRAIN_INTERVAL
         except (OSError, RuntimeError):
             self._close()
             self.broken = True
+            return False
+        return True
+
+    def _watch_children(self):
+        """An audit hook (Python 3.8+; it stays for the process's life) flags each child process start."""
+        add_hook = getattr(sys, "addaudithook", None)
+        if add_hook is None:
+            return False
+        capture = self
+
+        def on_event(event, args):
+            if event in CHILD_EVENTS:
+                capture.child_started = True
+
+        try:
+            add_hook(on_event)
+        except Exception:  # another audit hook refused it
             return False
         return True
 

@@ -291,9 +291,15 @@ class SessionOutput(object):
         cell = self._own_cell()
         if cell is None:
             return self._write_stream(name, text, block)
-        with cell.shielded():
+        # cell.shielded(), written out: this runs twice for every print() of a cell
+        cell.waiting += 1
+        try:
             drain_fd_output()  # a child's output written before this text shows before it
             self._write_stream(name, text, block)
+        finally:
+            cell.waiting -= 1
+        if cell.interruptible:
+            cell.check_interrupt()
 
     def _write_stream(self, name, text, block):
         with self._cond:
