@@ -29,6 +29,7 @@ def run_and_interrupt(kernel: KernelSession, code: str, after: float = 1.0, **ru
 
 def link_identity(kernel: KernelSession) -> str:
     """Which rpyc connection the kernel's board link uses (a reconnect would change it)."""
+    kernel.run("None")  # a kernel connects on its first board cell, which may not have run yet
     cell = kernel.run("# exec(print(id(self.board._link.conn)))")
     assert cell.status == "ok", cell.error
     return cell.stream()

@@ -28,14 +28,21 @@ def rpyc5_path() -> Path:
     """A directory holding rpyc 5.3.1 alone, for PYTHONPATH (pip --target, cached in out/)."""
     target = REPO / "out" / f"rpyc-{RPYC5}"
     if not (target / "rpyc" / "__init__.py").is_file():
-        partial = target.with_name(target.name + ".partial")
+        # test workers may run this side by side: each installs into its own directory, the first
+        # finished one takes the name, the others see it taken and throw theirs away
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(partial)]
         done = subprocess.run([*pip, f"rpyc=={RPYC5}"], capture_output=True, text=True)
         if done.returncode != 0:
             pytest.skip(f"cannot install rpyc {RPYC5}: {done.stderr.strip().splitlines()[-1:]}")
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
+        if not (target / "rpyc" / "__init__.py").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                partial.rename(target)
+            except OSError:  # another worker's copy took the name meanwhile
+                pass
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

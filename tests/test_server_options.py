@@ -83,7 +83,7 @@ def test_a_token_file_others_can_read_is_refused(tmp_path):
 
 def test_a_token_on_the_command_line_is_refused_and_stdin_keeps_it_out_of_ps(kernelspec_prefix, tmp_path):
     token = secrets.token_urlsafe(24)
-    line = refused("--token", token)
+    line = refused(f"--token={token}")  # a token may start with "-"
     assert "ps" in line and "--token -" in line and token not in line
     port = free_port()
     log = tmp_path / "server.log"
