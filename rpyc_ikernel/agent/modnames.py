@@ -81,6 +81,10 @@ def submodules(dotted):
     names = set()
     for directory in package_dirs(dotted):
         names.update(n for n in _listing(directory) if n != "__init__")
+    prefix = dotted + "."
+    for loaded in list(sys.modules):  # os.path is a module of its own, not a file in a package
+        if loaded.startswith(prefix) and "." not in loaded[len(prefix) :]:
+            names.add(loaded[len(prefix) :])
     return sorted(names)
 
 
