@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 
 def test_kernel_info_advertises_no_debugger(ours):
     """kernel.json says debugger false; a front end believing the reply would start debugpy in the kernel."""
@@ -49,3 +53,99 @@ def test_set_next_input_gives_one_payload(ours):
         "ip = get_ipython()\nfor i in range(3):\n    ip.set_next_input('hello', replace=True)"
     ).reply
     assert reply["payload"] == [{"source": "set_next_input", "text": "hello", "replace": True}]
+
+
+# --------------------------------------------------------------------------- bad input
+
+HOSTILE = """
+import time
+class SlowDir:
+    def __dir__(self):
+        time.sleep(30)
+        return ["late"]
+class BadDir:
+    def __dir__(self):
+        raise RuntimeError("no dir")
+class SlowAttr:
+    def __getattr__(self, name):
+        time.sleep(30)
+class SlowRepr:
+    def __repr__(self):
+        time.sleep(30)
+        return "late"
+slow_dir, bad_dir, slow_attr, slow_repr = SlowDir(), BadDir(), SlowAttr(), SlowRepr()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_completion_and_inspection_of_hostile_objects_answer_quickly(ours):
+    assert ours.run(HOSTILE).status == "ok"
+    for text in ("slow_dir.", "bad_dir.", "slow_attr.x.", "slow_attr.x(a, ke", "slow_dir.x"):
+        started = time.monotonic()
+        reply = ours.request("complete", text, len(text))
+        assert reply["status"] == "ok", text
+        assert time.monotonic() - started < 5, text  # budget 0.2 s; the objects sleep 30 s
+    for text in ("slow_repr", "slow_attr.x", "slow_dir"):
+        started = time.monotonic()
+        reply = ours.request("inspect", text, len(text), 0)
+        assert reply["status"] == "ok", text
+        assert time.monotonic() - started < 5, text
+    assert ours.run("1 + 1").result["text/plain"] == "2"
+
+
+@pytest.mark.timeout(120)
+def test_completion_beside_a_running_cell_leaves_it_alone(ours):
+    """From a subshell while a cell runs: a hanging __dir__ gives partial results, the cell goes on."""
+    subshell = ours.create_subshell()
+    code = "import time\nfor i in range(3):\n    time.sleep(0.5)\n    print(i)"
+    outputs = []
+    cell = ours.send("execute_request", {"code": code, "silent": False})
+    time.sleep(0.3)
+    asked = ours.send("complete_request", {"code": "slow_dir.", "cursor_pos": 9}, subshell_id=subshell)
+    assert ours.wait_reply(asked, timeout=30)["content"]["status"] == "ok"
+    assert ours.wait_reply(cell, timeout=60)["content"]["status"] == "ok"
+    while True:
+        msg = ours.client.get_iopub_msg(timeout=30)
+        if msg["parent_header"].get("msg_id") != cell:
+            continue
+        if msg["msg_type"] == "stream":
+            outputs.append(msg["content"]["text"])
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert "".join(outputs) == "0\n1\n2\n"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 1_000_000,
+        "x = " + "(" * 100_000 + "ab",
+        "s = '" + "a." * 300_000,
+        "f(" * 1000 + "d['",
+        'x = """abc',
+        "d[\"al'",
+        "func((((",
+        "print('x', se",
+        ")]}",
+        "\\",
+    ],
+)
+def test_unbalanced_and_huge_input_get_an_answer(ours, text):
+    for request in ("complete", "inspect"):
+        args = (text, len(text)) if request == "complete" else (text, len(text), 0)
+        assert ours.request(request, *args)["status"] == "ok"
+
+
+@pytest.mark.timeout(120)
+def test_invalid_utf8_from_the_board(ours, tmp_path):
+    (tmp_path / "bad\udcff".encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")).write_text(
+        "1"
+    )
+    out = ours.run("import os, sys\nsys.stdout.flush(); os.write(1, b'A\\xffB\\n')\nprint('after')")
+    assert out.status == "ok"
+    assert "after" in out.stream()
+    text = f'open("{tmp_path}/ba'
+    reply = ours.request("complete", text, len(text))
+    assert reply["status"] == "ok"
+    assert ours.run("1 + 1").result["text/plain"] == "2"

@@ -18,6 +18,7 @@ from .modnames import module_names, submodules, top_level_modules
 from .pathnames import command_matches, path_matches
 
 MAX_TYPED_MATCHES = 200  # beyond this, completions come without types (each costs an attribute lookup)
+MAX_LINE = 4000  # characters before the cursor looked at
 BUDGET = 0.2  # seconds user code may take during one completion; then partial results
 MISSING = object()  # what resolve() returns for a name that is not there
 
@@ -107,16 +108,23 @@ def _cell_modules(code):
     return bound
 
 
+def _resolve(namespace, dotted, budget):
+    """resolve() under the budget: a dotted name runs attribute look-ups (a __getattr__ may hang)."""
+    if "." not in dotted:
+        return resolve(namespace, dotted)
+    return budget.call(resolve, MISSING, namespace, dotted)
+
+
 def _attribute_names(namespace, parent_name, code, budget):
     """The attribute names of a dotted parent: dir() of the object, or a module the cell imports."""
-    parent = resolve(namespace, parent_name)
+    parent = _resolve(namespace, parent_name, budget)
     if parent is not MISSING:
         if inspect.ismodule(parent):
             try:
-                return sorted(set(k for k in vars(parent) if isinstance(k, str)))
+                return list(vars(parent))
             except TypeError:
                 return []
-        return budget.call(lambda: sorted(set(dir(parent))), [])
+        return budget.call(dir, [], parent)
     root, _, rest = parent_name.partition(".")
     dotted = _cell_modules(code).get(root)
     if dotted is None:
@@ -127,14 +135,22 @@ def _attribute_names(namespace, parent_name, code, budget):
 def _attribute_matches(namespace, word, code, budget):
     """`obj.pre` -> obj's attributes starting with "pre"."""
     parent_name, _, prefix = word.rpartition(".")
-    names = _filter_private(_attribute_names(namespace, parent_name, code, budget), prefix)
-    return [parent_name + "." + name for name in names if name.startswith(prefix)]
+    names = _prefixed(_attribute_names(namespace, parent_name, code, budget), prefix)
+    return [parent_name + "." + name for name in _filter_private(sorted(set(names)), prefix)]
+
+
+def _prefixed(names, prefix):
+    """The names that start with prefix (strings only: a namespace may hold other keys)."""
+    try:
+        return [n for n in names if n.startswith(prefix)]
+    except (AttributeError, TypeError):
+        return [n for n in names if isinstance(n, str) and n.startswith(prefix)]
 
 
 def _name_matches(namespace, word):
     """Names of the namespace, builtins and keywords starting with word (nothing is evaluated)."""
-    found = set(k for k in namespace if isinstance(k, str) and k.startswith(word))
-    found.update(k for k in vars(builtins) if k.startswith(word))
+    found = set(_prefixed(namespace, word))
+    found.update(_prefixed(vars(builtins), word))
     found.update(k for k in keyword.kwlist if k.startswith(word))
     return _filter_private(sorted(found), word)
 
@@ -242,7 +258,7 @@ def _complete_in_string(namespace, line_before, cursor_pos, budget):
 
 
 def _dict_keys(namespace, name, budget):
-    obj = resolve(namespace, name)
+    obj = _resolve(namespace, name, budget)
     if not isinstance(obj, dict):
         return None
     return budget.call(lambda: list(dict.keys(obj))[: MAX_TYPED_MATCHES * 10], [])
@@ -264,7 +280,7 @@ def _call_keywords(namespace, line_before, word, budget):
             match = _CALLEE.search(line_before[:index].rstrip())
             if not match or keyword.iskeyword(match.group(0)):
                 return []
-            callee = resolve(namespace, match.group(0))
+            callee = _resolve(namespace, match.group(0), budget)
             if callee is MISSING or not callable(callee):
                 return []
             params = budget.call(_parameters, [], callee)
@@ -289,7 +305,7 @@ def _bracket_before(line_before, word):
 def complete(namespace, code, cursor_pos):
     """The complete_reply content for the text before the cursor."""
     before = code[:cursor_pos]
-    line = before[before.rfind("\n") + 1 :]
+    line = before[before.rfind("\n") + 1 :][-MAX_LINE:]  # a 1 MB line: its end is what counts
     for special in (_complete_magic, _complete_shell, _complete_import):
         reply = special(line, cursor_pos)
         if reply is not None:
@@ -340,7 +356,7 @@ def _match_kind(namespace, dotted, parents, budget):
     if not parent_name:
         return _kind(resolve(namespace, dotted))
     if parent_name not in parents:
-        parents[parent_name] = resolve(namespace, parent_name)
+        parents[parent_name] = _resolve(namespace, parent_name, budget)
     parent = parents[parent_name]
     if parent is MISSING:
         return "instance"
