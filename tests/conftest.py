@@ -80,3 +80,11 @@ def plain(kernelspec_prefix, tmp_path_factory):
     yield session
     session.stop()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def stock(kernelspec_prefix):
+    """The stock IPython kernel (kernelspec python3 of this venv): the reference for behaviour."""
+    session = KernelSession.start(kernel_name="python3")
+    yield session
+    session.stop()

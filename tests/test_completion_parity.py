@@ -96,13 +96,6 @@ def completed(session: KernelSession, text: str) -> set[str]:
     return {text[:start] + match for match in reply["matches"]}
 
 
-@pytest.fixture(scope="module")
-def stock(kernelspec_prefix):
-    session = KernelSession.start(kernel_name="python3")
-    yield session
-    session.stop()
-
-
 @pytest.mark.timeout(300)
 def test_every_stock_match_for_a_board_name_is_offered(ours, stock, tmp_path):
     files = tmp_path / "files"

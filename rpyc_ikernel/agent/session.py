@@ -189,7 +189,7 @@ class Interruptible(object):
 class CellRun(Interruptible):
     """One cell's code and its progress; a job for the main-thread executor or a worker thread."""
 
-    def __init__(self, session, code, filename, allow_stdin, silent, count=None):
+    def __init__(self, session, code, filename, allow_stdin, silent, count=None, raw=None):
         Interruptible.__init__(self)
         self.session = session
         self.code = code
@@ -197,6 +197,7 @@ class CellRun(Interruptible):
         self.allow_stdin = allow_stdin
         self.silent = silent
         self.count = count  # the execution count when the cell is stored in the history, else None
+        self.raw = code if raw is None else raw  # as the user typed it (magics not rewritten)
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -226,7 +227,7 @@ class CellRun(Interruptible):
         value = None
         history = self.session.history
         if self.count is not None:
-            history.record_input(ns, self.count, self.code)
+            history.record_input(ns, self.count, self.code, self.raw)
         try:
             self.interruptible = True
             self.check_interrupt()
@@ -449,10 +450,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         return self._shell
 
     # ------------------------------------------------------------ the kernel's calls
-    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None):
+    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None, raw=None):
         """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip.
 
-        count: the cell's execution count when it is stored in the history (In, Out, _N), else None.
+        count: the cell's execution count when it is stored in the history (In, Out, _N), else None;
+        raw: the cell as typed, when `code` is its rewritten form (what %history shows).
 
         A repeated cell_id means the kernel lost our answer to this very call: the cell is not started
         twice, the unacknowledged answer is sent again instead.
@@ -466,7 +468,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
-            cell = CellRun(self, code, filename, allow_stdin, silent, count)
+            cell = CellRun(self, code, filename, allow_stdin, silent, count, raw)
             self.payloads = {}
             self.cell = cell
         process_state().last_session = self
