@@ -23,8 +23,8 @@ my_list = [1, 2]
 my_value = 3
 """
 
-# Names the stock kernel offers that a board session does not have: IPython's own shell and exit.
-IPYTHON_ONLY = {"get_ipython", "exit", "quit", "Out", "In"}
+# Names the stock kernel offers that a board session does not have (they end a terminal frontend here).
+IPYTHON_ONLY = {"exit", "quit"}
 
 
 def texts(files: str) -> list[str]:

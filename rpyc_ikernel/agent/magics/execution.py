@@ -157,6 +157,8 @@ class ExecutionMagics(object):
         words = shlex.split(line)
         if not words:
             raise UsageError("%load needs a file on the board, e.g. %load script.py")
+        if len(words) > 1 or words[0].startswith("-"):
+            raise UsageError("%load on the board takes one file name (no -r, -s, -n or -y)")
         if "://" in words[-1]:
             raise UsageError("%load of a URL is not available on the board; download the file first")
         path = os.path.expanduser(words[-1])
