@@ -185,6 +185,41 @@ def _complete_magic(line_before, cursor_pos):
     return _simple_reply(matches, start, cursor_pos, "magic")
 
 
+# Options of the board's magics, and the magics whose argument is a path on the board
+MAGIC_OPTIONS = {
+    "timeit": ["-n", "-r", "-q", "-o"],
+    "history": ["-n", "-t", "-l", "-g"],
+    "bash": ["--out", "--err", "--no-raise-error"],
+    "sh": ["--out", "--err", "--no-raise-error"],
+    "script": ["--out", "--err", "--no-raise-error"],
+    "cd": ["-q"],
+    "reset": ["-f"],
+    "run": ["-i"],
+    "writefile": ["-a", "--append"],
+    "psearch": ["-a"],
+}
+PATH_MAGICS = ("cd", "run", "load", "writefile", "ls", "cat", "cp", "mv", "rm", "rmdir", "mkdir")
+_MAGIC_ARGUMENT = re.compile(r"^\s*%%?([A-Za-z_]\w*)\s+(?:.*\s)?(\S*)$")
+
+
+def _complete_magic_argument(line_before, cursor_pos):
+    """`%timeit -` -> its options; `%cd /t`, `%run sc` -> paths on the board (directories for %cd)."""
+    match = _MAGIC_ARGUMENT.match(line_before)
+    if not match:
+        return None
+    magic, word = match.group(1), match.group(2)
+    start = cursor_pos - len(word)
+    if word.startswith("-"):
+        options = [o for o in MAGIC_OPTIONS.get(magic, ()) if o.startswith(word)]
+        return _simple_reply(options, start, cursor_pos, "option")
+    if magic in PATH_MAGICS:
+        paths = path_matches(word)
+        if magic == "cd":
+            paths = [p for p in paths if p.endswith("/")]
+        return _simple_reply(paths, start, cursor_pos, "path")
+    return None
+
+
 def _complete_shell(line_before, cursor_pos):
     """`!ec` -> commands on the board's PATH; `!ls /tm` -> paths."""
     match = _SHELL_PREFIX.match(line_before)
@@ -306,7 +341,7 @@ def complete(namespace, code, cursor_pos):
     """The complete_reply content for the text before the cursor."""
     before = code[:cursor_pos]
     line = before[before.rfind("\n") + 1 :][-MAX_LINE:]  # a 1 MB line: its end is what counts
-    for special in (_complete_magic, _complete_shell, _complete_import):
+    for special in (_complete_magic, _complete_magic_argument, _complete_shell, _complete_import):
         reply = special(line, cursor_pos)
         if reply is not None:
             return reply
