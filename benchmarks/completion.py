@@ -19,8 +19,6 @@ import time
 
 from common import Kernel, bench_environment
 
-from rpyc_ikernel.board import Board  # noqa: F401 - the kernel's package must import here
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 from linkemu import LinkEmulator  # noqa: E402
 
