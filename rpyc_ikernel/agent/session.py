@@ -220,14 +220,14 @@ class CellRun(Interruptible):
 
     def _execute(self):
         ns = self.session.namespace
+        history = self.session.history
+        if self.count is not None:  # as IPython: stored before it runs, a cell that fails to parse too
+            history.record_input(ns, self.count, self.code, self.raw)
         try:
             body, tail = compile_cell(self.code, self.filename)
         except (SyntaxError, ValueError, OverflowError) as exc:
             return format_error(type(exc), exc, None)
         value = None
-        history = self.session.history
-        if self.count is not None:
-            history.record_input(ns, self.count, self.code, self.raw)
         try:
             self.interruptible = True
             self.check_interrupt()
@@ -425,7 +425,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         }
         self.history = CellHistory(self.namespace)
         self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
-        self.payloads = {}  # the running cell's reply payloads by source (set_next_input, page)
+        self.payloads = {}  # the running cell's reply payloads by source (set_next_input)
         self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
         self.cell = None
         self._shell = None
