@@ -149,3 +149,13 @@ def test_invalid_utf8_from_the_board(ours, tmp_path):
     reply = ours.request("complete", text, len(text))
     assert reply["status"] == "ok"
     assert ours.run("1 + 1").result["text/plain"] == "2"
+
+
+@pytest.mark.timeout(120)
+def test_lone_surrogates_in_board_text(ours):
+    """Text the board cannot encode (a file name's undecodable bytes) reaches the notebook, kernel alive."""
+    cell = ours.run('s = "a\\udcffb"\nprint(s)\nimport sys; print(s, file=sys.stderr)\ns')
+    assert cell.status == "ok"
+    assert cell.stream().startswith("a") and cell.result["text/plain"].startswith("'a")
+    assert ours.request("complete", "s.up", 4)["status"] == "ok"
+    assert ours.run("1 + 1").result["text/plain"] == "2"
