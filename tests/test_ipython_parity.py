@@ -90,6 +90,12 @@ def test_completion_and_inspection_of_hostile_objects_answer_quickly(ours):
         reply = ours.request("inspect", text, len(text), 0)
         assert reply["status"] == "ok", text
         assert time.monotonic() - started < 5, text
+    for _ in range(10):  # repeated Tabs on a hanging object: no pile of stuck threads on the board
+        ours.request("complete", "slow_dir.", 9)
+    threads = ours.run(
+        "import threading\nprint(sum(t.name == 'rpyc_ikernel completion' for t in threading.enumerate()))"
+    )
+    assert int(threads.stream()) <= 4
     assert ours.run("1 + 1").result["text/plain"] == "2"
 
 

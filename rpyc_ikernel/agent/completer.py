@@ -51,8 +51,17 @@ def resolve(namespace, dotted):
     return obj
 
 
+MAX_STUCK = 4  # helper threads still stuck in user code beyond which no more are started
+_stuck = []  # the helper threads that outlived their budget
+
+
 class Budget(object):
-    """The time user code may still take in this request; calls beyond it give their default."""
+    """The time user code may still take in this request; calls beyond it give their default.
+
+    A call that outlives the budget keeps its thread until the user code returns; with MAX_STUCK
+    of those alive, completion stops calling user code (repeated Tabs on a hanging object must not
+    pile up threads on a small board).
+    """
 
     def __init__(self, seconds=BUDGET):
         self.deadline = time.monotonic() + seconds
@@ -60,7 +69,8 @@ class Budget(object):
     def call(self, function, default, *args):
         """function(*args) in a helper thread, waited for only until the deadline."""
         left = self.deadline - time.monotonic()
-        if left <= 0:
+        _stuck[:] = [t for t in _stuck if t.is_alive()]
+        if left <= 0 or len(_stuck) >= MAX_STUCK:
             return default
         box = []
 
@@ -73,6 +83,8 @@ class Budget(object):
         worker = threading.Thread(target=run, name="rpyc_ikernel completion", daemon=True)
         worker.start()
         worker.join(left)
+        if worker.is_alive():
+            _stuck.append(worker)
         return box[0] if box else default
 
 
