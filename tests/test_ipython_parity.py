@@ -165,3 +165,14 @@ def test_lone_surrogates_in_board_text(ours):
     assert cell.stream().startswith("a") and cell.result["text/plain"].startswith("'a")
     assert ours.request("complete", "s.up", 4)["status"] == "ok"
     assert ours.run("1 + 1").result["text/plain"] == "2"
+
+
+def test_asyncio_and_top_level_await_as_ipython(ours, stock):
+    """IPython's autoawait: `await` at the top of a cell runs on an event loop (Python 3.8+ boards)."""
+    code = "import asyncio\nasync def twice(x):\n    await asyncio.sleep(0.01)\n    return 2 * x\n"
+    code += "await twice(21)"
+    for session in (ours, stock):
+        cell = session.run(code)
+        assert cell.status == "ok", cell.error
+        assert cell.result["text/plain"] == "42"
+    assert ours.run("%time await twice(1)").result["text/plain"] == "2"

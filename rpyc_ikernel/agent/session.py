@@ -56,9 +56,33 @@ def compile_cell(source, filename):
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec", dont_inherit=True)
-    tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
+    body = compile(tree, filename, "exec", TOP_LEVEL_AWAIT, dont_inherit=True)
+    tail = compile(last, filename, "eval", TOP_LEVEL_AWAIT, dont_inherit=True) if last is not None else None
     return body, tail
+
+
+TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)  # Python 3.8+: `await` in a cell
+CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the code of a cell that awaits
+
+
+def run_compiled(code, namespace):
+    """Run a code object of compile_cell; a cell with top-level `await` runs on an asyncio loop, as
+    IPython's autoawait does (one loop per board process, kept between cells)."""
+    value = eval(code, namespace)
+    if code.co_flags & CO_COROUTINE:
+        value = _event_loop().run_until_complete(value)
+    return value
+
+
+_loop = []
+
+
+def _event_loop():
+    import asyncio
+
+    if not _loop or _loop[0].is_closed():
+        _loop[:] = [asyncio.new_event_loop()]
+    return _loop[0]
 
 
 def last_statement_silenced(code):
@@ -231,9 +255,9 @@ class CellRun(Interruptible):
         try:
             self.interruptible = True
             self.check_interrupt()
-            exec(body, ns)
+            run_compiled(body, ns)
             if tail is not None:
-                value = eval(tail, ns)
+                value = run_compiled(tail, ns)
             self.interruptible = False
         except BaseException:
             self.interruptible = False

@@ -7,7 +7,7 @@ import re
 import sys
 import time
 
-from ..session import UsageError, compile_cell
+from ..session import UsageError, compile_cell, run_compiled
 
 
 def format_time(seconds, precision=3):
@@ -65,8 +65,8 @@ class ExecutionMagics(object):
         body, tail = compile_cell(source.strip() if cell is None else source, "<timed exec>")
         cpu_before = _cpu_times()
         wall_before = time.perf_counter()
-        exec(body, self.user_ns)
-        value = eval(tail, self.user_ns) if tail is not None else None
+        run_compiled(body, self.user_ns)
+        value = run_compiled(tail, self.user_ns) if tail is not None else None
         wall = time.perf_counter() - wall_before
         cpu_after = _cpu_times()
         user = cpu_after[0] - cpu_before[0]
