@@ -176,3 +176,17 @@ def test_asyncio_and_top_level_await_as_ipython(ours, stock):
         assert cell.status == "ok", cell.error
         assert cell.result["text/plain"] == "42"
     assert ours.run("%time await twice(1)").result["text/plain"] == "2"
+
+
+def test_module_names_follow_sys_path_and_new_packages(ours, tmp_path):
+    """`import` completion lists sys.path without importing; a new directory or package shows at once."""
+    (tmp_path / "parity_pkg_one").mkdir()
+    (tmp_path / "parity_pkg_one" / "__init__.py").write_text("raise RuntimeError('imported!')\n")
+    assert "parity_pkg_one" not in ours.request("complete", "import parity_pkg", 17)["matches"]
+    assert ours.run(f"import sys\nsys.path.append({str(tmp_path)!r})").status == "ok"
+    assert "parity_pkg_one" in ours.request("complete", "import parity_pkg", 17)["matches"]
+    (tmp_path / "parity_pkg_two.py").write_text("late = 1\n")
+    matches = ours.request("complete", "import parity_pkg", 17)["matches"]
+    assert {"parity_pkg_one", "parity_pkg_two"} <= set(matches)
+    assert ours.run("print('parity_pkg_one' in sys.modules)").stream() == "False\n"
+    assert ours.run(f"sys.path.remove({str(tmp_path)!r})").status == "ok"

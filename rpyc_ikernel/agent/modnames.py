@@ -1,8 +1,8 @@
 """Module names and a module's names, found without importing anything (an import may start a motor).
 
 Top-level modules come from listing the directories on sys.path (as pkgutil.iter_modules does, but
-without its finders' imports), cached per sys.path and refreshed when sys.path changes. A module's
-names come from sys.modules when it is loaded, else from its source file read with ast.
+without its finders' imports), cached, and listed again when sys.path or one of its directories
+changes. A module's names come from sys.modules when it is loaded, else from its source read with ast.
 """
 
 import ast
@@ -44,12 +44,22 @@ def _listing(directory):
     return names
 
 
+def _mtime(directory):
+    try:
+        return os.stat(directory or ".").st_mtime
+    except OSError:
+        return None
+
+
 def top_level_modules():
-    """Every importable top-level module name: builtins, sys.path directories; cached per sys.path."""
-    key = tuple(p for p in sys.path if isinstance(p, str))
+    """Every importable top-level module name: builtins, sys.path directories.
+
+    Cached while sys.path and its directories stay the same (a `%pip install` changes a directory).
+    """
+    key = tuple((p, _mtime(p)) for p in sys.path if isinstance(p, str))
     if _cache["key"] != key:
         names = set(sys.builtin_module_names)
-        for entry in key:
+        for entry, _ in key:
             names.update(_listing(entry or "."))
         names.update(n for n in sys.modules if "." not in n and not n.startswith("_rpyc_ikernel"))
         _cache["key"] = key
