@@ -369,10 +369,12 @@ class Board:
         allow_stdin: bool = False,
         silent: bool = False,
         count: int | None = None,
+        raw: str | None = None,
     ) -> Iterator[dict | InputRequest | Notice | CellOutcome]:
         """Run code on the board; yields output events as they come, then one CellOutcome.
 
-        count: the execution count of a cell stored in the history (the board keeps In, Out, _N).
+        count: the execution count of a cell stored in the history (the board keeps In, Out, _N);
+        raw: the cell as the user typed it (for %history), when code is its rewritten form.
 
         A link that drops while the cell runs is re-established (the board keeps running the cell and
         keeps its output until we acknowledge it), so nothing is lost; a silent link is waited for
@@ -395,6 +397,7 @@ class Board:
                 silent,
                 cell_id,
                 count,
+                raw,
                 ack,
             ),
             FIRST_WAIT,

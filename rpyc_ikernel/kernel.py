@@ -339,7 +339,7 @@ class RPycKernel(IPythonKernel):
             elif has_board_code(code):
                 board_code = to_board_code(code)
                 reply = self._run_on_board(
-                    board_code, count, silent, allow_stdin, user_expressions or {}, store_history
+                    board_code, count, silent, allow_stdin, user_expressions or {}, store_history, code
                 )
             else:
                 reply = {"status": "ok", "user_expressions": {}}
@@ -374,13 +374,19 @@ class RPycKernel(IPythonKernel):
         allow_stdin: bool,
         user_expressions: dict,
         store_history: bool = True,
+        raw: str | None = None,
     ) -> dict:
         filename = f"<cell-{count}>"
         history_count = count if store_history else None
         self._cell_running.set()
         try:
             cell = self.board.run_cell(
-                code, filename, allow_stdin=allow_stdin, silent=silent, count=history_count
+                code,
+                filename,
+                allow_stdin=allow_stdin,
+                silent=silent,
+                count=history_count,
+                raw=None if raw == code else raw,
             )
             for item in cell:
                 if isinstance(item, CellOutcome):

@@ -1045,6 +1045,9 @@ def defer_imports(names=DEFERRED_MODULES) -> None:
         if spec.submodule_search_locations is not None:
             stand_in.__path__ = spec.submodule_search_locations
         sys.modules[name] = stand_in
+        parent, _, child = name.rpartition(".")
+        if parent:  # `import concurrent.futures` then reads concurrent.futures (asyncio does)
+            setattr(importlib.import_module(parent), child, stand_in)
 
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; a board on the network is started with --host 0.0.0.0

@@ -183,3 +183,11 @@ def pytest_xdist_make_scheduler(config, log):
             return work_unit(nodeid)
 
     return ByFileAndBoard(config, log)
+
+
+@pytest.fixture(scope="module")
+def stock(kernelspec_prefix):
+    """The stock IPython kernel (kernelspec python3 of this venv): the reference for behaviour."""
+    session = KernelSession.start(kernel_name="python3")
+    yield session
+    session.stop()

@@ -43,7 +43,16 @@ def test_ssl_loads_only_when_a_cell_uses_it(fresh_kernel):
 
 
 AGENT_MEMORY_LIMIT = 3 * 2**20  # bytes; the agent and the connection add ~1 MiB today (make bench)
-CORE = ["", ".boot", ".formatters", ".iostream", ".session", ".shim", ".wire"]  # loaded at connect
+CORE = [
+    "",
+    ".boot",
+    ".formatters",
+    ".history",
+    ".iostream",
+    ".session",
+    ".shim",
+    ".wire",
+]  # loaded at connect
 # stdlib modules that cost a board megabytes, which the agent imports only in what needs them
 HEAVY = ("hashlib", "subprocess", "tempfile", "uuid", "platform", "pprint", "rlcompleter", "ctypes")
 LOADED = (

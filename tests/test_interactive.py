@@ -88,7 +88,7 @@ def test_completion_does_not_run_properties_of_board_objects(session):
 
 def test_completion_of_magic_names(session):
     reply = session.request("complete", "%tim")
-    assert set(reply["matches"]) == {"%time", "%timeit"}
+    assert set(reply["matches"]) == {"%time", "%timeit", "%%time", "%%timeit"}  # as IPython offers them
     assert (reply["cursor_start"], reply["cursor_end"]) == (0, 4)
     assert session.request("complete", "x = 1\n%%writ")["matches"] == ["%%writefile"]
 
@@ -365,10 +365,10 @@ def test_line_and_cell_magics_work_against_the_board(session, tmp_path):
 
 
 def test_unknown_magic_is_one_clear_line(session):
-    cell = session.run("%history -n 3")
+    cell = session.run("%gui qt")
     assert cell.reply["ename"] == "UsageError"
     assert cell.error["traceback"] == [
-        "UsageError: %history is not available on the board (%lsmagic lists what is);"
+        "UsageError: %gui is not available on the board (%lsmagic lists what is);"
         " a '# exec(...)' line runs Python in the kernel instead"
     ]
     assert "%timeit" in session.run("%lsmagic").stream()

@@ -67,7 +67,7 @@ def test_ipykernel_message_spec_passes(tmp_path):
     print(f"ipykernel test_message_spec (second round): {len(passed)} of {len(second)} passed")
     assert len(second) >= 20 and len(second) == len(first), run.stdout[-3000:]
     first_failures = {name for name, text in first.items() if text and IMPLEMENTATION_CHECK not in text}
-    assert not first_failures, run.stdout[-6000:]
+    assert not first_failures, (sorted(first_failures), run.stdout[-6000:])
     second_failures = {name for name, text in second.items() if text and name != MAY_FAIL}
-    assert not second_failures, run.stdout[-6000:]
+    assert not second_failures, (sorted(second_failures), run.stdout[-6000:])
     assert IMPLEMENTATION_CHECK in second[MAY_FAIL] or not second[MAY_FAIL]

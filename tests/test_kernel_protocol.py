@@ -47,7 +47,7 @@ class RPycKernelProtocolTests(jupyter_kernel_test.KernelTests):
         {"text": "dict.fromk", "matches": {"dict.fromkeys"}},
         {"text": "print(str.spl", "matches": {"str.split", "str.splitlines"}},
         {"text": "clear_out", "matches": {"clear_output"}},  # injected into the board's namespace
-        {"text": "%timei", "matches": {"%timeit"}},
+        {"text": "%timei", "matches": {"%timeit", "%%timeit"}},  # as IPython: line and cell magic
         {"text": "%%wri", "matches": {"%%writefile"}},
     ]
     complete_code_samples = [

@@ -12,13 +12,16 @@ class CellHistory(object):
 
     def __init__(self, namespace):
         self.inputs = [""]
+        self.raw = {}  # count -> the cell as typed, where it differs from inputs[count]
         self.outputs = {}
         self.unders = ["", "", ""]  # what this history last put in _, __, ___
         namespace.update({"In": self.inputs, "Out": self.outputs, "_ih": self.inputs, "_oh": self.outputs})
         namespace.update({"_": "", "__": "", "___": "", "_i": "", "_ii": "", "_iii": ""})
 
-    def record_input(self, namespace, count, code):
+    def record_input(self, namespace, count, code, raw=None):
         """A cell about to run as execution `count`: In[count], _i, _ii, _iii, _i<count>."""
+        if raw is not None and raw != code:
+            self.raw[count] = raw
         while len(self.inputs) < count:
             self.inputs.append("")
         if len(self.inputs) == count:
@@ -38,3 +41,9 @@ class CellHistory(object):
         if count is not None:
             self.outputs[count] = value
             namespace["_%d" % count] = value
+
+    def entries(self, raw=True):
+        """(count, source) of the stored cells, as typed (raw) or as run."""
+        for count in range(1, len(self.inputs)):
+            source = self.raw.get(count, self.inputs[count]) if raw else self.inputs[count]
+            yield count, source

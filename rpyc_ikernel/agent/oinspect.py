@@ -8,8 +8,11 @@ import keyword
 import linecache
 import re
 
-from .completer import MISSING, resolve
+from .completer import MISSING, Budget, resolve
 from .formatters import plain_text
+
+MAX_LINE = 4000  # characters around the cursor looked at (a 1 MB line)
+SLOW_REPR = "<its repr took too long>"
 
 _WORD = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _CALLEE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
@@ -19,7 +22,9 @@ def name_at_cursor(code, cursor_pos):
     """The dotted name under the cursor, or the function whose call the cursor is in."""
     line_start = code.rfind("\n", 0, cursor_pos) + 1
     line_end = code.find("\n", cursor_pos)
-    line = code[line_start : line_end if line_end >= 0 else len(code)]
+    line_end = line_end if line_end >= 0 else len(code)
+    line_start = max(line_start, cursor_pos - MAX_LINE)
+    line = code[line_start : min(line_end, cursor_pos + MAX_LINE)]
     col = cursor_pos - line_start
     for match in _WORD.finditer(line):
         if match.start() <= col <= match.end():
@@ -73,8 +78,11 @@ def _object_source(obj, path):
     return None
 
 
-def describe(obj, name, detail_level):
-    """An IPython-like help text: type, signature, docstring, file and (detail 1) source."""
+def describe(obj, name, detail_level, budget=None):
+    """An IPython-like help text: type, signature, docstring, file and (detail 1) source.
+
+    With a budget, the object's repr (user code: it may hang) gets only the time left in it.
+    """
     fields = []
     try:
         signature = str(inspect.signature(obj)) if callable(obj) else None
@@ -84,7 +92,7 @@ def describe(obj, name, detail_level):
         fields.append(("Init signature" if inspect.isclass(obj) else "Signature", name + signature))
     fields.append(("Type", type(obj).__name__))
     if not (inspect.isroutine(obj) or inspect.isclass(obj) or inspect.ismodule(obj)):
-        text = plain_text(obj)
+        text = plain_text(obj) if budget is None else budget.call(plain_text, SLOW_REPR, obj)
         if len(text) > 200:
             text = text[:200] + "..."
         fields.append(("String form", text))
@@ -107,12 +115,13 @@ def describe(obj, name, detail_level):
 def inspect_object(namespace, code, cursor_pos, detail_level):
     """The inspect_reply content for the name at the cursor."""
     name = name_at_cursor(code, cursor_pos)
-    obj = resolve(namespace, name) if name else MISSING
+    budget = Budget()
+    obj = budget.call(resolve, MISSING, namespace, name) if name else MISSING
     if obj is MISSING:
         return {"status": "ok", "found": False, "data": {}, "metadata": {}}
     return {
         "status": "ok",
         "found": True,
-        "data": {"text/plain": describe(obj, name, detail_level)},
+        "data": {"text/plain": describe(obj, name, detail_level, budget)},
         "metadata": {},
     }

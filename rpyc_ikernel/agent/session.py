@@ -56,9 +56,33 @@ def compile_cell(source, filename):
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec", dont_inherit=True)
-    tail = compile(last, filename, "eval", dont_inherit=True) if last is not None else None
+    body = compile(tree, filename, "exec", TOP_LEVEL_AWAIT, dont_inherit=True)
+    tail = compile(last, filename, "eval", TOP_LEVEL_AWAIT, dont_inherit=True) if last is not None else None
     return body, tail
+
+
+TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)  # Python 3.8+: `await` in a cell
+CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the code of a cell that awaits
+
+
+def run_compiled(code, namespace):
+    """Run a code object of compile_cell; a cell with top-level `await` runs on an asyncio loop, as
+    IPython's autoawait does (one loop per board process, kept between cells)."""
+    value = eval(code, namespace)
+    if code.co_flags & CO_COROUTINE:
+        value = _event_loop().run_until_complete(value)
+    return value
+
+
+_loop = []
+
+
+def _event_loop():
+    import asyncio
+
+    if not _loop or _loop[0].is_closed():
+        _loop[:] = [asyncio.new_event_loop()]
+    return _loop[0]
 
 
 def last_statement_silenced(code):
@@ -191,7 +215,7 @@ class Interruptible(object):
 class CellRun(Interruptible):
     """One cell's code and its progress; a job for the main-thread executor or a worker thread."""
 
-    def __init__(self, session, code, filename, allow_stdin, silent, count=None):
+    def __init__(self, session, code, filename, allow_stdin, silent, count=None, raw=None):
         Interruptible.__init__(self)
         self.session = session
         self.code = code
@@ -199,6 +223,7 @@ class CellRun(Interruptible):
         self.allow_stdin = allow_stdin
         self.silent = silent
         self.count = count  # the execution count when the cell is stored in the history, else None
+        self.raw = code if raw is None else raw  # as the user typed it (magics not rewritten)
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -221,20 +246,20 @@ class CellRun(Interruptible):
 
     def _execute(self):
         ns = self.session.namespace
+        history = self.session.history
+        if self.count is not None:  # as IPython: stored before it runs, a cell that fails to parse too
+            history.record_input(ns, self.count, self.code, self.raw)
         try:
             body, tail = compile_cell(self.code, self.filename)
         except (SyntaxError, ValueError, OverflowError) as exc:
             return format_error(type(exc), exc, None)
         value = None
-        history = self.session.history
-        if self.count is not None:
-            history.record_input(ns, self.count, self.code)
         try:
             self.interruptible = True
             self.check_interrupt()
-            exec(body, ns)
+            run_compiled(body, ns)
             if tail is not None:
-                value = eval(tail, ns)
+                value = run_compiled(tail, ns)
             self.interruptible = False
         except BaseException:
             self.interruptible = False
@@ -432,7 +457,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         }
         self.history = CellHistory(self.namespace)
         self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
-        self.payloads = {}  # the running cell's reply payloads by source (set_next_input, page)
+        self.payloads = {}  # the running cell's reply payloads by source (set_next_input)
         self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
         self.cell = None
         self._shell = None
@@ -458,10 +483,22 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
         return self._shell
 
     # ------------------------------------------------------------ the kernel's calls
-    def run(self, code, filename, wait, allow_stdin=False, silent=False, cell_id=None, count=None, ack=None):
+    def run(
+        self,
+        code,
+        filename,
+        wait,
+        allow_stdin=False,
+        silent=False,
+        cell_id=None,
+        count=None,
+        raw=None,
+        ack=None,
+    ):
         """Start a cell, then wait up to `wait` seconds for it: a quick cell costs one round trip.
 
-        count: the cell's execution count when it is stored in the history (In, Out, _N), else None.
+        count: the cell's execution count when it is stored in the history (In, Out, _N), else None;
+        raw: the cell as typed, when `code` is its rewritten form (what %history shows).
 
         A repeated cell_id means the kernel lost our answer to this very call: the cell is not started
         twice, the unacknowledged answer is sent again instead. `ack` is the seq of the last answer
@@ -479,7 +516,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
-            cell = CellRun(self, code, filename, allow_stdin, silent, count)
+            cell = CellRun(self, code, filename, allow_stdin, silent, count, raw)
             self.payloads = {}
             self.cell = cell
         process_state().last_session = self

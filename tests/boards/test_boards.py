@@ -134,6 +134,20 @@ def test_completion_uses_the_board_namespace(ours):
     assert ours.kernel.run("import os\nonly_on_this_board = 1").status == "ok"
     assert {"os.path", "os.pardir"} <= set(ours.kernel.request("complete", "os.pa")["matches"])
     assert ours.kernel.request("complete", "only_on_th")["matches"] == ["only_on_this_board"]
+    complete = lambda text: set(ours.kernel.request("complete", text)["matches"])  # noqa: E731
+    assert "platform" in complete("import pla")  # listed from the board's sys.path, not imported
+    assert {"pardir", "path"} <= complete("from os import pa")
+    assert "rgb_to_hls" in complete("from colorsys import rg")  # read with ast
+    assert ours.kernel.run("d = {'alpha': 1}\ndef f(key_arg=1): pass").status == "ok"
+    assert complete('d["al') == {"alpha"} and "key_arg=" in complete("f(1, key")
+
+
+def test_bash_failure_and_history_as_ipython(ours):
+    cell = ours.kernel.run("%%bash\necho out\necho err >&2\nexit 3")
+    assert cell.reply["ename"] == "CalledProcessError"
+    assert cell.stream("stdout") == "out\n" and cell.stream("stderr") == "err\n"
+    n = ours.kernel.run("'x'").reply["execution_count"]
+    assert ours.kernel.run(f"print(_{n}, Out[{n}])").stream() == "x x\n"
 
 
 @pytest.mark.parametrize(

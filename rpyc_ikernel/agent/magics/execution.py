@@ -7,7 +7,7 @@ import re
 import sys
 import time
 
-from ..session import UsageError, compile_cell
+from ..session import UsageError, compile_cell, run_compiled
 
 
 def format_time(seconds, precision=3):
@@ -65,8 +65,8 @@ class ExecutionMagics(object):
         body, tail = compile_cell(source.strip() if cell is None else source, "<timed exec>")
         cpu_before = _cpu_times()
         wall_before = time.perf_counter()
-        exec(body, self.user_ns)
-        value = eval(tail, self.user_ns) if tail is not None else None
+        run_compiled(body, self.user_ns)
+        value = run_compiled(tail, self.user_ns) if tail is not None else None
         wall = time.perf_counter() - wall_before
         cpu_after = _cpu_times()
         user = cpu_after[0] - cpu_before[0]
@@ -149,3 +149,57 @@ class ExecutionMagics(object):
                 for name, value in run_ns.items():
                     if name not in ("__name__", "__file__", "__builtins__"):
                         self.user_ns[name] = value
+
+    def line_load(self, line):
+        """'%load FILE': put a board file's code in this cell (replacing it), as IPython's %load."""
+        import shlex
+
+        words = shlex.split(line)
+        if not words:
+            raise UsageError("%load needs a file on the board, e.g. %load script.py")
+        if len(words) > 1 or words[0].startswith("-"):
+            raise UsageError("%load on the board takes one file name (no -r, -s, -n or -y)")
+        if "://" in words[-1]:
+            raise UsageError("%load of a URL is not available on the board; download the file first")
+        path = os.path.expanduser(words[-1])
+        if not os.path.isfile(path):
+            raise UsageError("File `%s` not found on the board." % words[-1])
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            contents = handle.read()
+        self.set_next_input("# %%load %s\n" % line.strip() + contents, replace=True)
+
+    def line_history(self, line):
+        """'%history [-n] [-t] [-l [N]] [-g PATTERN] [RANGE]': this session's inputs on the board."""
+        import fnmatch
+
+        words = line.split()
+        numbered, raw, last, pattern, ranges = False, True, None, None, []
+        while words:
+            word = words.pop(0)
+            if word == "-n":
+                numbered = True
+            elif word == "-t":
+                raw = False
+            elif word == "-l":
+                last = int(words.pop(0)) if words and words[0].isdigit() else 10
+            elif word == "-g":
+                pattern = "*%s*" % (words.pop(0) if words else "")
+            elif re.match(r"^\d+(-\d+)?$", word):
+                low, _, high = word.partition("-")
+                ranges.append((int(low), int(high or low)))
+            else:
+                raise UsageError(
+                    "%%history %s is not available on the board (it takes -n -t -l -g and N-M)" % word
+                )
+        entries = list(self.session.history.entries(raw))
+        if ranges:
+            entries = [e for e in entries if any(low <= e[0] <= high for low, high in ranges)]
+        if pattern is not None:
+            entries = [e for e in entries if fnmatch.fnmatch(e[1], pattern)]
+        if last is not None:  # as IPython's get_tail: the cell running now is not one of them
+            entries = entries[:-1][-last:]
+        for count, source in entries:
+            if numbered:
+                print("%3d: %s" % (count, source) if "\n" not in source else "%3d:\n%s" % (count, source))
+            else:
+                print(source)

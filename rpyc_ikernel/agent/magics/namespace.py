@@ -3,6 +3,7 @@
 from ..completer import MISSING, resolve
 from ..formatters import plain_text
 from ..oinspect import describe
+from ..session import UsageError
 
 
 class NamespaceMagics(object):
@@ -65,3 +66,53 @@ class NamespaceMagics(object):
 
     def line_pinfo2(self, line):
         self.line_pinfo(line, detail_level=1)
+
+    def _object(self, line, magic):
+        name = line.strip()
+        obj = resolve(self.user_ns, name) if name else MISSING
+        if obj is MISSING:
+            raise UsageError("%s: object `%s` not found on the board" % (magic, name))
+        return obj
+
+    def line_psource(self, line):
+        """Print the source of a board object."""
+        import inspect
+
+        try:
+            print(inspect.getsource(self._object(line, "%psource")).rstrip("\n"))
+        except (OSError, TypeError):
+            print("No source found for %s" % line.strip())
+
+    def line_pdoc(self, line):
+        """Print the docstring of a board object."""
+        import inspect
+
+        print(inspect.getdoc(self._object(line, "%pdoc")) or "No documentation found for %s" % line.strip())
+
+    def line_pdef(self, line):
+        """Print the call signature of a board object."""
+        import inspect
+
+        obj = self._object(line, "%pdef")
+        try:
+            print(line.strip() + str(inspect.signature(obj)))
+        except (TypeError, ValueError):
+            print("No definition header found for %s" % line.strip())
+
+    def line_psearch(self, line):
+        """Names in the board namespace matching a wildcard pattern: '%psearch a*' (IPython's, simplified)."""
+        import fnmatch
+
+        words = line.split()
+        pattern = words[0] if words else "*"
+        scope = self.user_ns
+        prefix = ""
+        if "." in pattern:
+            parent, _, pattern = pattern.rpartition(".")
+            scope_obj = self._object(parent, "%psearch")
+            scope = dict((n, None) for n in dir(scope_obj))
+            prefix = parent + "."
+        shown = "-a" in words or pattern.startswith("_")
+        for name in sorted(scope):
+            if fnmatch.fnmatchcase(name, pattern) and (shown or not name.startswith("_")):
+                print(prefix + name)

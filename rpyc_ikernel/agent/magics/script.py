@@ -67,57 +67,134 @@ class ScriptMagics(object):
         self.system("%s -m pip %s" % (shlex.quote(sys.executable), line))
 
     def cell_bash(self, line, cell):
-        """Run the cell as a bash script on the board."""
-        self._script("bash", line, cell)
+        """Run the cell as a bash script on the board (options as %%script's)."""
+        self._script(["bash"], line, cell, "%%bash")
 
     def cell_sh(self, line, cell):
-        """Run the cell as a sh script on the board."""
-        self._script("sh", line, cell)
+        """Run the cell as a sh script on the board (options as %%script's)."""
+        self._script(["sh"], line, cell, "%%sh")
 
-    def _script(self, program, line, cell):
-        if line.strip():
-            raise UsageError("%%%%%s takes no options on the board" % program)
-        self.user_ns["_exit_code"] = self._run([program, "-c", cell], shell=False)
+    def cell_script(self, line, cell):
+        """'%%script PROGRAM [ARGS]': run the cell with PROGRAM on the board, the cell on its stdin."""
+        import shlex
 
-    def _run(self, command, shell, sink=None):
-        """Run a command on the board; output goes to sink (default: the cell). Interruptible."""
+        words = shlex.split(line)
+        program = []
+        while words and not words[0].startswith("--"):
+            program.append(words.pop(0))
+        if not program:
+            raise UsageError("%%script needs a program, e.g. %%script bash")
+        self._script(program, " ".join(shlex.quote(w) for w in words), cell, "%%script")
+
+    def _script(self, program, line, cell, magic):
+        """As IPython 9: stdout and stderr apart, a non-zero exit raises CalledProcessError unless
+        --no-raise-error; --out/--err keep the text in a variable instead."""
+        options = _script_options(line, magic)
+        if options["bg"]:
+            raise UsageError("%s --bg is not available on the board; run the command with !cmd &" % magic)
+        out, err = [], []
+        sink = out.append if options["out"] else None
+        err_sink = err.append if options["err"] else self._stream_sink("stderr")
+        try:
+            code = self._run(program, shell=False, sink=sink, err_sink=err_sink, stdin=cell)
+        except KeyboardInterrupt:
+            print("Process was interrupted.")
+            if not options["raise_error"]:
+                return
+            raise subprocess.CalledProcessError(-signal.SIGINT, cell) from None
+        self.user_ns["_exit_code"] = code
+        if options["out"]:
+            self.user_ns[options["out"]] = "".join(out)
+        if options["err"]:
+            self.user_ns[options["err"]] = "".join(err)
+        if code != 0 and options["raise_error"]:
+            raise subprocess.CalledProcessError(code, cell)
+
+    def _stream_sink(self, name):
         session = self.session
-        cell = session.cell
+
+        def sink(text):
+            session.write_stream(name, text, block=True)
+
+        return sink
+
+    def _run(self, command, shell, sink=None, err_sink=None, stdin=None):
+        """Run a command on the board; output goes to sink (default: the cell's stdout), stderr to
+        err_sink (default: with stdout); stdin is text for its standard input. Interruptible."""
+        cell = self.session.cell
         if cell is not None and cell.thread_ident != threading.get_ident():
             cell = None  # a thread of the user's: the cell's interrupt is not for it
         if sink is None:
-
-            def sink(text):
-                session.write_stream("stdout", text, block=True)
-
+            sink = self._stream_sink("stdout")
         options = {"start_new_session": True} if os.name == "posix" else {}
         process = subprocess.Popen(
             command,
             shell=shell,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if err_sink is None else subprocess.PIPE,
             **options,
         )
-        reader = threading.Thread(target=_pump, args=(process.stdout, sink), daemon=True)
-        reader.start()
+        readers = [threading.Thread(target=_pump, args=(process.stdout, sink), daemon=True)]
+        if err_sink is not None:
+            readers.append(threading.Thread(target=_pump, args=(process.stderr, err_sink), daemon=True))
+        if stdin is not None:
+            readers.append(threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True))
+        for reader in readers:
+            reader.start()
         waiting = cell.waiting_inside_agent() if cell is not None else contextlib.ExitStack()
         try:
             with waiting:
-                return _wait(process, reader, cell)
+                return _wait(process, readers, cell)
         except BaseException:
             _stop_process(process)
             raise
 
 
-def _wait(process, reader, cell):
+def _script_options(line, magic):
+    """%%script's options: --out VAR, --err VAR, --bg, --proc VAR, --no-raise-error."""
+    import shlex
+
+    options = {"out": None, "err": None, "bg": False, "proc": None, "raise_error": True}
+    words = shlex.split(line)
+    while words:
+        word = words.pop(0)
+        name = word[2:].replace("-", "_") if word.startswith("--") else None
+        if name in ("out", "err", "proc") and words:
+            options[name] = words.pop(0)
+        elif name == "bg":
+            options["bg"] = True
+        elif name == "no_raise_error":
+            options["raise_error"] = False
+        else:
+            raise UsageError(
+                "%s: unknown option %r (it takes --out VAR, --err VAR, --no-raise-error)" % (magic, word)
+            )
+    return options
+
+
+def _feed(pipe, text):
+    """Write a script to a child's stdin, then close it (a thread: a big cell may fill the pipe)."""
+    try:
+        pipe.write(text.encode("utf-8", "surrogateescape"))
+    except (OSError, ValueError):
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def _wait(process, readers, cell):
     """The command's exit code once it ended and its output is read (checking for interrupts)."""
     exited_at = None
     while True:
         if cell is not None:
             cell.check_interrupt()
-        if reader.is_alive():
-            reader.join(0.05)
+        alive = [r for r in readers if r.is_alive()]
+        if alive:
+            alive[0].join(0.05)
         else:
             try:
                 process.wait(0.05)
@@ -128,7 +205,7 @@ def _wait(process, reader, cell):
             continue
         # a background job (`cmd &`) may keep the pipe open: do not wait for it long
         exited_at = exited_at or time.monotonic()
-        if not reader.is_alive() or time.monotonic() - exited_at > 0.5:
+        if not any(r.is_alive() for r in readers) or time.monotonic() - exited_at > 0.5:
             return code
 
 
