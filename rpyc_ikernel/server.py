@@ -1113,6 +1113,12 @@ def build_parser() -> argparse.ArgumentParser:
         " network (by default a self-signed certificate is made at first start with the openssl command,"
         " and kernels that pair with TOKEN@sha256:FINGERPRINT use TLS)",
     )
+    auth.add_argument(
+        "--pairing",
+        action="store_true",
+        help="print the pairing string TOKEN@sha256:FINGERPRINT that kernels elsewhere connect with (made"
+        " at first use, like the token and certificate a start makes), and exit",
+    )
     parser.add_argument(
         "--threads-only",
         action="store_true",
@@ -1259,6 +1265,26 @@ def _token_for(args: types.SimpleNamespace) -> tuple:
         else:
             print("rpyc_ikernel server: kernels must give the token stored in %s" % path, flush=True)
     return token, created, where
+
+
+def print_pairing(args: types.SimpleNamespace) -> int:
+    """`--pairing`: the one line a kernel elsewhere needs (stdout), so that `ssh board python3 server.py
+    --pairing | python3 -m rpyc_ikernel.install --token -` pairs a laptop without copying by hand."""
+    real_stdout = sys.stdout
+    sys.stdout = sys.stderr  # what making the token and certificate says goes to the terminal, not the pipe
+    try:
+        token, _, _ = _token_for(args)
+        certfile, _, made = ensure_certificate()
+    except (TokenError, OSError, ValueError) as exc:
+        certfile, made = None, "%s" % (getattr(exc, "strerror", None) or exc)
+        token = None
+    finally:
+        sys.stdout = real_stdout
+    if not token or not certfile:
+        print("rpyc_ikernel server: no pairing string: %s" % made, file=sys.stderr)
+        return 2
+    print("%s@sha256:%s" % (token, certificate_fingerprint(certfile)), flush=True)
+    return 0
 
 
 def describe_security(authenticator: BoardAuthenticator | None) -> str:
@@ -1467,6 +1493,8 @@ def main(argv: list | None = None) -> int:
     if args.systemd_unit:
         sys.stdout.write(systemd_unit(sys.argv[1:] if argv is None else list(argv)))
         return 0
+    if args.pairing:
+        return print_pairing(args)
     logging.basicConfig(
         level=logging.ERROR if args.quiet else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -515,4 +516,51 @@ def test_a_certificate_for_other_names_says_which_names_it_has(kernelspec_prefix
         assert "pass ca=" not in evalue
     finally:
         session.stop()
+        server.stop()
+
+
+def test_server_pairing_prints_the_pairing_string_that_install_takes_on_stdin(kernelspec_prefix, tmp_path):
+    """`ssh board python3 server.py --pairing | python3 -m rpyc_ikernel.install --token -` (README, a first
+    board): the one line on stdout is what the running server announces, and the kernelspec made from it
+    gets a pinned TLS link."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    server = start_board(command=SERVER, env=env)
+    try:
+        printed = subprocess.run(
+            [*SERVER, "--pairing"], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
+        assert printed.stdout.strip() == pairing_string(server)  # stdout holds the pairing string alone
+        assert "token stored in" in printed.stderr
+        prefix = tmp_path / "prefix"
+        installed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rpyc_ikernel.install",
+                "--prefix",
+                str(prefix),
+                "--name",
+                "paired",
+                "--port",
+                str(server.port),
+                "--token",
+                "-",
+            ],
+            input=printed.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert installed.returncode == 0, installed.stderr
+        spec = json.loads((prefix / "share" / "jupyter" / "kernels" / "paired" / "kernel.json").read_text())
+        assert spec["env"]["RPYC_IKERNEL_TOKEN"] == pairing_string(server)
+        session = KernelSession.start(
+            board_port=server.port, env={"RPYC_IKERNEL_TOKEN": spec["env"]["RPYC_IKERNEL_TOKEN"]}
+        )
+        try:
+            assert session.run("6 * 7").result == {"text/plain": "42"}
+            assert "TLS (certificate pinned" in session.run("# exec(print(self.board.security))").stream()
+        finally:
+            session.stop()
+    finally:
         server.stop()
