@@ -101,15 +101,8 @@ def raw_frame(kind):
     return out.getvalue()
 """
 )
-LENDING_OFF = (
-    "import signal\n_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
-    "_s.saved_handler = _s.tick_handler or getattr(_s, 'saved_handler', None)\n"
-    "_s.tick_handler = None\nsignal.setitimer(signal.ITIMER_PROF, 0)\n_s.ticking = False"
-)
-LENDING_ON = (
-    "_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
-    "_s.tick_handler = getattr(_s, 'saved_handler', None) or _s.tick_handler"
-)
+# The agent's GIL lending off (a baseline in the same run) and back on; the timer stops by itself.
+LENDING_SWITCH = "__import__('sys').modules['_rpyc_ikernel_state'].lending_off = %r"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -267,7 +260,8 @@ class Bench:
     def set_lending(self, on: bool) -> None:
         """Turn the agent's GIL lending off (a baseline in the same run) or back on."""
         with rpyc.classic.connect("127.0.0.1", self.port) as conn:
-            conn.execute(LENDING_ON if on else LENDING_OFF)
+            conn.execute(NAMESPACE.format(session_id=self.session_id))  # the agent's state exists
+            conn.execute(LENDING_SWITCH % (not on))
 
     def pull_fps(self, busy: bool) -> tuple[float, float]:
         """(raw pull frames/s, naive netref pull frames/s) against the producer cell."""
