@@ -43,6 +43,7 @@ def _state():
         state.tick_handler = None  # our handler, once installed on the main thread
         state.ticking = False
         state.last_lend_request = 0.0
+        state.in_tick = False  # the tick handler is running (on the main thread)
         state.lends = 0  # times the main thread waited for a frames thread (tests, benchmarks)
     return state
 
@@ -105,8 +106,17 @@ class Lender(object):
 
 
 def _on_tick(signum, frame):
-    for lender in tuple(_state().lenders):
-        lender.lend_if_wanted()
+    # A handler can run again between two bytecodes of itself (the next tick, or the wait below
+    # being interrupted): inside the Event's lock that would deadlock, so a nested tick does nothing.
+    state = _state()
+    if state.in_tick:
+        return
+    state.in_tick = True
+    try:
+        for lender in tuple(state.lenders):
+            lender.lend_if_wanted()
+    finally:
+        state.in_tick = False
 
 
 def install_tick_handler():
