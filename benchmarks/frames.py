@@ -457,6 +457,7 @@ def main() -> int:
                 stream = bench.stream_fps(busy, interval=0)
                 stream_cpu = bench.cpu
                 paced = bench.stream_fps(busy, interval=0.05)
+                paced_cpu = bench.cpu
                 raw, naive = bench.pull_fps(busy)
                 raw_cpu = bench.cpu
                 rows.append((size, frame_bytes, load, stream, paced, raw, naive))
@@ -465,7 +466,11 @@ def main() -> int:
                     f" raw pull {raw:.0f}/s, naive pull {naive:.1f}/s",
                     flush=True,
                 )
-                for what, cpu in (("stream", stream_cpu), ("raw pull", raw_cpu)):
+                for what, cpu in (
+                    ("stream", stream_cpu),
+                    ("stream at 0.05", paced_cpu),
+                    ("raw pull", raw_cpu),
+                ):
                     print(f"    CPU during {what}: " + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items()))
             if "busy" in args.loads:
                 speed = bench.cell_speed()

@@ -17,12 +17,14 @@ import base64
 import io
 import os
 import queue
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "boards"), str(REPO / "scripts")]
+sys.path[:0] = [str(REPO / "tests" / "boards"), str(REPO / "tests"), str(REPO / "scripts")]
 
 import boards  # noqa: E402
 from conftest import TOKEN, start_on_board  # noqa: E402  (tests/boards/conftest.py)
@@ -114,6 +116,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
     os.environ["RPYC_IKERNEL_TOKEN"] = TOKEN
+    prefix = tempfile.mkdtemp(prefix="rpyc-kernelspec-")
+    subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", prefix], check=True, capture_output=True
+    )
+    os.environ["JUPYTER_PATH"] = str(Path(prefix) / "share" / "jupyter")
     if args.board == "host":
         server = start_board()  # with the token set above
     else:
