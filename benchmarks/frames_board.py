@@ -128,8 +128,9 @@ def main() -> int:
         server = start_on_board(
             board, REPO / "rpyc_ikernel" / "server.py", ["--host", "127.0.0.1"], Path("/tmp")
         )
-    kernel = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": TOKEN})
+    kernel = None
     try:
+        kernel = KernelSession.start(board_port=server.port, env={"RPYC_IKERNEL_TOKEN": TOKEN})
         connect = f'# exec(self.connect_remote("127.0.0.1", port={server.port}, timeout=120))'
         assert kernel.run(connect, timeout=180).status == "ok"
         assert kernel.run(CAMERA.format(jpeg=jpeg_320x240()), timeout=120).status == "ok"
@@ -141,7 +142,8 @@ def main() -> int:
             f"    stream / raw pull {stream / raw:.2f}; stream / min(20, raw) {stream / min(20.0, raw):.2f}"
         )
     finally:
-        kernel.stop()
+        if kernel is not None:
+            kernel.stop()
         server.stop()
     return 0
 
