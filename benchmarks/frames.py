@@ -445,7 +445,7 @@ def main() -> int:
             row = measure_camera(bench, kind, args.runs)
             if row is not None:
                 cameras.append(row)
-        for size in args.sizes.split(","):
+        for size in filter(None, args.sizes.split(",")):  # --sizes '': the camera loops only
             width, height = (int(n) for n in size.split("x"))
             frame_bytes = int(
                 bench.run(

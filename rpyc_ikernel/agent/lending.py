@@ -76,6 +76,7 @@ class Lender(object):
     def __init__(self, sock):
         self.sock = sock
         self.is_parked = True  # the serving thread waits for a request: wants no GIL
+        self.thread = None  # ident of the thread serving this link
         self.lent = False
         self.returned = threading.Event()
 
@@ -88,6 +89,7 @@ class Lender(object):
 
     def working(self):
         self.is_parked = False
+        self.thread = threading.get_ident()
 
     def lend_if_wanted(self):
         """Main thread: wait (GIL released) while this link's thread has a request to answer."""
@@ -103,6 +105,19 @@ class Lender(object):
             self.returned.wait(LEND_LIMIT)
         finally:
             self.lent = False
+
+
+def give_back():
+    """Called by a frames thread before long C work that releases the GIL (encoding an image).
+
+    The main thread goes on meanwhile instead of waiting; once the work is done and this thread
+    wants the GIL back, the next tick lends it again (it is not parked).
+    """
+    ident = threading.get_ident()
+    for lender in tuple(_state().lenders):
+        if lender.thread == ident and lender.lent:
+            lender.lent = False
+            lender.returned.set()
 
 
 def _on_tick(signum, frame):
