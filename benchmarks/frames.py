@@ -99,15 +99,8 @@ def raw_frame(kind):
     return out.getvalue()
 """
 )
-LENDING_OFF = (
-    "import signal\n_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
-    "_s.saved_handler = _s.tick_handler or getattr(_s, 'saved_handler', None)\n"
-    "_s.tick_handler = None\nsignal.setitimer(signal.ITIMER_PROF, 0)\n_s.ticking = False"
-)
-LENDING_ON = (
-    "_s = __import__('sys').modules['_rpyc_ikernel_state']\n"
-    "_s.tick_handler = getattr(_s, 'saved_handler', None) or _s.tick_handler"
-)
+# The agent's GIL lending off (a baseline in the same run) and back on; the timer stops by itself.
+LENDING_SWITCH = "__import__('sys').modules['_rpyc_ikernel_state'].lending_off = %r"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -245,7 +238,8 @@ class Bench:
     def set_lending(self, on: bool) -> None:
         """Turn the agent's GIL lending off (a baseline in the same run) or back on."""
         with rpyc.classic.connect("127.0.0.1", self.port) as conn:
-            conn.execute(LENDING_ON if on else LENDING_OFF)
+            conn.execute(NAMESPACE.format(session_id=self.session_id))  # the agent's state exists
+            conn.execute(LENDING_SWITCH % (not on))
 
     def pull_fps(self, busy: bool) -> tuple[float, float]:
         """(raw pull frames/s, naive netref pull frames/s) against the producer cell."""
@@ -429,7 +423,7 @@ def main() -> int:
             row = measure_camera(bench, kind, args.runs)
             if row is not None:
                 cameras.append(row)
-        for size in args.sizes.split(","):
+        for size in filter(None, args.sizes.split(",")):  # --sizes '': the camera loops only
             width, height = (int(n) for n in size.split("x"))
             frame_bytes = int(
                 bench.run(
@@ -441,6 +435,7 @@ def main() -> int:
                 stream = bench.stream_fps(busy, interval=0)
                 stream_cpu = bench.cpu
                 paced = bench.stream_fps(busy, interval=0.05)
+                paced_cpu = bench.cpu
                 raw, naive = bench.pull_fps(busy)
                 raw_cpu = bench.cpu
                 rows.append((size, frame_bytes, load, stream, paced, raw, naive))
@@ -449,7 +444,11 @@ def main() -> int:
                     f" raw pull {raw:.0f}/s, naive pull {naive:.1f}/s",
                     flush=True,
                 )
-                for what, cpu in (("stream", stream_cpu), ("raw pull", raw_cpu)):
+                for what, cpu in (
+                    ("stream", stream_cpu),
+                    ("stream at 0.05", paced_cpu),
+                    ("raw pull", raw_cpu),
+                ):
                     print(f"    CPU during {what}: " + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items()))
             if "busy" in args.loads:
                 speed = bench.cell_speed()

@@ -328,6 +328,7 @@ class FramePump:
         for flight in answered:
             answers = flight.call.result(CALL_TIMEOUT)  # already in: returns at once
             window.record(now - flight.sent, min(s.interval for s in flight.asked))
+
             for stream, answer in zip(flight.asked, answers):
                 self._note(stream, answer)
                 if answer[1] != wire.FRAME_SAME:
@@ -341,10 +342,11 @@ class FramePump:
         if not due:
             return None
         for stream in due:
-            # Keep the interval's pace (a slow round trip does not slow it), but never send a burst
-            # to catch up after a pause.
+            # Keep the interval's pace (a slow round trip does not slow it): a request that left
+            # late (a slow answer held the window) does not push the next one back, but the pace
+            # never falls more than one interval behind, so no burst catches up after a pause.
             stream.next_due += stream.interval
-            if stream.next_due < now:
+            if stream.next_due < now - stream.interval:
                 stream.next_due = now + stream.interval
         wanted = tuple((s.name, s.digest) for s in due)
         return link.request(self._session_id, wanted), due

@@ -598,3 +598,26 @@ def test_agent_encodes_uint8_arrays_and_explains_other_arrays():
     assert (image.mode, image.size, image.getpixel((3, 4))) == ("L", (12, 10), 77)
     _digest, kind, text = frames.read_frame({"a": array.astype("float32")}, "a", "")
     assert kind == agent.wire.FRAME_MESSAGE and "float32 array of shape (24, 32, 3)" in text
+
+
+def test_a_tick_arriving_during_a_tick_does_nothing():
+    """The main thread's tick handler can be entered again between two of its own bytecodes (the
+    next tick): it must not wait for a lock its outer self holds (that hung a camera cell for good)."""
+    from rpyc_ikernel.agent import lending
+
+    state = lending._state()
+    looks = []
+
+    class Nesting:
+        def lend_if_wanted(self):
+            looks.append(1)
+            lending._on_tick(None, None)  # the next tick, while this one runs
+
+    lender = Nesting()
+    state.lenders.add(lender)
+    try:
+        lending._on_tick(None, None)
+    finally:
+        state.lenders.discard(lender)
+    assert looks == [1]
+    assert not state.in_tick

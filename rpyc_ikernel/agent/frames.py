@@ -66,6 +66,7 @@ def _is_pil_image(value):
 def encode_pil_image(image):
     """(format, bytes): JPEG for RGB/L images (fast to encode on a weak board, small), else PNG."""
     out = io.BytesIO()
+    lending.give_back()  # Pillow encodes without the GIL: the cell may run meanwhile
     if image.mode in ("RGB", "L"):
         image.save(out, "JPEG", quality=JPEG_QUALITY)
         return "jpeg", out.getvalue()

@@ -29,7 +29,7 @@ from . import wire
 from .iostream import process_state
 
 TICK_SIGNAL = getattr(signal, "SIGPROF", None)
-LEND_TICK = 0.004  # CPU seconds between two looks: a request waits at most about this long
+LEND_TICK = 0.001  # CPU seconds between two looks: a request waits at most about this long
 LEND_LIMIT = 0.02  # longest one lend lasts, should a frames thread not get back to waiting
 IDLE_AFTER = 1.0  # seconds without a frame request before the timer is stopped
 
@@ -43,6 +43,7 @@ def _state():
         state.tick_handler = None  # our handler, once installed on the main thread
         state.ticking = False
         state.last_lend_request = 0.0
+        state.in_tick = False  # the tick handler is running (on the main thread)
         state.lends = 0  # times the main thread waited for a frames thread (tests, benchmarks)
     return state
 
@@ -75,6 +76,7 @@ class Lender(object):
     def __init__(self, sock):
         self.sock = sock
         self.is_parked = True  # the serving thread waits for a request: wants no GIL
+        self.thread = None  # ident of the thread serving this link
         self.lent = False
         self.returned = threading.Event()
 
@@ -87,6 +89,7 @@ class Lender(object):
 
     def working(self):
         self.is_parked = False
+        self.thread = threading.get_ident()
 
     def lend_if_wanted(self):
         """Main thread: wait (GIL released) while this link's thread has a request to answer."""
@@ -104,9 +107,31 @@ class Lender(object):
             self.lent = False
 
 
-def _on_tick(signum, frame):
+def give_back():
+    """Called by a frames thread before long C work that releases the GIL (encoding an image).
+
+    The main thread goes on meanwhile instead of waiting; once the work is done and this thread
+    wants the GIL back, the next tick lends it again (it is not parked).
+    """
+    ident = threading.get_ident()
     for lender in tuple(_state().lenders):
-        lender.lend_if_wanted()
+        if lender.thread == ident and lender.lent:
+            lender.lent = False
+            lender.returned.set()
+
+
+def _on_tick(signum, frame):
+    # A handler can run again between two bytecodes of itself (the next tick, or the wait below
+    # being interrupted): inside the Event's lock that would deadlock, so a nested tick does nothing.
+    state = _state()
+    if state.in_tick:
+        return
+    state.in_tick = True
+    try:
+        for lender in tuple(state.lenders):
+            lender.lend_if_wanted()
+    finally:
+        state.in_tick = False
 
 
 def install_tick_handler():
@@ -141,8 +166,8 @@ def requested():
     """A frame request arrived: tick while they keep coming (the timer stops IDLE_AFTER later)."""
     state = _state()
     state.last_lend_request = time.monotonic()
-    if state.ticking or state.tick_handler is None:
-        return
+    if state.ticking or state.tick_handler is None or getattr(state, "lending_off", False):
+        return  # lending_off: set by benchmarks/frames.py for its same-run baseline
     with state.lending_lock:
         if state.ticking or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
             return
