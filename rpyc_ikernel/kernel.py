@@ -24,6 +24,7 @@ from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code
+from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .magics import to_board_code
@@ -71,6 +72,7 @@ class RPycKernel(IPythonKernel):
         self._cell_running = threading.Event()
         self._waiting_for_input = False
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
+        self.debug_adapter = DebugAdapter(self._debug_on_board, self._publish_debug_event)
 
     @property
     def kernel_info(self) -> dict:
@@ -78,7 +80,17 @@ class RPycKernel(IPythonKernel):
         info["implementation"] = self.implementation
         info["implementation_version"] = self.implementation_version
         info["banner"] = self.banner
+        self.debug_adapter.available = self.board.info.get("debugger", True) is not False
+        info["supported_features"] = advertise(info["supported_features"], self.debug_adapter.available)
         return info
+
+    # ------------------------------------------------------------ the debugger (debugger.py)
+    async def do_debug_request(self, msg: dict) -> dict:
+        """JupyterLab's debugger, on the board: see debugger.DebugAdapter."""
+        return await self.debug_adapter.process_request(msg)
+
+    def _debug_on_board(self, command: str, arguments: dict) -> dict:
+        return self.board.debug(command, arguments, beside_cell=self._cell_running.is_set())
 
     # ------------------------------------------------------------ commands users type in cells
     def connect_remote(
@@ -259,7 +271,11 @@ class RPycKernel(IPythonKernel):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 board_code = to_board_code(code)
-                reply = self._run_on_board(board_code, count, silent, allow_stdin, user_expressions or {})
+                # while debugging, cells get the file names the front end maps breakpoints with
+                filename = self.debug_adapter.cell_file(code) if self.debug_adapter.started else None
+                reply = self._run_on_board(
+                    board_code, count, silent, allow_stdin, user_expressions or {}, filename
+                )
             else:
                 reply = {"status": "ok", "user_expressions": {}}
         reply["execution_count"] = shell.execution_count - 1  # as IPython reports it
@@ -286,9 +302,15 @@ class RPycKernel(IPythonKernel):
         return None
 
     def _run_on_board(
-        self, code: str, count: int, silent: bool, allow_stdin: bool, user_expressions: dict
+        self,
+        code: str,
+        count: int,
+        silent: bool,
+        allow_stdin: bool,
+        user_expressions: dict,
+        filename: str | None = None,
     ) -> dict:
-        filename = f"<cell-{count}>"
+        filename = filename or f"<cell-{count}>"
         self._cell_running.set()
         try:
             for item in self.board.run_cell(code, filename, allow_stdin=allow_stdin, silent=silent):
@@ -304,6 +326,7 @@ class RPycKernel(IPythonKernel):
             return self._error_reply(type(exc).__name__, str(exc), [f"{type(exc).__name__}: {exc}"])
         finally:
             self._cell_running.clear()
+            self.debug_adapter.cell_ended()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
 
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
@@ -351,7 +374,10 @@ class RPycKernel(IPythonKernel):
     def _publish_event(self, event: dict) -> None:
         """An output event of the agent: already an iopub message type and content (see agent/wire.py)."""
         msg_type = event["msg_type"]
-        self.send_response(self.iopub_socket, msg_type, event["content"], ident=self._topic(msg_type))
+        content = event["content"]
+        if msg_type == "debug_event":
+            content = self.debug_adapter.event(content)
+        self.send_response(self.iopub_socket, msg_type, content, ident=self._topic(msg_type))
 
     def _publish_bundle(
         self, msg_type: str, data: dict, metadata: dict, transient: dict | None = None

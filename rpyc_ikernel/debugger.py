@@ -1,0 +1,207 @@
+"""JupyterLab's debugger for cells that run on the board: DAP on the control channel <-> agent/debugger.py.
+
+ipykernel's own debugger starts debugpy in the kernel process, where no cell of ours runs. This adapter
+answers the same requests (``debug_request`` -> ``debug_reply``; events as ``debug_event`` on iopub)
+by asking the board: breakpoints, stack, variables and stepping are the board's (agent/debugger.py).
+Jupyter's additions are answered as ipykernel answers them: ``debugInfo`` announces how cell file
+names are made (murmur2 of the cell's text, with ipykernel's seed), ``dumpCell`` gives a cell's name,
+``inspectVariables`` / ``richInspectVariables`` / ``copyToGlobals`` read the board's namespace.
+Nothing else in the kernel knows DAP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable
+
+from ipykernel.compiler import get_tmp_hash_seed, murmur2_x86
+
+from .errors import BoardError
+
+# Requests answered whether or not the debugger is started (as ipykernel's static_debug_msg_types).
+STATIC_COMMANDS = ("debugInfo", "inspectVariables", "richInspectVariables", "modules", "copyToGlobals")
+EXCEPTION_FILTERS = [
+    {"filter": "raised", "label": "Raised Exceptions", "default": False},
+    {"filter": "uncaught", "label": "Uncaught Exceptions", "default": True},
+]
+CAPABILITIES = {
+    "supportsConfigurationDoneRequest": True,
+    "supportsConditionalBreakpoints": True,
+    "supportsEvaluateForHovers": True,
+    "supportsDelayedStackTraceLoading": True,
+    "supportsExceptionInfoRequest": False,
+    "supportsSetVariable": False,
+    "exceptionBreakpointFilters": EXCEPTION_FILTERS,
+}
+
+
+def advertise(supported_features: list, available: bool) -> list:
+    """kernel_info's supported_features: "debugger" exactly when this kernel's board can debug."""
+    features = [feature for feature in supported_features if feature != "debugger"]
+    return [*features, "debugger"] if available else features
+
+
+class DebugAdapter:
+    """The kernel's end of the board debugger: one per kernel, for whatever board it uses now.
+
+    `call(command, arguments, beside_cell)` asks the board's agent (Board.debug); `publish(content)`
+    sends a debug_event on iopub.
+    """
+
+    def __init__(self, call: Callable[[str, dict], dict], publish: Callable[[dict], None]) -> None:
+        self.call = call
+        self.publish = publish
+        self.started = False
+        self.available = True  # False once a board said it cannot debug
+        self.breakpoints: dict[str, list] = {}
+        self.stopped_threads: set[int] = set()
+        self.prefix = os.path.join(tempfile.gettempdir(), f"rpyc_ikernel_{os.getpid()}") + os.sep
+        self._seq = 0
+
+    def cell_file(self, code: str) -> str:
+        """The file name a cell is compiled with on the board, as the front end computes it."""
+        return f"{self.prefix}{murmur2_x86(code, get_tmp_hash_seed())}.py"
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def event(self, content: dict) -> dict:
+        """A board event (stopped, continued) ready for iopub: numbered, the stopped threads noted."""
+        body = content.get("body") or {}
+        if content.get("event") == "stopped":
+            self.stopped_threads.add(body.get("threadId", 1))
+        elif content.get("event") == "continued":
+            self.stopped_threads.clear()
+        return {**content, "seq": self._next_seq()}
+
+    def cell_ended(self) -> None:
+        self.stopped_threads.clear()
+
+    # ------------------------------------------------------------ requests
+    async def process_request(self, message: dict) -> dict:
+        """The debug_reply content for one debug_request."""
+        command = message.get("command", "")
+        handler = getattr(self, "_" + command, None)
+        if command in STATIC_COMMANDS or self.started or command == "initialize":
+            if handler is not None:
+                return await handler(message)
+            return await self._forward(message)
+        return {}  # as ipykernel: requests before initialize get an empty reply
+
+    def _response(
+        self, message: dict, success: bool = True, body: dict | None = None, text: str = ""
+    ) -> dict:
+        reply = {
+            "seq": self._next_seq(),
+            "type": "response",
+            "request_seq": message.get("seq", 0),
+            "success": success,
+            "command": message.get("command", ""),
+            "body": body if body is not None else {},
+        }
+        if text:
+            reply["message"] = text
+        return reply
+
+    async def _board(self, command: str, arguments: dict) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self.call, command, arguments)
+        except BoardError as exc:
+            return {"success": False, "message": f"debugger: {exc}"}
+        except Exception as exc:
+            return {
+                "success": False,
+                "message": f"debugger: the board did not answer ({type(exc).__name__}: {exc})",
+            }
+
+    async def _forward(
+        self, message: dict, command: str | None = None, arguments: dict | None = None
+    ) -> dict:
+        answer = await self._board(
+            command or message["command"], message.get("arguments") or {} if arguments is None else arguments
+        )
+        return self._response(
+            message, answer.get("success", False), answer.get("body"), answer.get("message", "")
+        )
+
+    async def _initialize(self, message: dict) -> dict:
+        if not self.available:
+            return self._response(
+                message, False, text="this board cannot debug (its Python has no sys.settrace)"
+            )
+        self.started = True
+        return self._response(message, body=dict(CAPABILITIES))
+
+    async def _attach(self, message: dict) -> dict:
+        reply = await self._forward(message, "start", {})
+        if reply["success"]:
+            self.publish(self.event({"type": "event", "event": "initialized", "body": {}}))
+        return reply
+
+    async def _configurationDone(self, message: dict) -> dict:
+        return self._response(message)
+
+    async def _disconnect(self, message: dict) -> dict:
+        reply = await self._forward(message, "stop", {})
+        self.started = False
+        self.breakpoints = {}
+        self.stopped_threads = set()
+        reply["success"] = True  # the kernel's end is reset even if the board is gone
+        return reply
+
+    async def _debugInfo(self, message: dict) -> dict:
+        body = {
+            "isStarted": self.started,
+            "hashMethod": "Murmur2",
+            "hashSeed": get_tmp_hash_seed(),
+            "tmpFilePrefix": self.prefix,
+            "tmpFileSuffix": ".py",
+            "breakpoints": [
+                {"source": path, "breakpoints": points} for path, points in self.breakpoints.items()
+            ],
+            "stoppedThreads": sorted(self.stopped_threads),
+            "richRendering": True,
+            "exceptionPaths": ["Python Exceptions"],
+            "copyToGlobals": True,
+        }
+        return self._response(message, body=body)
+
+    async def _dumpCell(self, message: dict) -> dict:
+        code = (message.get("arguments") or {}).get("code", "")
+        path = self.cell_file(code)
+        await self._board("dumpCell", {"path": path, "code": code})  # the board shows its lines in stacks
+        return self._response(message, body={"sourcePath": path})
+
+    async def _setBreakpoints(self, message: dict) -> dict:
+        reply = await self._forward(message)
+        if reply["success"]:
+            path = message["arguments"]["source"]["path"]
+            points = [{"line": point["line"]} for point in reply["body"].get("breakpoints", [])]
+            if points:
+                self.breakpoints[path] = points
+            else:
+                self.breakpoints.pop(path, None)
+        return reply
+
+    async def _modules(self, message: dict) -> dict:
+        return self._response(message, body={"modules": [], "totalModules": 0})
+
+    async def _richInspectVariables(self, message: dict) -> dict:
+        name = (message.get("arguments") or {}).get("variableName", "")
+        if not name.isidentifier():  # as ipykernel: only names; its two group rows are not errors
+            ok = name in ("special variables", "function variables")
+            return self._response(message, ok, {"data": {}, "metadata": {}})
+        return await self._forward(message)
+
+    async def _copyToGlobals(self, message: dict) -> dict:
+        arguments = message.get("arguments") or {}
+        names = (arguments.get("dstVariableName", ""), arguments.get("srcVariableName", ""))
+        if not all(name.isidentifier() for name in names):
+            return self._response(
+                message, False, text="dstVariableName and srcVariableName must be valid identifiers"
+            )
+        return await self._forward(message)

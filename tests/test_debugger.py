@@ -1,0 +1,179 @@
+"""JupyterLab's debugger on board code: DAP requests on the control channel, answered by the board.
+
+Real board server, real kernel through jupyter_client; the requests are the ones JupyterLab sends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+
+pytestmark = pytest.mark.timeout(120)
+
+_seq = itertools.count(1)
+
+
+def debug(kernel, command: str, arguments: dict | None = None) -> dict:
+    """Send one debug_request on the control channel; its debug_reply content."""
+    client = kernel.client
+    msg = client.session.msg(
+        "debug_request",
+        {"type": "request", "seq": next(_seq), "command": command, "arguments": arguments or {}},
+    )
+    client.control_channel.send(msg)
+    while True:
+        reply = client.get_control_msg(timeout=30)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply["content"]
+
+
+def wait_event(kernel, event: str, timeout: float = 30) -> dict:
+    """The next debug_event `event` on iopub (other messages are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kernel.client.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if msg["msg_type"] == "debug_event" and msg["content"].get("event") == event:
+            return msg["content"]
+
+
+def wait_reply(kernel, msg_id: str, timeout: float = 30) -> dict:
+    return kernel.wait_reply(msg_id, timeout)["content"]
+
+
+@pytest.fixture()
+def debugging(kernel):
+    """A kernel whose debugger JupyterLab has started (initialize, attach, configurationDone)."""
+    assert debug(kernel, "initialize", {"clientID": "test", "adapterID": "", "linesStartAt1": True})[
+        "success"
+    ]
+    assert debug(kernel, "attach")["success"]
+    yield kernel
+    debug(kernel, "disconnect", {"restart": False, "terminateDebuggee": True})
+
+
+def set_breakpoints(kernel, code: str, *lines: int) -> str:
+    path = debug(kernel, "dumpCell", {"code": code})["body"]["sourcePath"]
+    reply = debug(
+        kernel, "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": n} for n in lines]}
+    )
+    assert reply["success"], reply
+    assert debug(kernel, "configurationDone")["success"]
+    return path
+
+
+def variables_of(kernel, frame_id: int, scope: str = "Locals") -> dict:
+    scopes = debug(kernel, "scopes", {"frameId": frame_id})["body"]["scopes"]
+    reference = next(s["variablesReference"] for s in scopes if s["name"] == scope)
+    listed = debug(kernel, "variables", {"variablesReference": reference})["body"]["variables"]
+    return {v["name"]: v for v in listed}
+
+
+def test_kernel_info_and_debug_info(kernel):
+    kernel.client.kernel_info()
+    info = kernel.client.get_shell_msg(timeout=30)["content"]
+    assert "debugger" in info["supported_features"]
+    body = debug(kernel, "debugInfo")["body"]
+    assert body["hashMethod"] == "Murmur2" and body["tmpFileSuffix"] == ".py"
+    assert body["isStarted"] is False
+    path = debug(kernel, "dumpCell", {"code": "x = 1\n"})
+    assert path == {}  # not started: as ipykernel, an empty reply
+
+
+def test_breakpoint_in_cell_stops_and_shows_board_values(debugging):
+    code = "import os\nboard_pid = os.getpid()\nitems = [1, 2, {'k': 'v'}]\ntotal = sum(items[:2])\n"
+    path = set_breakpoints(debugging, code, 4)
+    assert path.startswith(debug(debugging, "debugInfo")["body"]["tmpFilePrefix"])
+    msg_id = debugging.client.execute(code)
+    stopped = wait_event(debugging, "stopped")
+    assert stopped["body"]["reason"] == "breakpoint"
+    frames = debug(debugging, "stackTrace", {"threadId": stopped["body"]["threadId"]})["body"]["stackFrames"]
+    assert frames[0]["line"] == 4 and frames[0]["source"]["path"] == path
+    names = variables_of(debugging, frames[0]["id"], "Globals")
+    kernel_pid = debugging.manager.provisioner.process.pid
+    assert int(names["board_pid"]["value"]) != kernel_pid  # the board's value, not the laptop's
+    assert "total" not in names  # line 4 has not run yet
+    items = names["items"]
+    assert items["value"] == "[1, 2, {'k': 'v'}]" and items["variablesReference"] > 0
+    children = debug(debugging, "variables", {"variablesReference": items["variablesReference"]})["body"]
+    assert [c["value"] for c in children["variables"]][:2] == ["1", "2"]
+    evaluated = debug(debugging, "evaluate", {"expression": "items[2]['k'] * 2", "frameId": frames[0]["id"]})
+    assert evaluated["body"]["result"] == "'vv'"
+    assert debug(debugging, "continue", {"threadId": 1})["success"]
+    reply = wait_reply(debugging, msg_id)
+    assert reply["status"] == "ok"
+    assert debugging.run("total").result == {"text/plain": "3"}
+
+
+def test_breakpoint_in_function_of_an_earlier_cell_then_next_and_continue(debugging):
+    define = "def scale(value):\n    doubled = value * 2\n    return doubled + 1\n"
+    set_breakpoints(debugging, define, 2)
+    assert debugging.run(define).status == "ok"
+    msg_id = debugging.client.execute("result = scale(20)\nprint('after', result)\n")
+    stopped = wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert [f["name"] for f in frames[:2]] == ["scale", "<module>"] and frames[0]["line"] == 2
+    assert variables_of(debugging, frames[0]["id"])["value"]["value"] == "20"
+    assert stopped["body"]["reason"] == "breakpoint"
+    assert debug(debugging, "next", {"threadId": 1})["success"]
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["line"] == 3
+    assert variables_of(debugging, frames[0]["id"])["doubled"]["value"] == "40"
+    assert debug(debugging, "continue", {"threadId": 1})["success"]
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("result").result == {"text/plain": "41"}
+
+
+def test_interrupt_while_stopped_ends_the_cell_and_the_session_goes_on(debugging):
+    code = "x = 5\ny = x + 1\n"
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    debugging.manager.interrupt_kernel()
+    reply = wait_reply(debugging, msg_id)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt"
+    assert debugging.run("x * 10").result == {"text/plain": "50"}
+
+
+def test_disconnect_lets_the_stopped_cell_run_on(kernel):
+    assert debug(kernel, "initialize", {"clientID": "test", "adapterID": ""})["success"]
+    assert debug(kernel, "attach")["success"]
+    code = "a = 1\nb = a + 1\nprint('done', b)\n"
+    set_breakpoints(kernel, code, 2)
+    msg_id = kernel.client.execute(code)
+    wait_event(kernel, "stopped")
+    assert debug(kernel, "disconnect", {"restart": False})["success"]
+    assert wait_reply(kernel, msg_id)["status"] == "ok"
+    # off again: cells get their usual names, nothing is traced
+    assert kernel.run("b").result == {"text/plain": "2"}
+    assert debug(kernel, "debugInfo")["body"]["isStarted"] is False
+
+
+def test_inspect_variables_while_not_stopped(debugging):
+    assert debugging.run("board_list = list(range(500))\nname = 'board'").status == "ok"
+    listed = {v["name"]: v for v in debug(debugging, "inspectVariables")["body"]["variables"]}
+    assert listed["name"]["value"] == "'board'"
+    assert "get_ipython" not in listed and "__builtins__" not in listed
+    reference = listed["board_list"]["variablesReference"]
+    page = debug(debugging, "variables", {"variablesReference": reference, "start": 100, "count": 10})
+    assert [v["value"] for v in page["body"]["variables"]] == [str(n) for n in range(100, 110)]
+    rich = debug(debugging, "richInspectVariables", {"variableName": "name"})
+    assert rich["body"]["data"] == {"text/plain": "'board'"}
+
+
+def test_conditional_breakpoint(debugging):
+    code = "hits = []\nfor i in range(10):\n    hits.append(i)\n"
+    path = debug(debugging, "dumpCell", {"code": code})["body"]["sourcePath"]
+    debug(
+        debugging,
+        "setBreakpoints",
+        {"source": {"path": path}, "breakpoints": [{"line": 3, "condition": "i == 7"}]},
+    )
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert variables_of(debugging, frames[0]["id"])["i"]["value"] == "7"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
