@@ -17,6 +17,7 @@ import linecache
 import os
 import sys
 import threading
+import types
 
 THREAD_ID = 1  # the cell's thread, as the front end knows it
 MAX_REPR = 1000  # characters of a value shown in the Variables panel
@@ -25,6 +26,17 @@ AGENT_FILES = os.path.dirname(__file__)
 _HIDDEN_NAMES = frozenset(
     ("__name__", "__doc__", "__package__", "__loader__", "__spec__", "__annotations__", "__builtins__")
 )
+
+
+GROUPS = ("special variables", "function variables", "class variables")
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+class _Group(object):
+    """A row that groups variables (special, function, class), as debugpy shows them."""
+
+    def __init__(self, members):
+        self.members = members
 
 
 class DebugError(Exception):
@@ -329,12 +341,33 @@ class BoardDebugger(bdb.Bdb):
     def do_variables(self, arguments):
         kind, value = self.refs.get(arguments.get("variablesReference"))
         if kind == "scope":
-            items = [(k, v, k) for k, v in list(value.items()) if self.shown_name(k)]
+            items = self.grouped(value)
+        elif kind == "group":
+            items = value
         else:
             items = children(value[0], value[1])
         start = int(arguments.get("start") or 0)
         count = int(arguments.get("count") or 0) or PAGE
         return {"variables": [self.variable(n, v, e) for n, v, e in items[start : start + count]]}
+
+    def grouped(self, space):
+        """A scope's variables as debugpy lists them: dunder names, functions and classes in groups."""
+        groups = {name: [] for name in GROUPS}
+        plain = []
+        for name, value in sorted(list(space.items()), key=lambda item: str(item[0])):
+            dunder = name.startswith("__") and name.endswith("__")
+            if not dunder and not self.shown_name(name):
+                continue
+            if dunder:
+                groups["special variables"].append((name, value, name))
+            elif isinstance(value, _FUNCTIONS):
+                groups["function variables"].append((name, value, name))
+            elif isinstance(value, type):
+                groups["class variables"].append((name, value, name))
+            else:
+                plain.append((name, value, name))
+        rows = [(name, _Group(members), "") for name, members in groups.items() if members]
+        return rows + plain
 
     def shown_name(self, name):
         if name in _HIDDEN_NAMES or name in self.session.hidden_names:
@@ -344,6 +377,15 @@ class BoardDebugger(bdb.Bdb):
         return name not in ("_", "__", "___", "In", "Out", "exit", "quit")
 
     def variable(self, name, value, evaluate_name):
+        if isinstance(value, _Group):
+            reference = self.refs.add(("group", value.members))
+            return {
+                "name": name,
+                "value": "",
+                "type": "",
+                "evaluateName": "",
+                "variablesReference": reference,
+            }
         reference = self.refs.add(("value", (value, evaluate_name))) if has_children(value) else 0
         entry = {
             "name": name,
@@ -374,10 +416,6 @@ class BoardDebugger(bdb.Bdb):
     def do_evaluate(self, arguments):
         expression = arguments.get("expression", "")
         frame_id = arguments.get("frameId")
-        if frame_id is None and self.stopped_frame is None and arguments.get("context") == "repl":
-            return {"result": "", "variablesReference": 0}  # as debugpy: nothing to evaluate in
-        if frame_id is None and self.stopped_frame is not None:
-            frame_id = next(iter(self.frames), None)
         global_space, local_space = self._spaces(frame_id)
         try:
             try:
@@ -388,6 +426,8 @@ class BoardDebugger(bdb.Bdb):
             value = eval(code, global_space, local_space)
         except Exception as exc:
             raise DebugError("%s: %s" % (type(exc).__name__, exc))
+        if frame_id is None:  # as debugpy without a frame: the value as str() gives it, None as ""
+            return {"result": "" if value is None else "%s" % (value,), "variablesReference": 0}
         reference = self.refs.add(("value", (value, expression))) if has_children(value) else 0
         return {"result": safe_repr(value), "type": type(value).__name__, "variablesReference": reference}
 
