@@ -106,7 +106,10 @@ class BoardDebugger(bdb.Bdb):
         bdb.Bdb.__init__(self)
         self.session = session
         self.started = False
-        self.points = {}  # canonic file name -> {line: condition or None}
+        self.points = {}
+        self.files = frozenset()  # canonic file name -> {line: condition or None}
+        self.files = frozenset()  # the file names of self.points, as code objects have them
+        self.stepping = False  # True from a step or pause until the next continue
         self.exception_filters = ()
         self.refs = References()
         self.frames = {}  # frameId -> frame, for the current stop
@@ -125,7 +128,8 @@ class BoardDebugger(bdb.Bdb):
         self.reset()
         self.botframe = frame
         self._set_stopinfo(frame, None, -1)  # run until a breakpoint
-        sys.settrace(self.trace_dispatch)
+        self.stepping = False
+        sys.settrace(self._call_hook)
         try:
             if isinstance(code, tuple):
                 return eval(code[0], namespace)
@@ -134,6 +138,16 @@ class BoardDebugger(bdb.Bdb):
             sys.settrace(None)
             self.cell = None
             self.stopped_frame = None
+
+    def _call_hook(self, frame, event, arg):
+        """The thread's trace function, called for each new frame: the cheap test first.
+
+        A frame is handed to bdb only while stepping or when its file has a breakpoint; any other
+        frame runs untraced (bdb would call several Python methods per call to find that out).
+        """
+        if self.stepping or frame.f_code.co_filename in self.files:
+            return self.trace_dispatch(frame, event, arg)
+        return None
 
     def canonic(self, filename):
         if filename.startswith("<") and filename.endswith(">"):
@@ -216,7 +230,7 @@ class BoardDebugger(bdb.Bdb):
         if exception is not None:
             body["text"] = "%s: %s" % (type(exception).__name__, exception)
             body["description"] = body["text"]
-        self.session.emit(debug_event("stopped", body))
+        self.session.emit(debug_event("stopped", body), urgent=True)
         try:
             with cell.waiting_inside_agent():
                 with self._cond:
@@ -229,10 +243,13 @@ class BoardDebugger(bdb.Bdb):
                 self.stopped_frame = None
                 self.frames = {}
                 self.refs.clear()
-        self.session.emit(debug_event("continued", {"threadId": THREAD_ID, "allThreadsContinued": True}))
+        self.session.emit(
+            debug_event("continued", {"threadId": THREAD_ID, "allThreadsContinued": True}), True
+        )
         self._resume(command, frame)
 
     def _resume(self, command, frame):
+        self.stepping = command != "continue"
         if command == "next":
             self.set_next(frame)
         elif command == "stepIn":
@@ -264,6 +281,7 @@ class BoardDebugger(bdb.Bdb):
         """Disconnect: breakpoints go, a stopped cell runs on."""
         self.started = False
         self.points = {}
+        self.files = frozenset()
         self.exception_filters = ()
         self._command_if_stopped("continue")
         return {}
@@ -286,6 +304,7 @@ class BoardDebugger(bdb.Bdb):
             self.points[key] = lines
         else:
             self.points.pop(key, None)
+        self.files = frozenset(self.points) | frozenset([path] if lines else [])
         return {"breakpoints": answer}
 
     def do_setExceptionBreakpoints(self, arguments):
@@ -490,6 +509,7 @@ class BoardDebugger(bdb.Bdb):
             return {}
         frame = sys._current_frames().get(cell.thread_ident)
         self.set_step()
+        self.stepping = True
         self.reason = "pause"
         while frame is not None and frame is not self.botframe:
             if not self.hidden(frame):

@@ -306,16 +306,16 @@ class SessionOutput(object):
                 return
             self._output.add_stream(name, text)
 
-    def emit(self, event):
-        """Queue an output event (wire.display_event, ...) for the kernel."""
+    def emit(self, event, urgent=False):
+        """Queue an output event (wire.display_event, ...) for the kernel; urgent: send it at once."""
         cell = self._own_cell()
         if cell is None:
             with self._cond:
-                return self._output.add_event(event)
+                return self._output.add_event(event, urgent)
         with cell.shielded():
             drain_fd_output()
             with self._cond:
-                self._output.add_event(event)
+                self._output.add_event(event, urgent)
 
 
 class SessionInput(object):
