@@ -177,3 +177,114 @@ def test_conditional_breakpoint(debugging):
     assert variables_of(debugging, frames[0]["id"])["i"]["value"] == "7"
     debug(debugging, "continue", {"threadId": 1})
     assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
+def test_step_in_and_step_out(debugging):
+    code = "def inner(x):\n    y = x + 1\n    return y\n\nr = inner(1)\nr2 = r * 2\n"
+    set_breakpoints(debugging, code, 5)
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    debug(debugging, "stepIn", {"threadId": 1})
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "step"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("inner", 2)
+    debug(debugging, "stepOut", {"threadId": 1})
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["name"] == "<module>" and len(frames) == 1
+    assert variables_of(debugging, frames[0]["id"], "Globals")["r"]["value"] == "2"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
+def test_pause_stops_a_running_loop(debugging):
+    set_breakpoints(debugging, "unrelated = 1\n", 1)  # the debugger is on; nothing to hit in the loop
+    msg_id = debugging.client.execute("done = False\nspins = 0\nwhile not done:\n    spins += 1\n")
+    time.sleep(1.0)
+    assert debug(debugging, "pause", {"threadId": 1})["success"]
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "pause"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["line"] in (3, 4)
+    debug(debugging, "evaluate", {"expression": "done = True", "frameId": frames[0]["id"], "context": "repl"})
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert int(debugging.run("spins").result["text/plain"]) > 0
+
+
+def test_break_on_uncaught_and_raised_exceptions(debugging):
+    assert debug(debugging, "setExceptionBreakpoints", {"filters": ["uncaught"]})["success"]
+    msg_id = debugging.client.execute("def fail(v):\n    return 1 / v\n\nfail(0)\n")
+    stopped = wait_event(debugging, "stopped")
+    assert stopped["body"]["reason"] == "exception" and "ZeroDivisionError" in stopped["body"]["text"]
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("fail", 2)
+    assert variables_of(debugging, frames[0]["id"])["v"]["value"] == "0"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["ename"] == "ZeroDivisionError"
+    # raised (and caught) exceptions stop where they are raised, in code the debugger traces
+    code = "try:\n    {}['missing']\nexcept KeyError:\n    caught = True\n"
+    set_breakpoints(debugging, code, 4)
+    debug(debugging, "setExceptionBreakpoints", {"filters": ["raised"]})
+    msg_id = debugging.client.execute(code)
+    stopped = wait_event(debugging, "stopped")
+    assert stopped["body"]["reason"] == "exception" and "KeyError" in stopped["body"]["text"]
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
+def test_output_before_the_stop_is_shown_before_it(debugging):
+    code = "print('before the stop')\nx = 1\nprint('after')\n"
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code)
+    seen = []
+    while True:
+        msg = debugging.client.get_iopub_msg(timeout=30)
+        if msg["msg_type"] == "stream":
+            seen.append(msg["content"]["text"])
+        if msg["msg_type"] == "debug_event" and msg["content"]["event"] == "stopped":
+            break
+    assert "".join(seen) == "before the stop\n"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
+def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board):
+    from helpers import KernelSession
+
+    other = KernelSession.start(board_port=board.port)
+    try:
+        assert debug(other, "initialize", {"clientID": "other", "adapterID": ""})["success"]
+        assert debug(other, "attach")["success"]
+        code = "shared = 1\nshared += 1\n"
+        set_breakpoints(debugging, code, 2)  # in the first kernel only
+        assert other.run(code).status == "ok"  # the other kernel's cell runs through
+        msg_id = debugging.client.execute(code)
+        wait_event(debugging, "stopped")
+        debug(debugging, "continue", {"threadId": 1})
+        assert wait_reply(debugging, msg_id)["status"] == "ok"
+    finally:
+        other.stop()
+
+
+def test_debugger_on_the_plain_rpyc_board(plain):
+    """The README's plain SlaveService server: cells run in a thread of their own, debugged the same."""
+    assert debug(plain, "initialize", {"clientID": "test", "adapterID": ""})["success"]
+    assert debug(plain, "attach")["success"]
+    try:
+        code = "p = 6\nq = p * 7\nr = q + 1\n"
+        set_breakpoints(plain, code, 2)
+        msg_id = plain.client.execute(code)
+        wait_event(plain, "stopped")
+        frames = debug(plain, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert variables_of(plain, frames[0]["id"], "Globals")["p"]["value"] == "6"
+        debug(plain, "next", {"threadId": 1})
+        wait_event(plain, "stopped")
+        frames = debug(plain, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert frames[0]["line"] == 3
+        debug(plain, "continue", {"threadId": 1})
+        assert wait_reply(plain, msg_id)["status"] == "ok"
+        assert plain.run("q").result == {"text/plain": "42"}
+    finally:
+        debug(plain, "disconnect", {"restart": False})

@@ -134,6 +134,9 @@ class BoardDebugger(bdb.Bdb):
             if isinstance(code, tuple):
                 return eval(code[0], namespace)
             exec(code, namespace)
+        except Exception as exc:
+            self._stop_uncaught(exc)
+            raise
         finally:
             sys.settrace(None)
             self.cell = None
@@ -211,6 +214,20 @@ class BoardDebugger(bdb.Bdb):
             self._last_exception = exception
             self._stop(frame, "exception", exception)
         return self.trace_dispatch
+
+    def _stop_uncaught(self, exception):
+        """Break on uncaught exceptions (filter "uncaught"): stop where raised, before the cell ends."""
+        if "uncaught" not in self.exception_filters or not self.started:
+            return
+        sys.settrace(None)  # nothing runs on from here: the stop only shows the frames
+        frame = None
+        tb = exception.__traceback__
+        while tb is not None:
+            if not self.hidden(tb.tb_frame) and tb.tb_frame is not self.botframe:
+                frame = tb.tb_frame
+            tb = tb.tb_next
+        if frame is not None:
+            self._stop(frame, "exception", exception)
 
     def _stop(self, frame, reason, exception=None):
         cell = self.cell
