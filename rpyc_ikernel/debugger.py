@@ -46,17 +46,26 @@ def advertise(supported_features: list, available: bool) -> list:
 class DebugAdapter:
     """The kernel's end of the board debugger: one per kernel, for whatever board it uses now.
 
-    `call(command, arguments, beside_cell)` asks the board's agent (Board.debug); `publish(content)`
-    sends a debug_event on iopub.
+    `call(command, arguments)` asks the board's agent (Board.debug); `publish(content)` sends a
+    debug_event on iopub; `board_boot_id()` names the board process last connected.
     """
 
-    def __init__(self, call: Callable[[str, dict], dict], publish: Callable[[dict], None]) -> None:
+    def __init__(
+        self,
+        call: Callable[[str, dict], dict],
+        publish: Callable[[dict], None],
+        board_boot_id: Callable[[], str | None] = lambda: None,
+    ) -> None:
         self.call = call
         self.publish = publish
+        self.board_boot_id = board_boot_id
         self.started = False
         self.available = True  # False once a board said it cannot debug
         self.breakpoints: dict[str, list] = {}
         self.stopped_threads: set[int] = set()
+        self._requested: dict[str, list] = {}  # setBreakpoints as asked, to give a restarted board
+        self._filters: list = []
+        self._boot_id: str | None = None  # the board process that has our state
         self.prefix = os.path.join(tempfile.gettempdir(), f"rpyc_ikernel_{os.getpid()}") + os.sep
         self._seq = 0
 
@@ -78,7 +87,30 @@ class DebugAdapter:
         return {**content, "seq": self._next_seq()}
 
     def cell_ended(self) -> None:
+        """The cell is over: a stop it ended in (interrupt, board lost) is over for the front end too."""
+        if self.stopped_threads:
+            event = {
+                "type": "event",
+                "event": "continued",
+                "body": {"threadId": 1, "allThreadsContinued": True},
+            }
+            self.publish(self.event(event))
         self.stopped_threads.clear()
+
+    def before_cell(self, boot_id: str | None) -> None:
+        """While started: a board process met for the first time (restarted, or another board) gets the
+        debugger's state again (started, breakpoints, exception filters); a reconnect keeps it."""
+        if not self.started or boot_id is None or boot_id == self._boot_id:
+            return
+        self._boot_id = boot_id
+        try:
+            self.call("start", {})
+            for path, points in self._requested.items():
+                self.call("setBreakpoints", {"source": {"path": path}, "breakpoints": points})
+            if self._filters:
+                self.call("setExceptionBreakpoints", {"filters": self._filters})
+        except BoardError:
+            self._boot_id = None  # the cell itself reports the board's trouble
 
     # ------------------------------------------------------------ requests
     async def process_request(self, message: dict) -> dict:
@@ -139,6 +171,7 @@ class DebugAdapter:
     async def _attach(self, message: dict) -> dict:
         reply = await self._forward(message, "start", {})
         if reply["success"]:
+            self._boot_id = self.board_boot_id()
             self.publish(self.event({"type": "event", "event": "initialized", "body": {}}))
         return reply
 
@@ -149,6 +182,9 @@ class DebugAdapter:
         reply = await self._forward(message, "stop", {})
         self.started = False
         self.breakpoints = {}
+        self._requested = {}
+        self._filters = []
+        self._boot_id = None
         self.stopped_threads = set()
         reply["success"] = True  # the kernel's end is reset even if the board is gone
         return reply
@@ -180,12 +216,17 @@ class DebugAdapter:
         reply = await self._forward(message)
         if reply["success"]:
             path = message["arguments"]["source"]["path"]
+            self._requested[path] = message["arguments"].get("breakpoints") or []
             points = [{"line": point["line"]} for point in reply["body"].get("breakpoints", [])]
             if points:
                 self.breakpoints[path] = points
             else:
                 self.breakpoints.pop(path, None)
         return reply
+
+    async def _setExceptionBreakpoints(self, message: dict) -> dict:
+        self._filters = list((message.get("arguments") or {}).get("filters") or [])
+        return await self._forward(message)
 
     async def _modules(self, message: dict) -> dict:
         return self._response(message, body={"modules": [], "totalModules": 0})

@@ -72,7 +72,9 @@ class RPycKernel(IPythonKernel):
         self._cell_running = threading.Event()
         self._waiting_for_input = False
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
-        self.debug_adapter = DebugAdapter(self._debug_on_board, self._publish_debug_event)
+        self.debug_adapter = DebugAdapter(
+            self._debug_on_board, self._publish_debug_event, lambda: self.board.info.get("boot_id")
+        )
 
     @property
     def kernel_info(self) -> dict:
@@ -88,6 +90,14 @@ class RPycKernel(IPythonKernel):
     async def do_debug_request(self, msg: dict) -> dict:
         """JupyterLab's debugger, on the board: see debugger.DebugAdapter."""
         return await self.debug_adapter.process_request(msg)
+
+    def _prepare_board_debugger(self) -> None:
+        """A restarted board (or a new one) gets the debugger's breakpoints before the cell runs."""
+        try:
+            self.board.connect()
+        except BoardError:
+            return  # the cell reports it
+        self.debug_adapter.before_cell(self.board.info.get("boot_id"))
 
     def _debug_on_board(self, command: str, arguments: dict) -> dict:
         return self.board.debug(command, arguments, beside_cell=self._cell_running.is_set())
@@ -272,7 +282,10 @@ class RPycKernel(IPythonKernel):
             elif has_board_code(code):
                 board_code = to_board_code(code)
                 # while debugging, cells get the file names the front end maps breakpoints with
-                filename = self.debug_adapter.cell_file(code) if self.debug_adapter.started else None
+                filename = None
+                if self.debug_adapter.started:
+                    filename = self.debug_adapter.cell_file(code)
+                    self._prepare_board_debugger()
                 reply = self._run_on_board(
                     board_code, count, silent, allow_stdin, user_expressions or {}, filename
                 )

@@ -288,3 +288,30 @@ def test_debugger_on_the_plain_rpyc_board(plain):
         assert plain.run("q").result == {"text/plain": "42"}
     finally:
         debug(plain, "disconnect", {"restart": False})
+
+
+def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kernelspec_prefix):
+    from helpers import KernelSession, start_board
+
+    server = start_board()
+    kernel = KernelSession.start(board_port=server.port)
+    try:
+        assert debug(kernel, "initialize", {"clientID": "test", "adapterID": ""})["success"]
+        assert debug(kernel, "attach")["success"]
+        code = "w = 1\nw += 1\n"
+        set_breakpoints(kernel, code, 2)
+        msg_id = kernel.client.execute(code)
+        wait_event(kernel, "stopped")
+        server.stop()  # the board dies while the cell is stopped
+        server = start_board(port=server.port)
+        reply = wait_reply(kernel, msg_id, timeout=60)
+        assert reply["status"] == "error" and len(reply["traceback"]) == 1, reply
+        assert debug(kernel, "debugInfo")["body"]["stoppedThreads"] == []
+        # the restarted board gets the breakpoints again: the same cell stops again
+        msg_id = kernel.client.execute(code)
+        wait_event(kernel, "stopped")
+        debug(kernel, "continue", {"threadId": 1})
+        assert wait_reply(kernel, msg_id)["status"] == "ok"
+    finally:
+        kernel.stop()
+        server.stop()
