@@ -24,7 +24,7 @@ from .errors import BoardError
 STATIC_COMMANDS = ("debugInfo", "inspectVariables", "richInspectVariables", "modules", "copyToGlobals")
 EXCEPTION_FILTERS = [
     {"filter": "raised", "label": "Raised Exceptions", "default": False},
-    {"filter": "uncaught", "label": "Uncaught Exceptions", "default": True},
+    {"filter": "uncaught", "label": "Uncaught Exceptions", "default": False},
 ]
 CAPABILITIES = {
     "supportsConfigurationDoneRequest": True,
