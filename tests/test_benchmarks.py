@@ -51,3 +51,11 @@ def test_links_benchmark_runs_in_its_quick_size():
         assert figures[key] is not None and figures[key] > 0, key
     assert figures["1+1"] >= 0.02  # a 20 ms RTT link: no cell is faster than one round trip
     assert "20 ms, 20 Mbit/s" in links.table(results)
+
+
+def test_debugger_benchmark_runs_in_a_tiny_size():
+    import debugger
+
+    rows, notes = debugger.measure(steps=20_000, repeats=1)
+    assert len(rows) == 3 and all(row.rpyc > 0 for row in rows)
+    assert "a step (next -> stopped event)" in notes[1]
