@@ -145,7 +145,11 @@ def test_step_in_and_step_out(debugging):
     debug(debugging, "stepOut", {"threadId": 1})
     wait_event(debugging, "stopped")
     frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
-    assert frames[0]["name"] == "<module>" and len(frames) == 1
+    assert (frames[0]["name"], frames[0]["line"], len(frames)) == ("<module>", 5, 1)  # as debugpy
+    debug(debugging, "next", {"threadId": 1})
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["line"] == 6
     assert variables_of(debugging, frames[0]["id"], "Globals")["r"]["value"] == "2"
     debug(debugging, "continue", {"threadId": 1})
     assert wait_reply(debugging, msg_id)["status"] == "ok"

@@ -196,8 +196,12 @@ class BoardDebugger(bdb.Bdb):
         pass  # stepping into a function stops at its first line, not at the call
 
     def user_return(self, frame, return_value):
-        if frame is self.returnframe:  # stepping out: stop at the caller's next line
-            self._set_stopinfo(frame.f_back, None, 0)
+        """Next, Step in or Step out leaving a function stop in its caller at once, as debugpy does
+        (the caller may have no line left to run: a cell's last line that called it)."""
+        caller = frame.f_back
+        if caller is None or caller is self.botframe or self.hidden(caller):
+            return  # back in the agent: the cell ends
+        self._stop(caller, "step")
 
     def user_line(self, frame):
         self._stop(frame, self.reason)

@@ -276,8 +276,10 @@ def debug_on_the_board(run) -> None:
         assert [f["name"] for f in frames] == ["where", "<module>"]
         major, minor = run.facts["python"].split(".")[:2]
         assert variables_of(kernel, frames[0]["id"])["tag"]["value"] == f"({major}, {minor})"
-        debug(kernel, "next", {"threadId": 1})
+        debug(kernel, "next", {"threadId": 1})  # from the return line: stops in the caller
         wait_event(kernel, "stopped", timeout=90)
+        frames = debug(kernel, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert (frames[0]["name"], frames[0]["line"]) == ("<module>", 6)
         debug(kernel, "continue", {"threadId": 1})
         assert wait_reply(kernel, msg_id, timeout=90)["status"] == "ok"
     finally:
