@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
 
 from common import Row, bench_environment, format_table, running_kernel
+from delay_proxy import DelayProxy
+
+SLOW_RTT = 0.1  # seconds: the slow link of issue 17's step goal
 
 LOOP = (
     "import time\nstarted = time.perf_counter()\ntotal = 0\n"
@@ -93,6 +97,21 @@ def step_costs(kernel, repeats: int) -> tuple[float, float]:
     return statistics.median(steps), statistics.median(expansions)
 
 
+def slow_link_step_costs(repeats: int) -> tuple[float, float]:
+    """step_costs through a proxy that delays each direction by half of SLOW_RTT."""
+    proxy = DelayProxy(int(os.environ["RPYC_IKERNEL_PORT"]), delay=SLOW_RTT / 2)
+    saved = os.environ["RPYC_IKERNEL_PORT"]
+    os.environ["RPYC_IKERNEL_PORT"] = str(proxy.port)
+    try:
+        with running_kernel("rpyc") as kernel:
+            kernel.execute("1")
+            start_debugging(kernel)
+            return step_costs(kernel, repeats)
+    finally:
+        os.environ["RPYC_IKERNEL_PORT"] = saved
+        proxy.close()
+
+
 def measure(steps: int = 10_000_000, repeats: int = 3) -> tuple[list[Row], list[str]]:
     """Rounds interleave the three states, so a machine that gets busier affects them alike: a kernel
     that never debugged (the reference), one with the debugger on, the same one after disconnect."""
@@ -110,6 +129,7 @@ def measure(steps: int = 10_000_000, repeats: int = 3) -> tuple[list[Row], list[
         start_debugging(kernel)
         step, expansion = step_costs(kernel, repeats)
         debug(kernel, "disconnect", {"restart": False})
+        slow_step, slow_expansion = slow_link_step_costs(repeats)
     off, on, again = statistics.median(never), statistics.median(on), statistics.median(after)
     off_calls, on_calls = statistics.median(never_calls), statistics.median(on_calls)
     rows = [
@@ -124,6 +144,8 @@ def measure(steps: int = 10_000_000, repeats: int = 3) -> tuple[list[Row], list[
         f" {off_calls:.2f} s off, {on_calls:.2f} s on (board's Python {sys.version.split()[0]}).",
         f"a step (next -> stopped event): {step * 1000:.1f} ms;"
         f" a Variables expansion: {expansion * 1000:.1f} ms (loopback).",
+        f"through a link with {SLOW_RTT * 1000:.0f} ms round trips: a step {slow_step * 1000:.0f} ms,"
+        f" a Variables expansion {slow_expansion * 1000:.0f} ms.",
     ]
     return rows, notes
 

@@ -58,4 +58,4 @@ def test_debugger_benchmark_runs_in_a_tiny_size():
 
     rows, notes = debugger.measure(steps=20_000, repeats=1)
     assert len(rows) == 3 and all(row.rpyc > 0 for row in rows)
-    assert "a step (next -> stopped event)" in notes[1]
+    assert "a step (next -> stopped event)" in notes[1] and "100 ms round trips" in notes[2]
