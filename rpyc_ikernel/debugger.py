@@ -63,6 +63,7 @@ class DebugAdapter:
         self.available = True  # False once a board said it cannot debug
         self.breakpoints: dict[str, list] = {}
         self.stopped_threads: set[int] = set()
+        self._cell_names: dict[str, str] = {}  # cell file name -> <cell-N>, for tracebacks
         self._requested: dict[str, list] = {}  # setBreakpoints as asked, to give a restarted board
         self._filters: list = []
         self._boot_id: str | None = None  # the board process that has our state
@@ -72,6 +73,22 @@ class DebugAdapter:
     def cell_file(self, code: str) -> str:
         """The file name a cell is compiled with on the board, as the front end computes it."""
         return f"{self.prefix}{murmur2_x86(code, get_tmp_hash_seed())}.py"
+
+    def name_cell(self, path: str, name: str) -> None:
+        """Tracebacks show `name` (<cell-N>, as without the debugger) for the cell compiled as `path`."""
+        self._cell_names[path] = name
+
+    def readable_traceback(self, lines: list) -> list:
+        """Traceback lines with the cells' debugger file names replaced by their <cell-N> names."""
+        if not self._cell_names:
+            return lines
+        readable = []
+        for line in lines:
+            if self.prefix in line:
+                for path, name in self._cell_names.items():
+                    line = line.replace(f'"{path}"', f'"{name}"')
+            readable.append(line)
+        return readable
 
     def _next_seq(self) -> int:
         self._seq += 1

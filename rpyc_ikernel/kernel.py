@@ -285,6 +285,7 @@ class RPycKernel(IPythonKernel):
                 filename = None
                 if self.debug_adapter.started:
                     filename = self.debug_adapter.cell_file(code)
+                    self.debug_adapter.name_cell(filename, f"<cell-{count}>")
                     self._prepare_board_debugger()
                 reply = self._run_on_board(
                     board_code, count, silent, allow_stdin, user_expressions or {}, filename
@@ -345,7 +346,8 @@ class RPycKernel(IPythonKernel):
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply
         if reply.get("status") == "error":
-            return self._error_reply(reply["ename"], reply["evalue"], reply["traceback"])
+            lines = self.debug_adapter.readable_traceback(reply["traceback"])
+            return self._error_reply(reply["ename"], reply["evalue"], lines)
         if outcome.result is not None and not silent:
             self.send_response(
                 self.iopub_socket,

@@ -178,7 +178,9 @@ def test_break_on_uncaught_and_raised_exceptions(debugging):
     assert (frames[0]["name"], frames[0]["line"]) == ("fail", 2)
     assert variables_of(debugging, frames[0]["id"])["v"]["value"] == "0"
     debug(debugging, "continue", {"threadId": 1})
-    assert wait_reply(debugging, msg_id)["ename"] == "ZeroDivisionError"
+    reply = wait_reply(debugging, msg_id)
+    assert reply["ename"] == "ZeroDivisionError"
+    assert 'File "<cell-' in "\n".join(reply["traceback"])  # as without the debugger, not the file name
     # raised (and caught) exceptions stop where they are raised, in code the debugger traces
     code = "try:\n    {}['missing']\nexcept KeyError:\n    caught = True\n"
     set_breakpoints(debugging, code, 4)
@@ -273,3 +275,18 @@ def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kerne
     finally:
         kernel.stop()
         server.stop()
+
+
+def test_input_while_debugging(debugging):
+    code = "name = input('Name? ')\nshout = name.upper()\n"
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code, allow_stdin=True)
+    request = debugging.client.get_stdin_msg(timeout=30)
+    assert request["content"]["prompt"] == "Name? "
+    debugging.client.input("board")
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert variables_of(debugging, frames[0]["id"], "Globals")["name"]["value"] == "'board'"
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("shout").result == {"text/plain": "'BOARD'"}
