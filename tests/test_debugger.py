@@ -290,3 +290,33 @@ def test_input_while_debugging(debugging):
     debug(debugging, "continue", {"threadId": 1})
     assert wait_reply(debugging, msg_id)["status"] == "ok"
     assert debugging.run("shout").result == {"text/plain": "'BOARD'"}
+
+
+def test_live_image_keeps_updating_while_stopped(debugging):
+    import base64
+    import io
+
+    from PIL import Image
+
+    def png(color) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8), color).save(out, "PNG")
+        return out.getvalue()
+
+    red, blue = png((220, 0, 0)), png((0, 0, 220))
+    assert debugging.run(f"img_buffer = {red!r}").status == "ok"
+    assert debugging.run('# exec(self.display("img_buffer", interval=0.05))').status == "ok"
+    code = f"img_buffer = {blue!r}\nafter = 1\n"
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    deadline = time.monotonic() + 20
+    shown = None
+    while time.monotonic() < deadline and shown != blue:  # the board is stopped: the frame still comes
+        msg = debugging.client.get_iopub_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            shown = base64.b64decode(msg["content"]["data"].get("image/png", ""))
+    assert shown == blue
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    debugging.run("# exec(self.stop_display())")
