@@ -26,6 +26,10 @@ EXCEPTION_FILTERS = [
     {"filter": "raised", "label": "Raised Exceptions", "default": False},
     {"filter": "uncaught", "label": "Uncaught Exceptions", "default": False},
 ]
+# The events a board may send, with the body fields (and their types) passed on.
+_STOPPED = {"reason": str, "threadId": int, "allThreadsStopped": bool, "text": str, "description": str}
+BOARD_EVENTS = {"stopped": _STOPPED, "continued": {"threadId": int, "allThreadsContinued": bool}}
+MAX_EVENT_TEXT = 1000
 CAPABILITIES = {
     "supportsConfigurationDoneRequest": True,
     "supportsConditionalBreakpoints": True,
@@ -94,8 +98,21 @@ class DebugAdapter:
         self._seq += 1
         return self._seq
 
+    def board_event(self, content: object) -> dict | None:
+        """A debug event the board sent, checked (only stopped/continued, with plain fields), ready for
+        iopub; None for anything else (a board must not make the front end show what it likes)."""
+        if not isinstance(content, dict) or content.get("event") not in BOARD_EVENTS:
+            return None
+        body = content.get("body") if isinstance(content.get("body"), dict) else {}
+        checked = {}
+        for key, kind in BOARD_EVENTS[content["event"]].items():
+            value = body.get(key)
+            if isinstance(value, kind) and (kind is not int or not isinstance(value, bool)):
+                checked[key] = value[:MAX_EVENT_TEXT] if isinstance(value, str) else value
+        return self.event({"type": "event", "event": content["event"], "body": checked})
+
     def event(self, content: dict) -> dict:
-        """A board event (stopped, continued) ready for iopub: numbered, the stopped threads noted."""
+        """A debug event ready for iopub: numbered, the stopped threads noted."""
         body = content.get("body") or {}
         if content.get("event") == "stopped":
             self.stopped_threads.add(body.get("threadId", 1))

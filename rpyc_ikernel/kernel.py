@@ -390,8 +390,10 @@ class RPycKernel(IPythonKernel):
         """An output event of the agent: already an iopub message type and content (see agent/wire.py)."""
         msg_type = event["msg_type"]
         content = event["content"]
-        if msg_type == "debug_event":
-            content = self.debug_adapter.event(content)
+        if msg_type == "debug_event":  # the board's debugger stopped or went on (debugger.py)
+            content = self.debug_adapter.board_event(content)
+            if content is None:
+                return
         self.send_response(self.iopub_socket, msg_type, content, ident=self._topic(msg_type))
 
     def _publish_bundle(
