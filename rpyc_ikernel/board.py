@@ -564,6 +564,15 @@ class Board:
         text = call(link.conn, link.methods["inspect"], code, cursor_pos, detail_level, timeout=CALL_TIMEOUT)
         return json.loads(text)
 
+    def debug(self, command: str, arguments: dict, beside_cell: bool = False) -> dict:
+        """One request to the board's debugger (agent/debugger.py): {"success", "body" | "message"}.
+
+        beside_cell=True while a cell runs (it may be stopped at a breakpoint): through the side link.
+        """
+        link = self._introspection_link(beside_cell)
+        text = call(link.conn, link.methods["debug"], command, json.dumps(arguments), timeout=CALL_TIMEOUT)
+        return json.loads(text)
+
     def evaluate(self, expressions: dict) -> dict:
         link = self.connect()
         text = call(link.conn, link.methods["evaluate"], json.dumps(expressions), timeout=CALL_TIMEOUT)

@@ -59,7 +59,7 @@ def kernel_json(
         "display_name": display_name,
         "language": "python",
         "interrupt_mode": "signal",
-        "metadata": {"debugger": False},
+        "metadata": {"debugger": True},
     }
     if env:
         spec["env"] = env

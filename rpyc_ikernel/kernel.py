@@ -24,6 +24,7 @@ from .agent import wire
 from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
 from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code, without_secrets
+from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
@@ -82,6 +83,9 @@ class RPycKernel(IPythonKernel):
         self._cell_running = threading.Event()
         self._waiting_for_input = False
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
+        self.debug_adapter = DebugAdapter(
+            self._debug_on_board, self._publish_debug_event, lambda: self.board.info.get("boot_id")
+        )
 
     @property
     def kernel_info(self) -> dict:
@@ -89,21 +93,25 @@ class RPycKernel(IPythonKernel):
         info["implementation"] = self.implementation
         info["implementation_version"] = self.implementation_version
         info["banner"] = self.banner
-        # ipykernel offers its debugger whenever debugpy is importable; it would debug this process,
-        # where no cell runs. Advertise only what works (kernel.json says debugger: false too).
-        info["supported_features"] = [f for f in info["supported_features"] if f != "debugger"]
+        self.debug_adapter.available = self.board.info.get("debugger", True) is not False
+        info["supported_features"] = advertise(info["supported_features"], self.debug_adapter.available)
         return info
 
+    # ------------------------------------------------------------ the debugger (debugger.py)
     async def do_debug_request(self, msg: dict) -> dict:
-        """Refuse DAP requests in one line: ipykernel's debugger would start debugpy in the kernel."""
-        return {
-            "type": "response",
-            "request_seq": msg.get("seq", 0),
-            "success": False,
-            "command": msg.get("command", ""),
-            "message": "the debugger is not available on the board (cells do not run in the kernel process)",
-            "body": {},
-        }
+        """JupyterLab's debugger, on the board: see debugger.DebugAdapter."""
+        return await self.debug_adapter.process_request(msg)
+
+    def _prepare_board_debugger(self) -> None:
+        """A restarted board (or a new one) gets the debugger's breakpoints before the cell runs."""
+        try:
+            self.board.connect()
+        except BoardError:
+            return  # the cell reports it
+        self.debug_adapter.before_cell(self.board.info.get("boot_id"))
+
+    def _debug_on_board(self, command: str, arguments: dict) -> dict:
+        return self.board.debug(command, arguments, beside_cell=self._cell_running.is_set())
 
     # ------------------------------------------------------------ commands users type in cells
     def connect_remote(
@@ -338,8 +346,21 @@ class RPycKernel(IPythonKernel):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif has_board_code(code):
                 board_code = to_board_code(code)
+                # while debugging, cells get the file names the front end maps breakpoints with
+                filename = None
+                if self.debug_adapter.started:
+                    filename = self.debug_adapter.cell_file(code)
+                    self.debug_adapter.name_cell(filename, f"<cell-{count}>")
+                    self._prepare_board_debugger()
                 reply = self._run_on_board(
-                    board_code, count, silent, allow_stdin, user_expressions or {}, store_history, code
+                    board_code,
+                    count,
+                    silent,
+                    allow_stdin,
+                    user_expressions or {},
+                    store_history,
+                    code,
+                    filename,
                 )
             else:
                 reply = {"status": "ok", "user_expressions": {}}
@@ -375,8 +396,9 @@ class RPycKernel(IPythonKernel):
         user_expressions: dict,
         store_history: bool = True,
         raw: str | None = None,
+        filename: str | None = None,
     ) -> dict:
-        filename = f"<cell-{count}>"
+        filename = filename or f"<cell-{count}>"
         history_count = count if store_history else None
         self._cell_running.set()
         try:
@@ -409,12 +431,14 @@ class RPycKernel(IPythonKernel):
             return self._error_reply("BoardMisbehaved", text, [f"BoardMisbehaved: {text}"])
         finally:
             self._cell_running.clear()
+            self.debug_adapter.cell_ended()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
 
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply
         if reply.get("status") == "error":
-            return self._error_reply(*check_error(reply))
+            ename, evalue, lines = check_error(reply)
+            return self._error_reply(ename, evalue, self.debug_adapter.readable_traceback(lines))
         if outcome.result is not None and not silent:
             if not isinstance(outcome.result, dict):
                 raise BadOutput("a cell's result is not a mapping")
@@ -479,7 +503,15 @@ class RPycKernel(IPythonKernel):
 
     def _publish_event(self, event: dict) -> None:
         """An output event of the agent (see agent/wire.py), checked: only cell output, and script only
-        from a trusted board (outputs.py); anything else is dropped with one line saying so."""
+        from a trusted board (outputs.py); anything else is dropped with one line saying so. The board's
+        debugger events (stopped, continued) go to the debug adapter, which passes on checked fields."""
+        if isinstance(event, dict) and event.get("msg_type") == "debug_event":
+            content = self.debug_adapter.board_event(event.get("content"))
+            if content is not None:
+                self.send_response(
+                    self.iopub_socket, "debug_event", content, ident=self._topic("debug_event")
+                )
+            return
         try:
             msg_type, content = check_event(event, self.board.trusted)
         except BadOutput as exc:

@@ -62,3 +62,11 @@ def test_tls_benchmark_runs_in_a_tiny_size():
     trips = results["round trips of a connect (after TCP connect)"]
     assert trips[0] >= trips[1]  # TLS adds its own handshake's round trips
     assert tls.table(results).count("\n") == len(results) + 1
+
+
+def test_debugger_benchmark_runs_in_a_tiny_size():
+    import debugger
+
+    rows, notes = debugger.measure(steps=20_000, repeats=1)
+    assert len(rows) == 3 and all(row.rpyc > 0 for row in rows)
+    assert "a step (next -> stopped event)" in notes[1] and "100 ms round trips" in notes[2]

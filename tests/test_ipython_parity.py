@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
 
-def test_kernel_info_advertises_no_debugger(ours):
-    """kernel.json says debugger false; a front end believing the reply would start debugpy in the kernel."""
+def test_kernel_info_and_kernel_json_agree_on_the_debugger(ours, kernelspec_prefix):
+    """A front end believes either: the reply advertises the debugger exactly when kernel.json does (a
+    board that cannot debug would drop it from both the reply and, through the one-line error, the UI)."""
     msg_id = ours.client.kernel_info()
     reply = ours.client.get_shell_msg(timeout=30)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = ours.client.get_shell_msg(timeout=30)
-    assert "debugger" not in reply["content"]["supported_features"]
+    spec = json.loads(
+        (kernelspec_prefix / "share" / "jupyter" / "kernels" / "rpyc" / "kernel.json").read_text()
+    )
+    assert ("debugger" in reply["content"]["supported_features"]) == spec["metadata"]["debugger"] is True
     assert "kernel subshells" in reply["content"]["supported_features"]
 
 
-def test_debug_request_is_refused_in_one_line(ours):
-    """A debug_request sent anyway answers success false; no debugpy starts in the kernel process."""
+def test_a_debug_request_is_answered_by_the_board_not_by_debugpy_in_the_kernel(ours):
+    """ipykernel would start debugpy in the kernel process, where no cell runs; ours asks the board."""
     msg = ours.client.session.msg("debug_request", {"type": "request", "seq": 1, "command": "initialize"})
     ours.client.control_channel.send(msg)
     reply = ours.client.get_control_msg(timeout=30)
     while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
         reply = ours.client.get_control_msg(timeout=30)
-    assert reply["content"]["success"] is False
-    assert "debugger" in reply["content"]["message"]
+    assert reply["content"]["success"] is True, reply["content"]
+    loaded = ours.run("# exec(print('debugpy' in __import__('sys').modules))").stream()
+    assert loaded == "False\n"
 
 
 def test_silent_cell_leaves_count_history_and_underscore_alone(ours):

@@ -201,9 +201,10 @@ class OutputBatch(object):
             self.events.append(wire.stream_event(name, [text]))
         self._added(len(text))
 
-    def add_event(self, event):
+    def add_event(self, event, urgent=False):
+        """Queue an event; urgent (a debugger stop) makes the batch due at once."""
         self.events.append(event)
-        self._added(FLUSH_SIZE // 4)
+        self._added(FLUSH_SIZE if urgent else FLUSH_SIZE // 4)
 
     def _added(self, size):
         if self.first_at is None:

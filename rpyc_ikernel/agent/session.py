@@ -254,12 +254,21 @@ class CellRun(Interruptible):
         except (SyntaxError, ValueError, OverflowError) as exc:
             return format_error(type(exc), exc, None)
         value = None
+        debugger = self.session.debugger
+        if debugger is not None and not debugger.started:
+            debugger = None
         try:
             self.interruptible = True
             self.check_interrupt()
-            run_compiled(body, ns)
-            if tail is not None:
-                value = run_compiled(tail, ns)
+            if debugger is not None:  # see debugger.py: traced only while the debugger is started
+                here = sys._getframe()
+                debugger.run(self, here, body, ns)
+                if tail is not None:
+                    value = debugger.run(self, here, (tail,), ns)
+            else:
+                run_compiled(body, ns)
+                if tail is not None:
+                    value = run_compiled(tail, ns)
             self.interruptible = False
         except BaseException:
             self.interruptible = False
@@ -335,16 +344,16 @@ class SessionOutput(object):
                 return
             self._output.add_stream(name, text)
 
-    def emit(self, event):
-        """Queue an output event (wire.display_event, ...) for the kernel."""
+    def emit(self, event, urgent=False):
+        """Queue an output event (wire.display_event, ...) for the kernel; urgent: send it at once."""
         cell = self._own_cell()
         if cell is None:
             with self._cond:
-                return self._output.add_event(event)
+                return self._output.add_event(event, urgent)
         with cell.shielded():
             drain_fd_output()
             with self._cond:
-                self._output.add_event(event)
+                self._output.add_event(event, urgent)
 
 
 class SessionInput(object):
@@ -442,7 +451,18 @@ class SessionQueries(object):
         return json.dumps(results)
 
 
-class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries):
+class SessionDebug(object):
+    """The kernel's debug requests (DAP bodies, see debugger.py), served beside the running cell."""
+
+    debugger = None  # made on the first request: a session never debugged loads nothing
+
+    def debug(self, command, arguments):
+        from .debugger import handle
+
+        return handle(self, command, arguments)
+
+
+class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, SessionDebug):
     """One kernel's namespace and output queue on the board; outlives a dropped connection."""
 
     def __init__(self, session_id):
@@ -666,6 +686,7 @@ def board_info():
             "hostname": node,
             "pid": os.getpid(),
             "main_thread_executor": sys.modules.get(wire.EXECUTOR_MODULE) is not None,
+            "debugger": hasattr(sys, "settrace") and hasattr(sys, "_current_frames"),
             "boot_id": state.boot_id,
             "agent_loaded": state.started,
             "time": time.time(),

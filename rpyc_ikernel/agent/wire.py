@@ -18,7 +18,7 @@ EXECUTOR_MODULE = "_rpyc_ikernel_executor"  # registered by our server: runs cel
 MPL_BACKEND_MODULE = "_rpyc_ikernel_mpl"  # the inline matplotlib backend board code gets
 
 # The methods of a board session the kernel calls, in the order connect() returns them.
-SESSION_METHODS = ("run", "poll", "interrupt", "provide_input", "complete", "inspect", "evaluate")
+SESSION_METHODS = ("run", "poll", "interrupt", "provide_input", "complete", "inspect", "evaluate", "debug")
 
 # What the kernel reaches through the agent package, and the module that provides it (loaded on first use).
 ENTRY_POINTS = {

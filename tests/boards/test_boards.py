@@ -261,3 +261,40 @@ def test_plain_seed_script(seed):
     assert_interrupted(seed, cell, elapsed, INTERRUPT_BOUND["loop"])
     cell = kernel.run("input('Name? ')", allow_stdin=True, stdin_hook=lambda msg: kernel.client.input("Bo"))
     assert cell.result == {"text/plain": "'Bo'"}
+
+
+def test_debugger_stops_at_a_breakpoint_on_the_board(ours):
+    debug_on_the_board(ours)
+
+
+def test_debugger_on_the_plain_seed_script(seed):
+    debug_on_the_board(seed)
+
+
+def debug_on_the_board(run) -> None:
+    """JupyterLab's debugger on the board's Python (bdb there): a breakpoint, the board's values, a step."""
+    from dap import debug, set_breakpoints, variables_of, wait_event, wait_reply
+
+    kernel = run.kernel
+    assert debug(kernel, "initialize", {"clientID": "test", "adapterID": ""})["success"]
+    assert debug(kernel, "attach")["success"]
+    try:
+        code = (
+            "import sys\ndef where(n):\n    tag = sys.version_info[:2]\n    return tag, n\n"
+            "\nfound = where(3)\n"
+        )
+        set_breakpoints(kernel, code, 4)
+        msg_id = kernel.client.execute(code)
+        assert wait_event(kernel, "stopped", timeout=90)["body"]["reason"] == "breakpoint"
+        frames = debug(kernel, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert [f["name"] for f in frames] == ["where", "<module>"]
+        major, minor = run.facts["python"].split(".")[:2]
+        assert variables_of(kernel, frames[0]["id"])["tag"]["value"] == f"({major}, {minor})"
+        debug(kernel, "next", {"threadId": 1})  # from the return line: stops in the caller
+        wait_event(kernel, "stopped", timeout=90)
+        frames = debug(kernel, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert (frames[0]["name"], frames[0]["line"]) == ("<module>", 6)
+        debug(kernel, "continue", {"threadId": 1})
+        assert wait_reply(kernel, msg_id, timeout=90)["status"] == "ok"
+    finally:
+        debug(kernel, "disconnect", {"restart": False})

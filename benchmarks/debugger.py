@@ -1,0 +1,166 @@
+"""What the board debugger costs: a pure-Python loop with the debugger off, on (no breakpoint in the
+running code) and off again, timed on the board in one run; plus a step and a Variables expansion.
+
+The loop runs in a cell; the board times it itself (time.perf_counter around the loop), so the link
+does not count. "on" is JupyterLab's state after you open the Debugger panel and set a breakpoint in
+another cell: initialize, attach, a breakpoint in a function that the loop never calls. The second
+loop calls a function each step: every call is seen by the debugger's call hook (the worst case for
+code without breakpoints). Goals (issue 17): on >= 0.35x of off on Python 3.7-3.11, >= 0.8x on 3.12+;
+off again 1.0x (nothing stays installed).
+
+    .venv/bin/python benchmarks/debugger.py [--steps 10000000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+
+from common import Row, bench_environment, format_table, running_kernel
+from delay_proxy import DelayProxy
+
+SLOW_RTT = 0.1  # seconds: the slow link of issue 17's step goal
+
+LOOP = (
+    "import time\nstarted = time.perf_counter()\ntotal = 0\n"
+    "for i in range({steps}):\n    total += i\nprint(time.perf_counter() - started)\n"
+)
+CALLS = (
+    "import time\ndef step(i):\n    return i\nstarted = time.perf_counter()\ntotal = 0\n"
+    "for i in range({steps}):\n    total += step(i)\nprint(time.perf_counter() - started)\n"
+)
+ELSEWHERE = "def never_called():\n    return 1\n"  # the breakpoint's cell
+STEPPED = "a = 1\nb = list(range(50))\nc = 3\nd = 4\n"
+_seq = itertools.count(1)
+
+
+def debug(kernel, command: str, arguments: dict | None = None) -> dict:
+    """One debug_request on the control channel; its reply content."""
+    content = {"type": "request", "seq": next(_seq), "command": command, "arguments": arguments or {}}
+    msg = kernel.client.session.msg("debug_request", content)
+    kernel.client.control_channel.send(msg)
+    while True:
+        reply = kernel.client.control_channel.get_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+            return reply["content"]
+
+
+def wait_stopped(kernel, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kernel.client.iopub_channel.get_msg(timeout=max(0.01, deadline - time.monotonic()))
+        if msg["msg_type"] == "debug_event" and msg["content"].get("event") == "stopped":
+            return
+
+
+def loop_seconds(kernel, code: str, steps: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _, printed = kernel.execute(code.format(steps=steps), timeout=600)
+        times.append(float(printed.split()[-1]))
+    return statistics.median(times)
+
+
+def start_debugging(kernel) -> None:
+    debug(kernel, "initialize", {"clientID": "bench", "adapterID": "", "linesStartAt1": True})
+    debug(kernel, "attach")
+    path = debug(kernel, "dumpCell", {"code": ELSEWHERE})["body"]["sourcePath"]
+    kernel.execute(ELSEWHERE)
+    debug(kernel, "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": 2}]})
+    debug(kernel, "configurationDone")
+
+
+def step_costs(kernel, repeats: int) -> tuple[float, float]:
+    """Median seconds of a `next` (request to the next stopped event) and of a Variables expansion."""
+    path = debug(kernel, "dumpCell", {"code": STEPPED})["body"]["sourcePath"]
+    debug(kernel, "setBreakpoints", {"source": {"path": path}, "breakpoints": [{"line": 1}]})
+    steps, expansions = [], []
+    for _ in range(repeats):
+        msg_id = kernel.client.execute(STEPPED)
+        wait_stopped(kernel)
+        started = time.perf_counter()
+        debug(kernel, "next", {"threadId": 1})
+        wait_stopped(kernel)
+        steps.append(time.perf_counter() - started)
+        frame = debug(kernel, "stackTrace", {"threadId": 1})["body"]["stackFrames"][0]["id"]
+        scopes = debug(kernel, "scopes", {"frameId": frame})["body"]["scopes"]
+        started = time.perf_counter()
+        debug(kernel, "variables", {"variablesReference": scopes[0]["variablesReference"]})
+        expansions.append(time.perf_counter() - started)
+        debug(kernel, "continue", {"threadId": 1})
+        kernel._take_reply(msg_id, 60)
+    debug(kernel, "setBreakpoints", {"source": {"path": path}, "breakpoints": []})
+    return statistics.median(steps), statistics.median(expansions)
+
+
+def slow_link_step_costs(repeats: int) -> tuple[float, float]:
+    """step_costs through a proxy that delays each direction by half of SLOW_RTT."""
+    proxy = DelayProxy(int(os.environ["RPYC_IKERNEL_PORT"]), delay=SLOW_RTT / 2)
+    saved = os.environ["RPYC_IKERNEL_PORT"]
+    os.environ["RPYC_IKERNEL_PORT"] = str(proxy.port)
+    try:
+        with running_kernel("rpyc") as kernel:
+            kernel.execute("1")
+            start_debugging(kernel)
+            return step_costs(kernel, repeats)
+    finally:
+        os.environ["RPYC_IKERNEL_PORT"] = saved
+        proxy.close()
+
+
+def measure(steps: int = 10_000_000, repeats: int = 3) -> tuple[list[Row], list[str]]:
+    """Rounds interleave the three states, so a machine that gets busier affects them alike: a kernel
+    that never debugged (the reference), one with the debugger on, the same one after disconnect."""
+    goal = 0.8 if sys.version_info >= (3, 12) else 0.35
+    never, on, after, never_calls, on_calls = [], [], [], [], []
+    with bench_environment(), running_kernel("rpyc") as kernel, running_kernel("rpyc") as reference:
+        for _ in range(repeats):
+            never.append(loop_seconds(reference, LOOP, steps, 1))
+            never_calls.append(loop_seconds(reference, CALLS, steps // 10, 1))
+            start_debugging(kernel)
+            on.append(loop_seconds(kernel, LOOP, steps, 1))
+            on_calls.append(loop_seconds(kernel, CALLS, steps // 10, 1))
+            debug(kernel, "disconnect", {"restart": False})
+            after.append(loop_seconds(kernel, LOOP, steps, 1))
+        start_debugging(kernel)
+        step, expansion = step_costs(kernel, repeats)
+        debug(kernel, "disconnect", {"restart": False})
+        slow_step, slow_expansion = slow_link_step_costs(repeats)
+    off, on, again = statistics.median(never), statistics.median(on), statistics.median(after)
+    off_calls, on_calls = statistics.median(never_calls), statistics.median(on_calls)
+    rows = [
+        Row.at_least(f"loop of {steps:,} steps, debugger on (speed vs off)", off / on, 1.0, "x", goal),
+        Row.at_least(
+            f"loop of {steps // 10:,} calls, debugger on (speed vs off)", off_calls / on_calls, 1.0, "x", 0
+        ),
+        Row.at_least("same loop after the debugger was on (speed vs never on)", off / again, 1.0, "x", 0.9),
+    ]
+    notes = [
+        f"loop: {off:.2f} s off, {on:.2f} s on, {again:.2f} s after disconnect; with a call per step:"
+        f" {off_calls:.2f} s off, {on_calls:.2f} s on (board's Python {sys.version.split()[0]}).",
+        f"a step (next -> stopped event): {step * 1000:.1f} ms;"
+        f" a Variables expansion: {expansion * 1000:.1f} ms (loopback).",
+        f"through a link with {SLOW_RTT * 1000:.0f} ms round trips: a step {slow_step * 1000:.0f} ms,"
+        f" a Variables expansion {slow_expansion * 1000:.0f} ms.",
+    ]
+    return rows, notes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows, notes = measure(args.steps, args.repeat)
+    print(format_table(rows))
+    for note in notes:
+        print(f"\n{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
