@@ -1164,15 +1164,16 @@ SERVER_VERSION = "0.1.0"  # rpyc_ikernel's version, also when this file is copie
 
 
 def _dns_labels(labels) -> bytes:
+    """Labels in wire form, without the root (end a name with _dns_name's b"\\0")."""
     out = b""
     for label in labels:
         raw = label.encode("utf-8")[:63]
         out += bytes([len(raw)]) + raw
-    return out + b"\0"
+    return out
 
 
 def _dns_name(name: str) -> bytes:
-    return _dns_labels(name.rstrip(".").split("."))
+    return _dns_labels(name.rstrip(".").split(".")) + b"\0"
 
 
 def _read_name(packet: bytes, offset: int) -> tuple:
