@@ -95,6 +95,15 @@ def discover(wait: float = DEFAULT_WAIT, interfaces: object = None) -> Discovery
 
     interfaces: python-zeroconf's InterfaceChoice or a list of addresses (default: all).
     """
+    if _in_event_loop():  # a kernel's handler: zeroconf would use that loop, which sleeping here stops
+        outcome: list = []
+        worker = threading.Thread(target=lambda: outcome.append(_outcome(discover, wait, interfaces)))
+        worker.start()
+        worker.join()
+        value, error = outcome[0]
+        if error is not None:
+            raise error
+        return value
     from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
     try:
@@ -130,6 +139,23 @@ def discover(wait: float = DEFAULT_WAIT, interfaces: object = None) -> Discovery
         zc.close()
     found.boards.sort(key=lambda board: (board.name.lower(), board.address, board.port))
     return found
+
+
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _outcome(function, *args) -> tuple:
+    try:
+        return function(*args), None
+    except Exception as exc:  # handed to the caller's thread
+        return None, exc
 
 
 def _instance(full: str) -> str:

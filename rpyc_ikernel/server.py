@@ -1261,7 +1261,6 @@ class Announcer:
     def __init__(self, name: str, port: int, host: str, txt: dict, say=print) -> None:
         self.base = self.name = (name.replace(".", "-") or "board")[:63]
         self.port, self.host, self.say = port, host, say
-        self.target = _dns_name(txt.get("hostname", "board").replace(".", "-") + ".local")
         self.txt = b"".join(
             bytes([len(item)]) + item
             for item in (("%s=%s" % pair).encode("utf-8")[:255] for pair in sorted(txt.items()))
@@ -1279,6 +1278,12 @@ class Announcer:
         self.thread = threading.Thread(target=self._run, name="mdns announcer", daemon=True)
 
     # -- records
+    @property
+    def target(self) -> bytes:
+        """The host name in the SRV record: name.local, so each board's address record is its own
+        (boards cloned from one image share a host name) and `ping name.local` finds it too."""
+        return _dns_name(self.name + ".local")
+
     def _instance(self) -> bytes:
         return _dns_labels([self.name]) + _dns_name(SERVICE_TYPE)
 

@@ -72,9 +72,8 @@ class Lan:
 
     def close(self) -> None:
         for name in reversed(self.made):
-            subprocess.run(["ip", "netns", "pids", name], capture_output=True)
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
-            for pid in pids:
+            listed = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+            for pid in listed.stdout.split():
                 try:
                     os.kill(int(pid), 9)
                 except (OSError, ValueError):
