@@ -1474,6 +1474,10 @@ class Announcer:
             self._send(index, main, extra)
 
 
+def _exit_on_terminate(signum, frame) -> None:
+    raise SystemExit(0)  # main()'s finally sends the goodbye
+
+
 def start_announcer(args, server, authenticator) -> Announcer | None:
     """Announce the board where it listens on the network (not for loopback, not with --no-announce)."""
     if getattr(args, "no_announce", False) or not listens_beyond_loopback(args.host):
@@ -1493,6 +1497,8 @@ def start_announcer(args, server, authenticator) -> Announcer | None:
             flush=True,
         )
         return None
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # systemd stops with SIGTERM: say goodbye
+        signal.signal(signal.SIGTERM, _exit_on_terminate)
     if not announcer.interfaces:
         print(
             "rpyc_ikernel server: no network interface to announce on yet (looking again every %ds)"
