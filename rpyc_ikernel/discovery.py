@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 SERVICE_TYPE = "_rpyc-ikernel._tcp.local."
 DEFAULT_WAIT = 2.0  # seconds of browsing: boards answer within ~0.1 s on a LAN; Wi-Fi is slower
+MIN_WAIT, QUIET = 1.0, 1.0  # seconds: see _browse
 TXT_KEYS = ("version", "auth", "tls", "python", "machine", "hostname")
 COLUMNS = ("name", "address", "port", "auth", "TLS", "Python", "machine")
 
@@ -121,7 +122,7 @@ def discover(wait: float = DEFAULT_WAIT, interfaces: object = None) -> Discovery
     found = Discovery()
     try:
         browser = ServiceBrowser(zc, SERVICE_TYPE, handlers=[changed])
-        time.sleep(max(0.0, wait))
+        _browse(names, lock, wait)
         browser.cancel()
         with lock:
             pending = list(names)
@@ -156,6 +157,21 @@ def _outcome(function, *args) -> tuple:
         return function(*args), None
     except Exception as exc:  # handed to the caller's thread
         return None, exc
+
+
+def _browse(names: dict, lock: threading.Lock, wait: float) -> None:
+    """Wait up to `wait` s, but not longer than QUIET s after the last new board once MIN_WAIT s passed:
+    boards on one LAN answer within ~0.2 s, so a listing need not always take the whole wait."""
+    started = last_new = time.monotonic()
+    seen = 0
+    while True:
+        now = time.monotonic()
+        with lock:
+            if len(names) != seen:
+                seen, last_new = len(names), now
+        if now - started >= wait or (seen and now - started >= MIN_WAIT and now - last_new >= QUIET):
+            return
+        time.sleep(0.05)
 
 
 def _instance(full: str) -> str:

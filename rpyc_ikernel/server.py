@@ -1148,8 +1148,9 @@ def systemd_unit(argv: list) -> str:
 # (RFC 6762/6763): a service of type _rpyc-ikernel._tcp whose TXT records say what a kernel needs to
 # know before it connects (never the token). This is a small responder of ours, not avahi: it binds
 # 5353 with SO_REUSEADDR/SO_REUSEPORT beside avahi-daemon (both get every query; each answers for
-# its own records), so it needs no privilege, no D-Bus and nothing outside the standard library. It
-# is defined here but runs (and imports select/fcntl) only when the server listens on the network.
+# its own records), so it needs no privilege, no D-Bus and nothing outside the standard library. Its
+# code is source text below, compiled (and select/fcntl imported) only when the server listens on the
+# network: a server on loopback carries none of it.
 
 MDNS_GROUP = "224.0.0.251"
 MDNS_PORT = 5353
@@ -1161,6 +1162,19 @@ _UNIQUE = 0x8001  # class IN with the cache-flush bit: these records are ours al
 _SIOCGIFADDR, _SIOCGIFFLAGS = 0x8915, 0x8913
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 SERVER_VERSION = "0.1.0"  # rpyc_ikernel's version, also when this file is copied to a board alone
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return False
+    try:
+        return not socket.gethostbyname(host).startswith("127.") if host not in ("", "::") else True
+    except OSError:
+        return True
+
+
+# >>> announcer: its source, run by load_announcer() only when the server listens on the network
+r'''
 
 
 def _dns_labels(labels) -> bytes:
@@ -1238,15 +1252,6 @@ def network_interfaces(host: str) -> list:
     finally:
         probe.close()
     return found
-
-
-def listens_beyond_loopback(host: str) -> bool:
-    if host in ("localhost", "::1") or host.startswith("127."):
-        return False
-    try:
-        return not socket.gethostbyname(host).startswith("127.") if host not in ("", "::") else True
-    except OSError:
-        return True
 
 
 class Announcer:
@@ -1474,20 +1479,55 @@ class Announcer:
             self._send(index, main, extra)
 
 
+'''  # <<< announcer
+
+
+def load_announcer() -> bool:
+    """Define the announcer: run the source between the marks above (a string, so a server on
+    loopback neither compiles nor keeps it), read again from this file.
+
+    One def or class at a time, as the lean start does: compiling ~300 lines at once would leave
+    the compiler's peak in a small board's memory. False when this file cannot be read again.
+    """
+    if "Announcer" in globals():
+        return True
+    try:
+        with open(__file__, encoding="utf-8") as handle:
+            lines = handle.read().split("\n")
+    except (OSError, NameError):
+        return False
+    marks = [
+        i for i, line in enumerate(lines) if line.startswith(("# >>> announcer", "'''  # <<< announcer"))
+    ]
+    if len(marks) != 2:
+        return False
+    starts = [i for i in range(marks[0] + 2, marks[1]) if lines[i].startswith(("def ", "class "))]
+    for start, end in zip(starts, starts[1:] + [marks[1]]):
+        exec(compile("\n" * start + "\n".join(lines[start:end]), __file__, "exec"), globals())
+    return "Announcer" in globals()
+
+
 def _exit_on_terminate(signum, frame) -> None:
     raise SystemExit(0)  # main()'s finally sends the goodbye
 
 
-def start_announcer(args, server, authenticator) -> Announcer | None:
+def start_announcer(args, server, authenticator):
     """Announce the board where it listens on the network (not for loopback, not with --no-announce)."""
     if getattr(args, "no_announce", False) or not listens_beyond_loopback(args.host):
+        return None
+    if not load_announcer():
+        print(
+            "rpyc_ikernel server: not announced on the network (cannot read %s again)" % __file__,
+            file=sys.stderr,
+        )
         return None
     hostname = socket.gethostname().split(".")[0] or "board"
     token = authenticator is not None and bool(authenticator.token)
     tls = authenticator is not None and getattr(authenticator, "tls_context", None) is not None
-    txt = board_txt(token, tls, hostname)
+    defined = globals()  # by load_announcer()
+    txt = defined["board_txt"](token, tls, hostname)
     try:
-        announcer = Announcer(args.name or hostname, server.port, args.host, txt)
+        announcer = defined["Announcer"](args.name or hostname, server.port, args.host, txt)
         announcer.start()
     except OSError as exc:
         print(
@@ -1556,6 +1596,7 @@ def run_in_statements(path, module):
             except SyntaxError:  # cut inside a statement (a string, a decorator...): take more lines
                 if end == len(lines):
                     raise
+        lines[start:end] = [""] * (end - start)  # compiled: its text is not needed while it runs (~0.1 MB)
         exec(code, main.__dict__)
         start = end
 

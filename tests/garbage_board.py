@@ -7,9 +7,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rpyc_ikernel.server import Announcer  # noqa: E402
+from rpyc_ikernel import server  # noqa: E402
 
-announcer = Announcer(
+assert server.load_announcer()
+announcer = server.Announcer(
     sys.argv[1], 9, "0.0.0.0", {"hostname": "junk"}, say=lambda text: print(text, flush=True)
 )
 entries = [b"\xff\xfe\x00", b"noequals", b"version=\xff\xff", b"auth=" + b"x" * 200, b"=empty-key"]

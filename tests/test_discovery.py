@@ -231,3 +231,65 @@ def test_a_stopped_board_says_goodbye(lan):
         assert "('brief', 'Added')" in watcher.lines[-1]
     finally:
         brief.stop()
+
+
+# --------------------------------------------------------------------------- no namespaces needed
+
+
+def announcer_source() -> str:
+    """The announcer's code, as server.load_announcer() runs it (a string in server.py)."""
+    text = (REPO / "rpyc_ikernel" / "server.py").read_text()
+    start = text.index("\nr'''\n", text.index("# >>> announcer")) + len("\nr'''\n")
+    return text[start : text.index("'''  # <<< announcer")]
+
+
+def test_the_announcer_source_is_board_code_and_lint_clean(tmp_path):
+    """It is kept as text (a loopback server never compiles it), so check what ruff cannot see there:
+    Python 3.7 syntax, the standard library only, and the project's lint rules."""
+    import ast
+
+    import rpyc_ikernel
+    from rpyc_ikernel import server
+
+    source = announcer_source()
+    tree = ast.parse(source, feature_version=(3, 7))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported <= {"fcntl", "select"}, imported
+    names = set(vars(server))
+    copy = tmp_path / "announcer.py"
+    header = "from __future__ import annotations\n\nfrom server_names import *  # noqa: F403\n\n\n"
+    copy.write_text(header + source)
+    lint = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("ruff")),
+            "check",
+            "--isolated",
+            "--line-length",
+            "110",
+            "--select",
+            "E,W,B,F",
+            "--ignore",
+            "F405,B904",
+            str(copy),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0, lint.stdout
+    assert server.load_announcer() and {"Announcer", "board_txt"} <= set(vars(server)) - names
+    assert server.SERVER_VERSION == rpyc_ikernel.__version__
+
+
+def test_a_loopback_server_does_not_load_the_announcer(kernelspec_prefix):
+    from helpers import KernelSession, start_board
+
+    board = start_board()
+    session = KernelSession.start(board_port=board.port)
+    try:
+        cell = session.run(
+            "import sys\n[n in vars(sys.modules['__main__']) for n in ('Announcer', 'load_announcer')]"
+        )
+        assert cell.result == {"text/plain": "[False, True]"}, cell.error
+    finally:
+        session.stop()
+        board.stop()
