@@ -98,7 +98,7 @@ def main() -> int:
             wall = time.monotonic() - started
             rows = sum(1 for line in listed.stdout.splitlines() if line.startswith("board-"))
             print(
-                f"round {round_ + 1}: a browser had {found}/{count} boards resolved after {float(seconds):.2f} s;"
+                f"round {round_ + 1}: a browser resolved {found}/{count} boards in {float(seconds):.2f} s;"
                 f" `install --discover` listed {rows}/{count} in {wall:.2f} s (process start included)"
             )
         verdict = "met" if float(seconds) <= GOAL and rows == count else "NOT met"
