@@ -1707,13 +1707,13 @@ def main(argv: list | None = None) -> int:
     listen = getattr(server, "_listen", None)  # rpyc listens in start(): the line below must be true
     if listen is not None:
         listen()
-    serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
-    serving.start()
-    print(
+    print(  # before the serving thread starts: a client that sees the port open finds this line
         "rpyc_ikernel board server listening on %s:%d (pid %d)%s"
         % (args.host, server.port, os.getpid(), _reach_hint(args.host)),
         flush=True,
     )
+    serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
+    serving.start()
     announcer = start_announcer(args, server, authenticator)
     try:
         if executor is not None:
