@@ -1375,7 +1375,11 @@ class Announcer:
             while not self.stopping:
                 ready = select.select([self.sock], [], [], 1.0)[0]
                 if ready:
-                    self._receive()
+                    try:
+                        self._receive()
+                    except OSError:  # one bad datagram or a vanished interface: keep answering
+                        if self.stopping:
+                            break
                 now = time.monotonic()
                 if second and now - announced >= 1.0:  # RFC 6762: announce at least twice, 1 s apart
                     second = False

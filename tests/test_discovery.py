@@ -179,6 +179,35 @@ def test_a_kernel_finds_boards_by_name(lan, kernelspec_prefix):
     assert cells["still"]["result"] == str(pids["pi-0"]), cells  # the board before stays selected
 
 
+HOSTILE_PACKETS = r"""
+import random, socket, struct
+random.seed(7)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(ADDRESS))
+header = struct.pack("!6H", 0, 0, 1, 0, 0, 0)
+packets = [b"", b"\x00", header, header + b"\xc0\x0c" + b"\x00\x0c\x00\x01",  # a name that points at itself
+           header + b"\x3f" + b"a" * 10, struct.pack("!6H", 0, 0x8400, 0, 60000, 0, 0) + b"\x00",
+           header + b"\x0d_rpyc-ikernel\x04_tcp\x05local"]  # cut before the end
+packets += [bytes(random.getrandbits(8) for _ in range(random.randrange(1, 600))) for _ in range(300)]
+for packet in packets:
+    s.sendto(packet, ("224.0.0.251", 5353))
+print(len(packets), "sent")
+"""
+
+
+def test_garbage_on_the_mdns_port_does_not_stop_the_boards(lan):
+    """Malformed queries (self-referring names, cut packets, random bytes) are ignored; boards answer."""
+    script = HOSTILE_PACKETS.replace("ADDRESS", repr(lan.address(BROWSER)))
+    sent = run_in(lan, BROWSER, [sys.executable, "-c", script])
+    assert sent.returncode == 0 and "sent" in sent.stdout, sent.stderr
+    done = run_in(lan, BROWSER, [sys.executable, "-m", "rpyc_ikernel.install", "--discover"])
+    names = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+    assert {"pi-0", "pi-1", "pi-2", "pi-1-2", "junk"} <= names, done.stdout
+    for name in ("pi-0", "pi-1", "pi-2", "twin"):
+        assert lan.members[name].process.poll() is None
+        assert not any("Traceback" in line for line in lan.members[name].lines), lan.members[name].lines
+
+
 def test_a_loopback_server_and_no_announce_stay_silent(lan):
     """A server on 127.0.0.1, and one given --no-announce, answer no query (seen from the same namespace)."""
     server = [sys.executable, "-m", "rpyc_ikernel.server", "--no-auth", "--port", "0"]
