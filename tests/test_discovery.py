@@ -322,3 +322,27 @@ def test_a_loopback_server_does_not_load_the_announcer(kernelspec_prefix):
     finally:
         session.stop()
         board.stop()
+
+
+@pytest.mark.boards
+@pytest.mark.parametrize("name", ["pyenv-3.7"])
+def test_a_board_on_the_oldest_python_announces_itself(lan, tmp_path, name):
+    """server.py copied alone, on Python 3.7 with its own rpyc (a test board, scripts/boards.py)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import boards
+
+    board = boards.board_named(name)
+    if not board.built() or board.chroot:
+        pytest.skip(f"board {name} is not built (make test-boards builds it)")
+    copy = tmp_path / "server.py"
+    copy.write_text((REPO / "rpyc_ikernel" / "server.py").read_text())
+    argv = board.command(["python3", str(copy), "--host", "0.0.0.0", "--no-auth", "--name", "old-py"])
+    member = Member(lan.command(ODD, argv), board.environment())
+    try:
+        member.wait_for("announced on the network as 'old-py'")
+        done = run_in(lan, BROWSER, [sys.executable, "-m", "rpyc_ikernel.install", "--discover"])
+        rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+        assert rows["old-py"][:5] == ["old-py", lan.address(ODD), "18812", "open", "no"], done.stdout
+        assert rows["old-py"][5].startswith("3.7."), done.stdout
+    finally:
+        member.stop()
