@@ -1533,10 +1533,10 @@ def start_announcer(args, server, authenticator):
     try:
         announcer = defined["Announcer"](args.name or hostname, server.port, args.host, txt)
         announcer.start()
-    except OSError as exc:
+    except (OSError, ImportError) as exc:  # ImportError: no fcntl (not a POSIX system)
         print(
             "rpyc_ikernel server: not announced on the network (%s); kernels can still connect by"
-            " address" % (exc.strerror or exc),
+            " address" % (getattr(exc, "strerror", None) or exc),
             file=sys.stderr,
             flush=True,
         )
