@@ -346,3 +346,51 @@ def test_a_board_on_the_oldest_python_announces_itself(lan, tmp_path, name):
         assert rows["old-py"][5].startswith("3.7."), done.stdout
     finally:
         member.stop()
+
+
+AVAHI_STAND_IN = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as avahi-daemon binds 5353
+s.bind(("", 5353))
+group = socket.inet_aton("224.0.0.251") + socket.inet_aton(ADDRESS)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+print("bound", flush=True)
+while True:
+    data, peer = s.recvfrom(9000)
+    if b"_rpyc-ikernel" in data and not data[2] & 0x80:
+        print("query from", peer[0], flush=True)
+"""
+
+
+def test_the_board_shares_the_mdns_port_with_another_responder(lan):
+    """Where avahi-daemon already holds port 5353 (SO_REUSEADDR), the board binds it too; both get the
+    queries, and the board answers for its own records."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    member = ODD
+    script = AVAHI_STAND_IN.replace("ADDRESS", repr(lan.address(member)))
+    stand_in = Member(lan.command(member, [sys.executable, "-c", script]), env)
+    beside = None
+    try:
+        stand_in.wait_for("bound")
+        server = [
+            sys.executable,
+            "-m",
+            "rpyc_ikernel.server",
+            "--no-auth",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ]
+        beside = Member(lan.command(member, server + ["--name", "beside-avahi"]), env)
+        beside.wait_for("announced on the network as 'beside-avahi'")
+        done = run_in(lan, BROWSER, [sys.executable, "-m", "rpyc_ikernel.install", "--discover"])
+        rows = {line.split()[0]: line.split() for line in done.stdout.splitlines() if line.strip()}
+        assert rows["beside-avahi"][1] == lan.address(member), done.stdout
+        stand_in.wait_for(f"query from {lan.address(BROWSER)}")
+        assert stand_in.process.poll() is None
+    finally:
+        if beside is not None:
+            beside.stop()
+        stand_in.stop()
