@@ -122,6 +122,9 @@ class RPycKernel(IPythonKernel):
     ) -> None:
         """Use the board at host:port from now on.
 
+        host may also be a name a board announces on the network (`pi-lab` or `pi-lab.local`, see
+        discovery.py): its address, port and TLS come from the announcement unless given here.
+
         Unset values come from RPYC_IKERNEL_HOST/PORT/TOKEN/TLS/CA (environment or kernelspec), else
         127.0.0.1:18812, the local token file (loopback boards only) and no TLS. The board is connected
         at once, so a mistake shows in this cell; on failure the previous board stays selected.
