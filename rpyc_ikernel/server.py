@@ -1511,8 +1511,16 @@ def load_announcer() -> bool:
     return "Announcer" in globals()
 
 
-def _exit_on_terminate(signum, frame) -> None:
-    raise SystemExit(0)  # main()'s finally sends the goodbye
+def _goodbye_on_terminate(announcer):
+    """A SIGTERM handler (systemd's stop): say goodbye, then end as SIGTERM always did. Raising
+    SystemExit instead would not stop a server running a cell (the agent reports it as the cell's)."""
+
+    def handler(signum, frame) -> None:
+        announcer.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return handler
 
 
 def start_announcer(args, server, authenticator):
@@ -1542,7 +1550,7 @@ def start_announcer(args, server, authenticator):
         )
         return None
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # systemd stops with SIGTERM: say goodbye
-        signal.signal(signal.SIGTERM, _exit_on_terminate)
+        signal.signal(signal.SIGTERM, _goodbye_on_terminate(announcer))
     if not announcer.interfaces:
         print(
             "rpyc_ikernel server: no network interface to announce on yet (looking again every %ds)"
