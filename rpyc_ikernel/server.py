@@ -1254,12 +1254,9 @@ def network_interfaces(host: str) -> list:
     return found
 
 
-class Announcer:
-    """Answers mDNS queries for this board's service; announces at start, says goodbye at stop.
-
-    Before it announces it asks whether another board already uses its name (RFC 6762 probing, in
-    short) and, if so, takes name-2, name-3...: names on a network must be unique.
-    """
+class _AnnouncerRecords:
+    """The board's records and how they are sent. (Announcer is three classes so that each is compiled
+    on its own: one ~200-line statement would leave ~0.3 MB of compiler peak in the board's memory.)"""
 
     RESCAN = 10.0  # seconds between looks for interfaces that came up (Wi-Fi joining after boot)
 
@@ -1328,7 +1325,10 @@ class Announcer:
         for index, address in list(self.interfaces.items()):
             self._send(index, self._records(address, ttl, {"ptr", "srv", "txt", "a"}))
 
-    # -- the loop
+
+class _AnnouncerLoop(_AnnouncerRecords):
+    """Its thread: probe for the name, announce, answer queries, follow interfaces coming and going."""
+
     def start(self) -> None:
         self._rescan()
         self.thread.start()
@@ -1418,6 +1418,14 @@ class Announcer:
                 % (taken, self.name)
             )
 
+
+class Announcer(_AnnouncerLoop):
+    """Answers mDNS queries for this board's service; announces at start, says goodbye at stop.
+
+    Before it announces it asks whether another board already uses its name (RFC 6762 probing, in
+    short) and, if so, takes name-2, name-3...: names on a network must be unique.
+    """
+
     def _receive(self) -> None:
         packet, ancillary, _flags, peer = self.sock.recvmsg(9000, socket.CMSG_SPACE(12))
         index = 0
@@ -1490,24 +1498,32 @@ def load_announcer() -> bool:
     """Define the announcer: run the source between the marks above (a string, so a server on
     loopback neither compiles nor keeps it), read again from this file.
 
-    One def or class at a time, as the lean start does: compiling ~300 lines at once would leave
-    the compiler's peak in a small board's memory. False when this file cannot be read again.
+    Line by line and one def or class at a time, as the lean start does: holding the whole file or
+    compiling ~300 lines at once would leave its peak in a small board's memory. False when this
+    file cannot be read again.
     """
     if "Announcer" in globals():
         return True
+    end_mark = "'''  # <<< announcer"
+    inside, first, chunk = False, 0, []
     try:
         with open(__file__, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
+            for number, line in enumerate(handle):
+                if not inside:
+                    inside = line.startswith("# >>> announcer")
+                    continue
+                end = line.startswith(end_mark)
+                if chunk and (end or line.startswith(("def ", "class "))):
+                    exec(compile("\n" * first + "".join(chunk), __file__, "exec"), globals())
+                    chunk = []
+                if end:
+                    break
+                if line.startswith(("def ", "class ")):
+                    first, chunk = number, [line]
+                elif chunk:
+                    chunk.append(line)
     except (OSError, NameError):
         return False
-    marks = [
-        i for i, line in enumerate(lines) if line.startswith(("# >>> announcer", "'''  # <<< announcer"))
-    ]
-    if len(marks) != 2:
-        return False
-    starts = [i for i in range(marks[0] + 2, marks[1]) if lines[i].startswith(("def ", "class "))]
-    for start, end in zip(starts, starts[1:] + [marks[1]]):
-        exec(compile("\n" * start + "\n".join(lines[start:end]), __file__, "exec"), globals())
     return "Announcer" in globals()
 
 
