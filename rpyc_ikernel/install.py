@@ -229,6 +229,49 @@ def _checked(check: Callable[[object, str], object], kind: str = "") -> Callable
     return parse
 
 
+def _has_name(argv: list[str]) -> bool:
+    return any(arg == "--name" or arg.startswith("--name=") for arg in argv)
+
+
+def discover_boards(args: argparse.Namespace, named: bool, token: str | None, source: str) -> int:
+    """--discover: print the boards found; with --name, install a kernelspec for that board."""
+    from .discovery import DiscoveryError, discover, table
+
+    try:
+        found = discover()
+    except DiscoveryError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not named:
+        print(table(found))
+        return 0
+    board = found.find(args.name)
+    if board is None:
+        names = ", ".join(repr(b.name) for b in found.boards) or "none"
+        print(f"No board announces the name {args.name!r} (found: {names}); see --discover", file=sys.stderr)
+        return 1
+    args.name = "".join(c if c.isalnum() or c in "._-" else "-" for c in board.name)
+    if args.display_name == DEFAULT_DISPLAY_NAME:
+        args.display_name = f"Python on {board.name} (board via rpyc)"
+    args.host, args.port = board.address, board.port
+    args.tls = args.tls or board.tls == "yes"
+    try:
+        args.token = None if token is None else check_token(token, source)
+        path = install(args)
+    except (TokenError, PermissionError) as exc:
+        print(f"Not installed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Installed kernelspec {args.name!r} for board {board.name!r}"
+        f" at {board.address}:{board.port} in {path}"
+    )
+    if board.auth == "token" and not args.token:
+        print(
+            "This board asks for a token: add it with --token - (or set RPYC_IKERNEL_TOKEN)", file=sys.stderr
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python3 -m rpyc_ikernel.install",
@@ -275,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the board is on USB: connect through `adb forward` (to the device SERIAL, or the only one);"
         " --port is then the board server's port on the device",
     )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the boards that announce themselves on the network; with --name NAME, install a"
+        " kernelspec named NAME for the board announced as NAME",
+    )
     parser.add_argument("--uninstall", action="store_true", help="remove the kernelspec instead")
     parser.add_argument(
         "--list", action="store_true", help="list the installed rpyc_ikernel kernelspecs and their boards"
@@ -294,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             '--token -: no token on stdin (echo "$TOKEN" | python3 -m rpyc_ikernel.install --token -)'
         )
+    if args.discover:
+        named = _has_name(sys.argv[1:] if argv is None else argv)
+        return discover_boards(args, named, token, source)
     try:
         if args.uninstall:
             path = uninstall(args)

@@ -130,6 +130,9 @@ class RPycKernel(IPythonKernel):
     ) -> None:
         """Use the board at host:port from now on.
 
+        host may also be a name a board announces on the network (`pi-lab` or `pi-lab.local`, see
+        discovery.py): its address, port and TLS come from the announcement unless given here.
+
         Unset values come from RPYC_IKERNEL_HOST/PORT/TOKEN/TLS/CA (environment or kernelspec), else
         127.0.0.1:18812, the local token file (loopback boards only) and no TLS. The board is connected
         at once, so a mistake shows in this cell; on failure the previous board stays selected.
@@ -156,6 +159,10 @@ class RPycKernel(IPythonKernel):
         options = _timeout_option(timeout)
         if forward is not None:
             parse_forward(forward)  # a bad value fails here, in one line
+        announced = _announced_board(host)
+        if announced is not None:
+            host, port = announced.address, port or announced.port
+            tls = tls if tls is not None or announced.tls != "yes" else True
         default = Address.from_environment() if host is None or port is None else None
         address = Address(host or default.host, port or default.port)
         credentials = Credentials.from_environment().overridden(
@@ -168,6 +175,15 @@ class RPycKernel(IPythonKernel):
             forward=forward,
         )
         self._switch_board(Board(address, self.session_id, credentials, trusted=trusted, **options))
+
+    def boards(self, wait: float = 2.0) -> None:
+        """Show the boards that announce themselves on the network (the table of `install --discover`)."""
+        from .discovery import DiscoveryError, discover, table
+
+        try:
+            print(table(discover(seconds(wait, "wait", 2.0))))
+        except DiscoveryError as exc:
+            raise BoardError(str(exc)) from None
 
     def connect_adb(
         self,
@@ -615,6 +631,22 @@ class MisconfiguredBoard(Board):
     def _open_attached(self, limit: float | None, session_id: str | None = None, notices: bool = True):
         """Every connection (main link and side links) goes through here: each says what to fix."""
         raise BoardError(f'{self.problem}; or pick a board with # exec(self.connect_remote("HOST"))')
+
+
+def _announced_board(host: str | None):
+    """The board announcing `host` on the network, when host is such a name (discovery.wants_discovery)."""
+    if host is None:
+        return None
+    from .discovery import DiscoveryError, resolve, wants_discovery
+
+    if not wants_discovery(host):
+        return None
+    try:
+        return resolve(host)
+    except DiscoveryError as exc:
+        if host.lower().rstrip(".").endswith(".local"):
+            return None  # not one of ours: the system's resolver (avahi/nss-mdns) may still know it
+        raise BoardError(str(exc)) from None
 
 
 def _timeout_option(timeout: object) -> dict:

@@ -1124,6 +1124,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run cells in worker threads instead of the main thread (interrupt is then best effort)",
     )
+    parser.add_argument(
+        "--name",
+        help="the name this board announces on the network (default: this machine's host name)",
+    )
+    parser.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not announce this board on the network (mDNS/DNS-SD, %s); a server on loopback never"
+        " does" % SERVICE_TYPE.rstrip("."),
+    )
     parser.add_argument("--quiet", action="store_true", help="log only errors")
     parser.add_argument(
         "--systemd-unit",
@@ -1376,6 +1386,444 @@ def systemd_unit(argv: list) -> str:
     )
 
 
+# ----------------------------------------------------------------------------- announcing the board
+# A board server listening beyond loopback says so on its network with DNS-SD over multicast DNS
+# (RFC 6762/6763): a service of type _rpyc-ikernel._tcp whose TXT records say what a kernel needs to
+# know before it connects (never the token). This is a small responder of ours, not avahi: it binds
+# 5353 with SO_REUSEADDR/SO_REUSEPORT beside avahi-daemon (both get every query; each answers for
+# its own records), so it needs no privilege, no D-Bus and nothing outside the standard library. Its
+# code is source text below, compiled (and select/fcntl imported) only when the server listens on the
+# network: a server on loopback carries none of it.
+
+MDNS_GROUP = "224.0.0.251"
+MDNS_PORT = 5353
+SERVICE_TYPE = "_rpyc-ikernel._tcp.local."
+SERVICES_META = "_services._dns-sd._udp.local."
+ANNOUNCE_TTL = 120  # seconds, RFC 6762's advice for records naming a host
+_A, _PTR, _TXT, _SRV, _ANY = 1, 12, 16, 33, 255
+_UNIQUE = 0x8001  # class IN with the cache-flush bit: these records are ours alone
+_SIOCGIFADDR, _SIOCGIFFLAGS = 0x8915, 0x8913
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+SERVER_VERSION = "0.1.0"  # rpyc_ikernel's version, also when this file is copied to a board alone
+
+
+def listens_beyond_loopback(host: str) -> bool:
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return False
+    try:
+        return not socket.gethostbyname(host).startswith("127.") if host not in ("", "::") else True
+    except OSError:
+        return True
+
+
+# >>> announcer: its source, run by load_announcer() only when the server listens on the network
+r'''
+
+
+def _dns_labels(labels) -> bytes:
+    """Labels in wire form, without the root (end a name with _dns_name's b"\\0")."""
+    out = b""
+    for label in labels:
+        raw = label.encode("utf-8")[:63]
+        out += bytes([len(raw)]) + raw
+    return out
+
+
+def _dns_name(name: str) -> bytes:
+    return _dns_labels(name.rstrip(".").split(".")) + b"\0"
+
+
+def _read_name(packet: bytes, offset: int) -> tuple:
+    """A (lower-case, dotted) name and the offset after it; follows compression pointers."""
+    labels, end, jumps = [], None, 0
+    while True:
+        length = packet[offset]
+        if length & 0xC0 == 0xC0:
+            end = offset + 2 if end is None else end
+            offset = ((length & 0x3F) << 8) | packet[offset + 1]
+            jumps += 1
+            if jumps > 32:
+                raise ValueError("a name loops")
+            continue
+        if length == 0:
+            break
+        labels.append(packet[offset + 1 : offset + 1 + length].decode("utf-8", "replace"))
+        offset += 1 + length
+    return ".".join(labels).lower() + ".", (offset + 1 if end is None else end)
+
+
+def _record(name: bytes, kind: int, klass: int, ttl: int, data: bytes) -> bytes:
+    return name + struct.pack("!HHIH", kind, klass, ttl, len(data)) + data
+
+
+def board_txt(token: bool, tls: str, hostname: str) -> dict:
+    """What a board tells the network about itself (never the token itself)."""
+    return {
+        "txtvers": "1",
+        "version": SERVER_VERSION,
+        "auth": "token" if token else "open",
+        "tls": tls,
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "machine": os.uname().machine if hasattr(os, "uname") else "?",
+        "hostname": hostname,
+    }
+
+
+def network_interfaces(host: str) -> list:
+    """(index, IPv4 address) of the up, multicast-capable, non-loopback interfaces a server on host
+    listens on: all of them for 0.0.0.0 / "" / "::", else the one that has that address."""
+    import fcntl
+
+    wanted = None
+    if host not in ("", "0.0.0.0", "::"):
+        try:
+            wanted = socket.gethostbyname(host)
+        except OSError:
+            return []
+    found = []
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for index, name in socket.if_nameindex():
+            request = struct.pack("16s16x", name.encode()[:15])
+            try:
+                flags = struct.unpack("H", fcntl.ioctl(probe, _SIOCGIFFLAGS, request)[16:18])[0]
+                address = socket.inet_ntoa(fcntl.ioctl(probe, _SIOCGIFADDR, request)[20:24])
+            except OSError:  # no IPv4 address
+                continue
+            if flags & 0x1 and not flags & 0x8 and flags & 0x1000 and wanted in (None, address):
+                found.append((index, address))
+    finally:
+        probe.close()
+    return found
+
+
+class _AnnouncerRecords:
+    """The board's records and how they are sent. (Announcer is three classes so that each is compiled
+    on its own: one ~200-line statement would leave ~0.3 MB of compiler peak in the board's memory.)"""
+
+    RESCAN = 10.0  # seconds between looks for interfaces that came up (Wi-Fi joining after boot)
+
+    def __init__(self, name: str, port: int, host: str, txt: dict, say=print) -> None:
+        self.base = self.name = (name.replace(".", "-") or "board")[:63]
+        self.port, self.host, self.say = port, host, say
+        self.txt = b"".join(
+            bytes([len(item)]) + item
+            for item in (("%s=%s" % pair).encode("utf-8")[:255] for pair in sorted(txt.items()))
+        )
+        self.interfaces = {}  # index -> address
+        self.stopping = False
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+        self.sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
+        self.sock.bind(("", MDNS_PORT))
+        self.conflict = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="mdns announcer", daemon=True)
+
+    # -- records
+    @property
+    def target(self) -> bytes:
+        """The host name in the SRV record: name.local, so each board's address record is its own
+        (boards cloned from one image share a host name) and `ping name.local` finds it too."""
+        return _dns_name(self.name + ".local")
+
+    def _instance(self) -> bytes:
+        return _dns_labels([self.name]) + _dns_name(SERVICE_TYPE)
+
+    def _instance_text(self) -> str:
+        return (self.name + "." + SERVICE_TYPE).lower()
+
+    def _records(self, address: str, ttl: int, wanted: set) -> list:
+        instance = self._instance()
+        records = []
+        if "meta" in wanted:
+            records.append(_record(_dns_name(SERVICES_META), _PTR, 1, ttl, _dns_name(SERVICE_TYPE)))
+        if "ptr" in wanted:
+            records.append(_record(_dns_name(SERVICE_TYPE), _PTR, 1, ttl, instance))
+        if "srv" in wanted:
+            data = struct.pack("!HHH", 0, 0, self.port) + self.target
+            records.append(_record(instance, _SRV, _UNIQUE, ttl, data))
+        if "txt" in wanted:
+            records.append(_record(instance, _TXT, _UNIQUE, ttl, self.txt))
+        if "a" in wanted:
+            records.append(_record(self.target, _A, _UNIQUE, ttl, socket.inet_aton(address)))
+        return records
+
+    def _send(self, index: int, records: list, extra: list = (), to=None, ident: int = 0, question=b""):
+        address = self.interfaces.get(index)
+        if address is None or not records:
+            return
+        header = struct.pack("!6H", ident, 0x8400, 1 if question else 0, len(records), 0, len(extra))
+        try:
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
+            self.sock.sendto(
+                header + question + b"".join(records) + b"".join(extra), to or (MDNS_GROUP, MDNS_PORT)
+            )
+        except OSError:
+            pass  # the interface went away; the next rescan forgets it
+
+    def announce(self, ttl: int = ANNOUNCE_TTL) -> None:
+        for index, address in list(self.interfaces.items()):
+            self._send(index, self._records(address, ttl, {"ptr", "srv", "txt", "a"}))
+
+
+class _AnnouncerLoop(_AnnouncerRecords):
+    """Its thread: probe for the name, announce, answer queries, follow interfaces coming and going."""
+
+    def start(self) -> None:
+        self._rescan()
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Say goodbye (TTL 0: caches drop the board at once), then stop answering."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for index, address in list(self.interfaces.items()):  # PTR/SRV/TXT; the host's A may be avahi's
+            self._send(index, self._records(address, 0, {"ptr", "srv", "txt"}))
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _rescan(self) -> None:
+        current = dict(network_interfaces(self.host))
+        for index, address in current.items():
+            if self.interfaces.get(index) != address:
+                try:
+                    membership = socket.inet_aton(MDNS_GROUP) + socket.inet_aton(address)
+                    self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+                except OSError:
+                    pass  # joined already (an address changed), or the interface is going
+        fresh = set(current.items()) - set(self.interfaces.items())
+        self.interfaces = current
+        if fresh and self.thread.is_alive():
+            self.announce()
+
+    def _run(self) -> None:
+        import select
+
+        try:
+            self._probe(select)
+            self.announce()
+            self.say(
+                "rpyc_ikernel server: announced on the network as %r (%s; --no-announce turns it off)"
+                % (self.name, SERVICE_TYPE.rstrip("."))
+            )
+            announced = time.monotonic()
+            second = True
+            next_scan = time.monotonic() + self.RESCAN
+            while not self.stopping:
+                ready = select.select([self.sock], [], [], 1.0)[0]
+                if ready:
+                    try:
+                        self._receive()
+                    except OSError:  # one bad datagram or a vanished interface: keep answering
+                        if self.stopping:
+                            break
+                now = time.monotonic()
+                if second and now - announced >= 1.0:  # RFC 6762: announce at least twice, 1 s apart
+                    second = False
+                    self.announce()
+                if now >= next_scan:
+                    next_scan = now + self.RESCAN
+                    self._rescan()
+        except (OSError, ValueError):
+            if not self.stopping:
+                logging.getLogger("rpyc_ikernel.server").warning("announcing stopped", exc_info=True)
+
+    def _probe(self, select) -> None:
+        for attempt in range(60):
+            self.conflict.clear()
+            question = _dns_labels([self.name]) + _dns_name(SERVICE_TYPE) + struct.pack("!HH", _ANY, 1)
+            for _ in range(3):
+                for address in list(self.interfaces.values()):
+                    header = struct.pack("!6H", 0, 0, 1, 0, 0, 0)
+                    try:
+                        self.sock.setsockopt(
+                            socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address)
+                        )
+                        self.sock.sendto(header + question, (MDNS_GROUP, MDNS_PORT))
+                    except OSError:
+                        pass
+                deadline = time.monotonic() + 0.25
+                while time.monotonic() < deadline and not self.conflict.is_set():
+                    if select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                        self._receive()
+            if not self.conflict.is_set():
+                return
+            taken = self.name
+            self.name = "%s-%d" % (self.base, attempt + 2)
+            self.say(
+                "rpyc_ikernel server: another board on the network announces %r; this one is %r"
+                % (taken, self.name)
+            )
+
+
+class Announcer(_AnnouncerLoop):
+    """Answers mDNS queries for this board's service; announces at start, says goodbye at stop.
+
+    Before it announces it asks whether another board already uses its name (RFC 6762 probing, in
+    short) and, if so, takes name-2, name-3...: names on a network must be unique.
+    """
+
+    def _receive(self) -> None:
+        packet, ancillary, _flags, peer = self.sock.recvmsg(9000, socket.CMSG_SPACE(12))
+        index = 0
+        for level, kind, data in ancillary:
+            if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= 4:
+                index = struct.unpack("=i", data[:4])[0]
+        try:
+            self._answer(packet, index, peer)
+        except (IndexError, ValueError, struct.error, UnicodeError):
+            pass  # not a DNS message we can read: ignore it, as every responder does
+
+    def _claims(self, packet: bytes, start: int, peer: tuple) -> bool:
+        """Whether an SRV record for our name is another board's: another address, port or host."""
+        port = struct.unpack("!H", packet[start + 4 : start + 6])[0]
+        target = _read_name(packet, start + 6)[0]
+        ours = port == self.port and target == _read_name(self.target, 0)[0]
+        return not ours or peer[0] not in self.interfaces.values()
+
+    def _answer(self, packet: bytes, index: int, peer: tuple) -> None:
+        ident, flags, questions, answers = struct.unpack("!4H", packet[:8])
+        offset = 12
+        instance = self._instance_text()
+        if flags & 0x8000:  # a response: does another board claim our name?
+            for _ in range(answers):
+                name, offset = _read_name(packet, offset)
+                kind, _klass, _ttl, size = struct.unpack("!HHIH", packet[offset : offset + 10])
+                offset += 10 + size
+                if name == instance and kind == _SRV and self._claims(packet, offset - size, peer):
+                    self.conflict.set()
+            return
+        if index not in self.interfaces:
+            return
+        wanted, asked = set(), []
+        for _ in range(questions):
+            start = offset
+            name, offset = _read_name(packet, offset)
+            kind = struct.unpack("!H", packet[offset : offset + 2])[0]
+            offset += 4
+            asked.append(packet[start:offset] if packet[start] & 0xC0 != 0xC0 else b"")
+            if name == SERVICES_META and kind in (_PTR, _ANY):
+                wanted.add("meta")
+            elif name == SERVICE_TYPE and kind in (_PTR, _ANY):
+                wanted.add("ptr")
+            elif name == instance and kind in (_SRV, _ANY):
+                wanted.add("srv")
+            elif name == instance and kind in (_TXT, _ANY):
+                wanted.add("txt")
+            elif name == _read_name(self.target, 0)[0] and kind in (_A, _ANY):
+                wanted.add("a")
+        if not wanted:
+            return
+        address = self.interfaces[index]
+        main = self._records(address, ANNOUNCE_TTL, wanted)
+        extra = (
+            self._records(address, ANNOUNCE_TTL, {"srv", "txt", "a"} - wanted)
+            if wanted & {"ptr", "srv"}
+            else []
+        )
+        if peer[1] != MDNS_PORT:  # a one-shot (legacy) querier: answer it directly, with its id
+            question = asked[0] if len(asked) == 1 and asked[0] else b""
+            self._send(index, main, extra, to=peer, ident=ident, question=question)
+        else:
+            self._send(index, main, extra)
+
+
+'''  # <<< announcer
+
+
+def load_announcer() -> bool:
+    """Define the announcer: run the source between the marks above (a string, so a server on
+    loopback neither compiles nor keeps it), read again from this file.
+
+    Line by line and one def or class at a time, as the lean start does: holding the whole file or
+    compiling ~300 lines at once would leave its peak in a small board's memory. False when this
+    file cannot be read again.
+    """
+    if "Announcer" in globals():
+        return True
+    end_mark = "'''  # <<< announcer"
+    inside, first, chunk = False, 0, []
+    try:
+        with open(__file__, encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                if not inside:
+                    inside = line.startswith("# >>> announcer")
+                    continue
+                end = line.startswith(end_mark)
+                if chunk and (end or line.startswith(("def ", "class "))):
+                    exec(compile("\n" * first + "".join(chunk), __file__, "exec"), globals())
+                    chunk = []
+                if end:
+                    break
+                if line.startswith(("def ", "class ")):
+                    first, chunk = number, [line]
+                elif chunk:
+                    chunk.append(line)
+    except (OSError, NameError):
+        return False
+    return "Announcer" in globals()
+
+
+def _goodbye_on_terminate(announcer):
+    """A SIGTERM handler (systemd's stop): say goodbye, then end as SIGTERM always did. Raising
+    SystemExit instead would not stop a server running a cell (the agent reports it as the cell's)."""
+
+    def handler(signum, frame) -> None:
+        announcer.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    return handler
+
+
+def start_announcer(args, server, authenticator):
+    """Announce the board where it listens on the network (not for loopback, not with --no-announce)."""
+    if getattr(args, "no_announce", False) or not listens_beyond_loopback(args.host):
+        return None
+    if not load_announcer():
+        print(
+            "rpyc_ikernel server: not announced on the network (cannot read %s again)" % __file__,
+            file=sys.stderr,
+        )
+        return None
+    hostname = socket.gethostname().split(".")[0] or "board"
+    token = authenticator is not None and bool(authenticator.token)
+    tls = "no"  # "yes": every kernel must use TLS; "pair": kernels given the pairing string do
+    if authenticator is not None and getattr(authenticator, "tls_context", None) is not None:
+        tls = "yes"
+    elif authenticator is not None and getattr(authenticator, "auto_tls", None) is not None:
+        tls = "pair"
+    defined = globals()  # by load_announcer()
+    txt = defined["board_txt"](token, tls, hostname)
+    try:
+        announcer = defined["Announcer"](args.name or hostname, server.port, args.host, txt)
+        announcer.start()
+    except (OSError, ImportError) as exc:  # ImportError: no fcntl (not a POSIX system)
+        print(
+            "rpyc_ikernel server: not announced on the network (%s); kernels can still connect by"
+            " address" % (getattr(exc, "strerror", None) or exc),
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # systemd stops with SIGTERM: say goodbye
+        signal.signal(signal.SIGTERM, _goodbye_on_terminate(announcer))
+    if not announcer.interfaces:
+        print(
+            "rpyc_ikernel server: no network interface to announce on yet (looking again every %ds)"
+            % announcer.RESCAN,
+            file=sys.stderr,
+            flush=True,
+        )
+    return announcer
+
+
 # ----------------------------------------------------------------------------- a lean start
 # Run as a program (`python3 server.py` on a board, or `-m` without a .pyc), this ~1,000-line file is
 # compiled in one piece before its first line runs, and the compiler's peak stays in the process: about
@@ -1423,6 +1871,7 @@ def run_in_statements(path, module):
             except SyntaxError:  # cut inside a statement (a string, a decorator...): take more lines
                 if end == len(lines):
                     raise
+        lines[start:end] = [""] * (end - start)  # compiled: its text is not needed while it runs (~0.1 MB)
         exec(code, main.__dict__)
         start = end
 
@@ -1535,13 +1984,14 @@ def main(argv: list | None = None) -> int:
     listen = getattr(server, "_listen", None)  # rpyc listens in start(): the line below must be true
     if listen is not None:
         listen()
-    serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
-    serving.start()
-    print(
+    print(  # before the serving thread starts: a client that sees the port open finds this line
         "rpyc_ikernel board server listening on %s:%d (pid %d), %s%s"
         % (args.host, server.port, os.getpid(), describe_security(authenticator), _reach_hint(args.host)),
         flush=True,
     )
+    serving = threading.Thread(target=server.start, name="rpyc server", daemon=True)
+    serving.start()
+    announcer = start_announcer(args, server, authenticator)
     try:
         if executor is not None:
             executor.run_forever()  # returns when a Ctrl-C in the terminal stopped it during a cell
@@ -1551,6 +2001,8 @@ def main(argv: list | None = None) -> int:
     except KeyboardInterrupt:
         print("rpyc_ikernel server: stopped", file=sys.__stderr__ or sys.stderr, flush=True)
     finally:
+        if announcer is not None:
+            announcer.stop()
         server.close()
         release_claim(claim)
     return 0
