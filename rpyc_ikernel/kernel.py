@@ -82,6 +82,12 @@ class RPycKernel(IPythonKernel):
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
         self._waiting_for_input = False
+        self._running_local_code = False  # a `# exec(...)` line runs: Ctrl-C raises KeyboardInterrupt in it
+        # Ctrl-C during a request when neither a board cell nor local code runs (the cell not sent yet,
+        # or its reply being made): the board cell of this request starts interrupted; a late one is
+        # dropped with the request. Raising KeyboardInterrupt there would lose the request's reply.
+        self._interrupt_pending = False
+        self._previous_cell_id: str | None = None
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
         self.debug_adapter = DebugAdapter(
             self._debug_on_board, self._publish_debug_event, lambda: self.board.info.get("boot_id")
@@ -311,6 +317,7 @@ class RPycKernel(IPythonKernel):
         """During a request, Ctrl-C/interrupt stops the board's cell instead of the kernel's own thread."""
         if threading.current_thread() is not threading.main_thread():
             return  # a subshell's request (e.g. a completion during a cell): signals stay as they are
+        self._interrupt_pending = False
         self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
     def post_handler_hook(self) -> None:
@@ -323,13 +330,15 @@ class RPycKernel(IPythonKernel):
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_displays_on_sigint(signum, frame)
-        if self._cell_running.is_set() and not self._waiting_for_input:
-            board, cell_id = self.board, self.board.running_cell_id  # the cell running now, not a later one
+        if self._running_local_code or self._waiting_for_input:
+            raise KeyboardInterrupt()  # caught where that code runs: its cell ends with KeyboardInterrupt
+        cell_id = self.board.running_cell_id  # the cell running now, not a later one
+        if self._cell_running.is_set() and cell_id is not None and cell_id != self._previous_cell_id:
             threading.Thread(
-                target=board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
+                target=self.board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
             ).start()
             return
-        raise KeyboardInterrupt()
+        self._interrupt_pending = True
 
     async def do_execute(
         self,
@@ -390,10 +399,15 @@ class RPycKernel(IPythonKernel):
         for command in find_commands(code):
             try:
                 compiled, is_expression = compile_command(command)
-                value = eval(compiled, self.local_namespace)  # noqa: S307 - the user's own command
+                self._running_local_code = True
+                try:
+                    value = eval(compiled, self.local_namespace)  # noqa: S307 - the user's own command
+                finally:
+                    self._running_local_code = False
                 if is_expression and value is not None:
                     self._publish_bundle("display_data", {"text/plain": repr(value)}, {})
             except BaseException as exc:
+                self._running_local_code = False
                 lines = traceback.format_exception_only(type(exc), exc)
                 summary = lines[-1].strip() if lines else type(exc).__name__
                 reason = f"local command on line {command.line} failed: {summary}"
@@ -427,6 +441,7 @@ class RPycKernel(IPythonKernel):
                 raw=None if raw == code else raw,
             )
             for item in cell:
+                self._deliver_pending_interrupt()
                 if isinstance(item, CellOutcome):
                     return self._finish_cell(item, count, silent, user_expressions)
                 if isinstance(item, InputRequest):
@@ -447,8 +462,18 @@ class RPycKernel(IPythonKernel):
             return self._error_reply("BoardMisbehaved", text, [f"BoardMisbehaved: {text}"])
         finally:
             self._cell_running.clear()
+            self._previous_cell_id = self.board.running_cell_id
             self.debug_adapter.cell_ended()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
+
+    def _deliver_pending_interrupt(self) -> None:
+        """An interrupt that came before this request's board cell had started stops it now."""
+        cell_id = self.board.running_cell_id
+        if self._interrupt_pending and cell_id is not None and cell_id != self._previous_cell_id:
+            self._interrupt_pending = False
+            threading.Thread(
+                target=self.board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
+            ).start()
 
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply
