@@ -92,7 +92,7 @@ def step_costs(kernel, repeats: int) -> tuple[float, float]:
         debug(kernel, "variables", {"variablesReference": scopes[0]["variablesReference"]})
         expansions.append(time.perf_counter() - started)
         debug(kernel, "continue", {"threadId": 1})
-        kernel._take_reply(msg_id, 60)
+        kernel.take_reply(msg_id, 60)
     debug(kernel, "setBreakpoints", {"source": {"path": path}, "breakpoints": []})
     return statistics.median(steps), statistics.median(expansions)
 
@@ -102,6 +102,7 @@ def slow_link_step_costs(repeats: int) -> tuple[float, float]:
     proxy = DelayProxy(int(os.environ["RPYC_IKERNEL_PORT"]), delay=SLOW_RTT / 2)
     saved = os.environ["RPYC_IKERNEL_PORT"]
     os.environ["RPYC_IKERNEL_PORT"] = str(proxy.port)
+    os.environ["RPYC_IKERNEL_FORWARD"] = f"127.0.0.1:{saved}"  # the proxy is ours, not a relay
     try:
         with running_kernel("rpyc") as kernel:
             kernel.execute("1")
@@ -109,6 +110,7 @@ def slow_link_step_costs(repeats: int) -> tuple[float, float]:
             return step_costs(kernel, repeats)
     finally:
         os.environ["RPYC_IKERNEL_PORT"] = saved
+        os.environ.pop("RPYC_IKERNEL_FORWARD", None)
         proxy.close()
 
 

@@ -322,3 +322,16 @@ def test_live_image_keeps_updating_while_stopped(debugging):
     debug(debugging, "continue", {"threadId": 1})
     assert wait_reply(debugging, msg_id)["status"] == "ok"
     debugging.run("# exec(self.stop_display())")
+
+
+def test_top_level_await_runs_while_debugging_and_stops_at_a_breakpoint(debugging):
+    """A cell that awaits (IPython's autoawait, Python 3.8+ boards) runs under the debugger too."""
+    code = (
+        "import asyncio\nawait asyncio.sleep(0.01)\nanswer = 6 * 7\nawait asyncio.sleep(0, result=answer)\n"
+    )
+    set_breakpoints(debugging, code, 3)
+    msg_id = debugging.client.execute(code)
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+    assert debug(debugging, "continue", {"threadId": 1})["success"]
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("await asyncio.sleep(0, result=answer)").result == {"text/plain": "42"}

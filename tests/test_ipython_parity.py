@@ -24,14 +24,23 @@ def test_kernel_info_and_kernel_json_agree_on_the_debugger(ours, kernelspec_pref
 
 def test_a_debug_request_is_answered_by_the_board_not_by_debugpy_in_the_kernel(ours):
     """ipykernel would start debugpy in the kernel process, where no cell runs; ours asks the board."""
-    msg = ours.client.session.msg("debug_request", {"type": "request", "seq": 1, "command": "initialize"})
-    ours.client.control_channel.send(msg)
-    reply = ours.client.get_control_msg(timeout=30)
-    while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+
+    def debug(command: str) -> dict:
+        msg = ours.client.session.msg("debug_request", {"type": "request", "seq": 1, "command": command})
+        ours.client.control_channel.send(msg)
         reply = ours.client.get_control_msg(timeout=30)
-    assert reply["content"]["success"] is True, reply["content"]
-    loaded = ours.run("# exec(print('debugpy' in __import__('sys').modules))").stream()
-    assert loaded == "False\n"
+        while reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+            reply = ours.client.get_control_msg(timeout=30)
+        return reply["content"]
+
+    try:
+        assert debug("initialize")["success"] is True
+        started = ours.run(
+            "# exec(print(self.debug_adapter.started, getattr(self.debugger, 'is_started', False)))"
+        )
+        assert started.stream() == "True False\n"  # ours started; ipykernel's debugpy client did not
+    finally:
+        debug("disconnect")  # the module's kernel goes on without the debugger
 
 
 def test_silent_cell_leaves_count_history_and_underscore_alone(ours):

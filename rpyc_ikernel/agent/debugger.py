@@ -122,8 +122,9 @@ class BoardDebugger(bdb.Bdb):
         self._last_exception = None
 
     # ------------------------------------------------------------ the cell's thread
-    def run(self, cell, frame, code, namespace):
-        """exec/eval `code` for `cell` under this debugger (frame: the caller, where tracing ends)."""
+    def run(self, cell, frame, execute):
+        """Call `execute` (runs a compiled part of `cell`, see session.run_compiled: top-level await
+        included) under this debugger; frame: the caller, where tracing ends."""
         self.cell = cell
         self.reset()
         self.botframe = frame
@@ -131,9 +132,7 @@ class BoardDebugger(bdb.Bdb):
         self.stepping = False
         sys.settrace(self._call_hook)
         try:
-            if isinstance(code, tuple):
-                return eval(code[0], namespace)
-            exec(code, namespace)
+            return execute()
         except Exception as exc:
             self._stop_uncaught(exc)
             raise

@@ -262,9 +262,9 @@ class CellRun(Interruptible):
             self.check_interrupt()
             if debugger is not None:  # see debugger.py: traced only while the debugger is started
                 here = sys._getframe()
-                debugger.run(self, here, body, ns)
+                debugger.run(self, here, lambda: run_compiled(body, ns))
                 if tail is not None:
-                    value = debugger.run(self, here, (tail,), ns)
+                    value = debugger.run(self, here, lambda: run_compiled(tail, ns))
             else:
                 run_compiled(body, ns)
                 if tail is not None:
