@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -84,9 +85,9 @@ class RPycKernel(IPythonKernel):
         self._waiting_for_input = False
         self._running_local_code = False  # a `# exec(...)` line runs: Ctrl-C raises KeyboardInterrupt in it
         # Ctrl-C during a request when neither a board cell nor local code runs (the cell not sent yet,
-        # or its reply being made): the board cell of this request starts interrupted; a late one is
-        # dropped with the request. Raising KeyboardInterrupt there would lose the request's reply.
-        self._interrupt_pending = False
+        # or its reply being made) stops the board cell of this request once it has started; a late
+        # one ends with the request. Raising KeyboardInterrupt there would lose the request's reply.
+        self._in_request = threading.Event()
         self._previous_cell_id: str | None = None
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
         self.debug_adapter = DebugAdapter(
@@ -317,13 +318,14 @@ class RPycKernel(IPythonKernel):
         """During a request, Ctrl-C/interrupt stops the board's cell instead of the kernel's own thread."""
         if threading.current_thread() is not threading.main_thread():
             return  # a subshell's request (e.g. a completion during a cell): signals stay as they are
-        self._interrupt_pending = False
+        self._in_request.set()
         self.saved_sigint_handler = signal.signal(signal.SIGINT, self._on_sigint)
 
     def post_handler_hook(self) -> None:
         """Between requests ipykernel ignores SIGINT; with live images running, it stops them."""
         if threading.current_thread() is not threading.main_thread():
             return  # subshell requests never touched the signal handlers
+        self._in_request.clear()
         super().post_handler_hook()
         if self.frames.names:
             signal.signal(signal.SIGINT, self._stop_displays_on_sigint)
@@ -332,13 +334,24 @@ class RPycKernel(IPythonKernel):
         self._stop_displays_on_sigint(signum, frame)
         if self._running_local_code or self._waiting_for_input:
             raise KeyboardInterrupt()  # caught where that code runs: its cell ends with KeyboardInterrupt
-        cell_id = self.board.running_cell_id  # the cell running now, not a later one
-        if self._cell_running.is_set() and cell_id is not None and cell_id != self._previous_cell_id:
+        if self._in_request.is_set():
             threading.Thread(
-                target=self.board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
+                target=self._interrupt_this_requests_cell,
+                args=(self._previous_cell_id,),
+                name="board interrupt",
+                daemon=True,
             ).start()
-            return
-        self._interrupt_pending = True
+
+    def _interrupt_this_requests_cell(self, previous: str | None) -> None:
+        """Interrupt the board cell of the current request: now if it runs, else as soon as it has
+        reached the board (its id differs from the previous cell's); nothing once the request ended."""
+        while self._in_request.is_set():
+            cell_id = self.board.running_cell_id
+            if self._cell_running.is_set() and cell_id is not None and cell_id != previous:
+                if self.board.interrupt(cell_id):
+                    return  # the board stopped it
+                # the link is still connecting, or the cell has not reached the board: try again
+            time.sleep(0.05)
 
     async def do_execute(
         self,
@@ -441,7 +454,6 @@ class RPycKernel(IPythonKernel):
                 raw=None if raw == code else raw,
             )
             for item in cell:
-                self._deliver_pending_interrupt()
                 if isinstance(item, CellOutcome):
                     return self._finish_cell(item, count, silent, user_expressions)
                 if isinstance(item, InputRequest):
@@ -465,15 +477,6 @@ class RPycKernel(IPythonKernel):
             self._previous_cell_id = self.board.running_cell_id
             self.debug_adapter.cell_ended()
         return self._error_reply("BoardError", "the board ended the cell without a reply", [])
-
-    def _deliver_pending_interrupt(self) -> None:
-        """An interrupt that came before this request's board cell had started stops it now."""
-        cell_id = self.board.running_cell_id
-        if self._interrupt_pending and cell_id is not None and cell_id != self._previous_cell_id:
-            self._interrupt_pending = False
-            threading.Thread(
-                target=self.board.interrupt, args=(cell_id,), name="board interrupt", daemon=True
-            ).start()
 
     def _finish_cell(self, outcome: CellOutcome, count: int, silent: bool, user_expressions: dict) -> dict:
         reply = outcome.reply

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import KernelSession, wait_for_iopub
+from helpers import KernelSession, interrupt_after, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
@@ -273,3 +273,19 @@ def test_flight_window_is_one_request_per_answer_flat_out():
     for _ in range(5):
         window.record(0.3, interval=0.0)
     assert window.size == 1
+
+
+@pytest.mark.timeout(240)
+def test_an_interrupt_while_the_first_cell_connects_stops_that_cell_once_it_runs(kernelspec_prefix, board):
+    """Ctrl-C while the kernel is still connecting (500 ms round trips: seconds) is neither lost nor
+    raised inside ipykernel's handler (no reply at all): the silent loop starts, then stops."""
+    with LinkEmulator(board.port, rtt=0.5) as link:
+        session = KernelSession.start(board_port=link.port, env=link.forward_env)
+        try:
+            sent = interrupt_after(session.manager, 1.0)  # the connect takes several round trips
+            cell = session.run("while True:\n    pass", timeout=120)
+            assert cell.reply["ename"] == "KeyboardInterrupt", cell.reply
+            assert time.monotonic() - sent["at"] < 60
+            assert session.run("1 + 1", timeout=60).result == {"text/plain": "2"}
+        finally:
+            session.stop()
