@@ -59,10 +59,13 @@ class DebugAdapter:
         call: Callable[[str, dict], dict],
         publish: Callable[[dict], None],
         board_boot_id: Callable[[], str | None] = lambda: None,
+        check_bundle: Callable[[object, object], tuple] | None = None,
     ) -> None:
         self.call = call
         self.publish = publish
         self.board_boot_id = board_boot_id
+        # a rich variable is board output like any other: checked as outputs.py checks cells' output
+        self.check_bundle = check_bundle or (lambda data, metadata: (data, metadata))
         self.started = False
         self.available = True  # False once a board said it cannot debug
         self.breakpoints: dict[str, list] = {}
@@ -190,8 +193,10 @@ class DebugAdapter:
         answer = await self._board(
             command or message["command"], message.get("arguments") or {} if arguments is None else arguments
         )
+        if not isinstance(answer, dict) or not isinstance(answer.get("body", {}), dict):
+            return self._response(message, False, text="debugger: the board's answer is not a DAP response")
         return self._response(
-            message, answer.get("success", False), answer.get("body"), answer.get("message", "")
+            message, answer.get("success") is True, answer.get("body"), str(answer.get("message", ""))[:500]
         )
 
     async def _initialize(self, message: dict) -> dict:
@@ -251,7 +256,11 @@ class DebugAdapter:
         if reply["success"]:
             path = message["arguments"]["source"]["path"]
             self._requested[path] = message["arguments"].get("breakpoints") or []
-            points = [{"line": point["line"]} for point in reply["body"].get("breakpoints", [])]
+            points = [
+                {"line": point["line"]}
+                for point in reply["body"].get("breakpoints") or []
+                if isinstance(point, dict) and isinstance(point.get("line"), int)
+            ]
             if points:
                 self.breakpoints[path] = points
             else:
@@ -270,7 +279,16 @@ class DebugAdapter:
         if not name.isidentifier():  # as ipykernel: only names; its two group rows are not errors
             ok = name in ("special variables", "function variables")
             return self._response(message, ok, {"data": {}, "metadata": {}})
-        return await self._forward(message)
+        reply = await self._forward(message)
+        if reply["success"]:
+            try:
+                data, metadata = self.check_bundle(reply["body"].get("data"), reply["body"].get("metadata"))
+            except ValueError as exc:  # outputs.BadOutput
+                return self._response(
+                    message, False, text=f"debugger: the board's value cannot be shown ({exc})"
+                )
+            reply["body"] = {"data": data, "metadata": metadata}
+        return reply
 
     async def _copyToGlobals(self, message: dict) -> dict:
         arguments = message.get("arguments") or {}

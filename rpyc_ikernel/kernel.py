@@ -91,7 +91,10 @@ class RPycKernel(IPythonKernel):
         self._previous_cell_id: str | None = None
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
         self.debug_adapter = DebugAdapter(
-            self._debug_on_board, self._publish_debug_event, lambda: self.board.info.get("boot_id")
+            self._debug_on_board,
+            self._publish_debug_event,
+            lambda: self.board.info.get("boot_id"),
+            lambda data, metadata: check_bundle(data, metadata, self.board.trusted),
         )
 
     @property
@@ -160,6 +163,7 @@ class RPycKernel(IPythonKernel):
                 certfile=certfile,
                 keyfile=keyfile,
                 allow_open=allow_open,
+                trusted=trusted,
             )
         host = None if host is None else host_name(host, "host")
         port = None if port is None else port_number(port, "port")
@@ -203,19 +207,27 @@ class RPycKernel(IPythonKernel):
         certfile: str | None = None,
         keyfile: str | None = None,
         allow_open: bool | None = None,
+        trusted: bool | None = None,
     ) -> None:
         """Use the board on USB from now on: `adb forward` a free local port to its server port.
 
         serial picks one of several devices; port is the board server's port on the device (18812,
         or the preset's). The forward is removed when the kernel leaves this board or shuts down.
-        token and the TLS options are connect_remote's; without a token, a board that asks for one
-        gets its own, read through adb (said once in the cell).
+        token, the TLS options and trusted are connect_remote's; without a token, a board that asks
+        for one gets its own, read through adb (said once in the cell).
         """
         port = None if port is None else port_number(port, "port")
         credentials = Credentials.from_environment().overridden(
             token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
         )
-        board = adb_board(self.session_id, serial, port, credentials=credentials, **_timeout_option(timeout))
+        board = adb_board(
+            self.session_id,
+            serial,
+            port,
+            credentials=credentials,
+            trusted=trusted,
+            **_timeout_option(timeout),
+        )
         self._switch_board(board, route=lambda: f" (adb forward from 127.0.0.1:{board.tunnel.local_port})")
 
     def _switch_board(self, board: Board, route: Callable[[], str] = str) -> None:
@@ -603,9 +615,7 @@ class RPycKernel(IPythonKernel):
         cursor_pos = len(code) if cursor_pos is None else cursor_pos
         try:
             found = self.board.complete(code, cursor_pos, beside_cell=self._cell_running.is_set())
-            if not all(isinstance(match, str) for match in found["matches"]):
-                raise BadOutput("a completion is not text")
-            return found
+            return _checked_completions(found, len(code))
         except Exception:  # a BoardError, or what a broken or hostile board answered
             return {
                 "status": "ok",
@@ -702,3 +712,35 @@ def _checked_payloads(payloads: object) -> list:
                     {"source": "set_next_input", "text": text, "replace": bool(payload.get("replace"))}
                 )
     return checked
+
+
+def _checked_completions(found: object, length: int) -> dict:
+    """A complete_reply made afresh from the board's answer: text matches, cursors inside the code, the
+    experimental types only as plain text fields (what IPython sends); BadOutput for anything else."""
+    if not isinstance(found, dict) or not isinstance(found.get("matches"), list):
+        raise BadOutput("completions are not a list")
+    matches = found["matches"]
+    if not all(isinstance(match, str) for match in matches):
+        raise BadOutput("a completion is not text")
+    start, end = found.get("cursor_start"), found.get("cursor_end")
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in (start, end)):
+        raise BadOutput("completion cursors are not numbers")
+    start, end = min(max(start, 0), length), min(max(end, 0), length)
+    types = []
+    metadata = found.get("metadata")
+    experimental = metadata.get("_jupyter_types_experimental") if isinstance(metadata, dict) else None
+    for entry in experimental if isinstance(experimental, list) else []:
+        if isinstance(entry, dict):
+            kept = {key: entry[key] for key in ("start", "end") if isinstance(entry.get(key), int)}
+            kept.update(
+                {key: entry[key] for key in ("text", "type", "signature") if isinstance(entry.get(key), str)}
+            )
+            types.append(kept)
+    checked_metadata = {"_jupyter_types_experimental": types} if types else {}
+    return {
+        "status": "ok",
+        "matches": matches,
+        "cursor_start": start,
+        "cursor_end": min(max(end, start), length),
+        "metadata": checked_metadata,
+    }

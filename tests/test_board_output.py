@@ -87,3 +87,59 @@ def test_plain_rich_output_is_kept():
     svg = '<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>'
     for markup in (table, svg, "<b>on the board: time=3</b>", "**markdown** [link](https://example.org)"):
         assert not is_active(markup), markup
+
+
+def test_a_board_s_completion_reply_is_rebuilt_from_checked_fields():
+    """complete_reply goes to the browser as the kernel builds it, never as the board sent it."""
+    from rpyc_ikernel.kernel import _checked_completions
+    from rpyc_ikernel.outputs import BadOutput
+
+    sent = {
+        "status": "ok",
+        "matches": ["abc"],
+        "cursor_start": -5,
+        "cursor_end": 99,
+        "metadata": {
+            "_jupyter_types_experimental": [
+                {"start": 0, "end": 3, "text": "abc", "type": "function", "html": "<script>x()</script>"},
+                "not an entry",
+            ],
+            "injected": {"application/javascript": "x()"},
+        },
+        "extra": "field",
+    }
+    assert _checked_completions(sent, 3) == {
+        "status": "ok",
+        "matches": ["abc"],
+        "cursor_start": 0,
+        "cursor_end": 3,
+        "metadata": {
+            "_jupyter_types_experimental": [{"start": 0, "end": 3, "text": "abc", "type": "function"}]
+        },
+    }
+    for bad in ({"matches": [1], "cursor_start": 0, "cursor_end": 0}, {"matches": "abc"}, []):
+        with pytest.raises(BadOutput):
+            _checked_completions(bad, 3)
+
+
+def test_a_rich_variable_from_the_debugger_is_checked_like_cell_output():
+    """richInspectVariables shows the board's value rendered: script is left out as in a cell."""
+    import asyncio
+
+    from rpyc_ikernel.debugger import DebugAdapter
+
+    def board(command: str, arguments: dict) -> dict:
+        html = "<b>ok</b><script>steal()</script>"
+        return {"success": True, "body": {"data": {"text/plain": "v", "text/html": html}, "metadata": {}}}
+
+    adapter = DebugAdapter(board, lambda event: None, check_bundle=lambda d, m: check_bundle(d, m, False))
+    adapter.started = True
+    request = {
+        "seq": 1,
+        "type": "request",
+        "command": "richInspectVariables",
+        "arguments": {"variableName": "v"},
+    }
+    reply = asyncio.run(adapter.process_request(request))
+    assert reply["success"] is True
+    assert "text/html" not in reply["body"]["data"] and reply["body"]["data"]["text/plain"].startswith("v")
