@@ -51,8 +51,16 @@ class Discovery:
     problems: list = field(default_factory=list)
 
     def find(self, name: str) -> FoundBoard | None:
+        """The board announcing `name` (None if none); DiscoveryError if hosts at several addresses do."""
         wanted = _bare_name(name)
-        return next((board for board in self.boards if board.name.lower() == wanted), None)
+        matches = [board for board in self.boards if board.name.lower() == wanted]
+        places = sorted({f"{board.address}:{board.port}" for board in matches})
+        if len(places) > 1:
+            raise DiscoveryError(
+                f"more than one host announces the name {wanted!r} (at {' and '.join(places)});"
+                " give the board's address, or pair with its pairing string"
+            )
+        return matches[0] if matches else None
 
 
 def _bare_name(name: str) -> str:
@@ -68,6 +76,12 @@ def _text(value: object) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if text.isprintable() and len(text) <= 64 else None
+
+
+def _clean_name(name: str) -> str | None:
+    """An announced board name fit to print and to put in kernel.json: printable, 1 to 63 characters
+    (a DNS label); None otherwise (escape codes or newlines from a LAN host must not reach a terminal)."""
+    return name if isinstance(name, str) and name.isprintable() and 0 < len(name) <= 63 else None
 
 
 def _board(info, name: str) -> tuple:
@@ -127,12 +141,19 @@ def discover(wait: float = DEFAULT_WAIT, interfaces: object = None) -> Discovery
         with lock:
             pending = list(names)
         for full in pending:
+            name = _clean_name(_instance(full))
+            if name is None:
+                found.problems.append(
+                    "a board announced a name that is not printable text of at most 63 characters;"
+                    " left out (connect to it by address)"
+                )
+                continue
             info = ServiceInfo(SERVICE_TYPE, full)
             # the board sends SRV, TXT and A with its answer: the cache has them (else ask, briefly)
             if not info.load_from_cache(zc) and not info.request(zc, 1000):
-                found.problems.append(f"board {_instance(full)!r} did not say where it listens; try again")
+                found.problems.append(f"board {name!r} did not say where it listens; try again")
                 continue
-            board, problem = _board(info, _instance(full))
+            board, problem = _board(info, name)
             found.boards.append(board)
             if problem:
                 found.problems.append(problem)

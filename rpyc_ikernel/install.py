@@ -245,7 +245,11 @@ def discover_boards(args: argparse.Namespace, named: bool, token: str | None, so
     if not named:
         print(table(found))
         return 0
-    board = found.find(args.name)
+    try:
+        board = found.find(args.name)
+    except DiscoveryError as exc:
+        print(f"Not installed: {exc}", file=sys.stderr)
+        return 1
     if board is None:
         names = ", ".join(repr(b.name) for b in found.boards) or "none"
         print(f"No board announces the name {args.name!r} (found: {names}); see --discover", file=sys.stderr)

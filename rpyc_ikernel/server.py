@@ -1765,7 +1765,7 @@ def load_announcer() -> bool:
                     first, chunk = number, [line]
                 elif chunk:
                     chunk.append(line)
-    except (OSError, NameError):
+    except (OSError, ValueError, SyntaxError, NameError):
         return False
     return "Announcer" in globals()
 

@@ -106,7 +106,9 @@ def main() -> int:
 
     log = Path(args.output).with_name("demo-board.log")
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
+    # the board server's first start prints the user's token and pairing string: only the user reads it
+    os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    log.chmod(0o600)  # an existing log keeps its mode through O_CREAT
     server, port = start_server(args.port, log)
     try:
         os.environ["RPYC_IKERNEL_HOST"] = "127.0.0.1"

@@ -396,3 +396,22 @@ def test_the_board_shares_the_mdns_port_with_another_responder(lan):
         if beside is not None:
             beside.stop()
         stand_in.stop()
+
+
+def test_announced_names_are_cleaned_and_one_name_at_two_addresses_is_an_error():
+    from rpyc_ikernel.discovery import Discovery, DiscoveryError, FoundBoard, _clean_name
+
+    assert _clean_name("pi-0") == "pi-0"
+    assert _clean_name("Küche Pi") == "Küche Pi"
+    assert _clean_name("x" * 63) == "x" * 63
+    for bad in ("x" * 64, "", "pi\x1b[2J", "pi\nnote: fake", "pi\r", "pi\x07"):
+        assert _clean_name(bad) is None, bad
+
+    one = Discovery(boards=[FoundBoard("pi", "10.0.0.1", 18812, addresses=("10.0.0.1", "10.0.1.1"))])
+    assert one.find("pi.local").address == "10.0.0.1"  # one host at two addresses: that host
+    assert one.find("other") is None
+    two = Discovery(boards=[FoundBoard("pi", "10.0.0.1", 18812), FoundBoard("Pi", "10.0.0.9", 18812)])
+    with pytest.raises(DiscoveryError) as raised:
+        two.find("pi")
+    message = str(raised.value)
+    assert "10.0.0.1:18812" in message and "10.0.0.9:18812" in message and "\n" not in message
