@@ -893,7 +893,8 @@ class ConnectionGuard:
         try:
             self._authenticate_and_serve_client(sock)
         except Exception as exc:  # e.g. the peer reset before rpyc asked for its address
-            self.events.event("connection failed", "%s: %s" % (peer, _describe(exc)))
+            if self.active:
+                self.events.event("connection failed", "%s: %s" % (peer, _describe(exc)))
         finally:
             self._end_handshake(sock)
             self._discard(sock)
@@ -902,7 +903,8 @@ class ConnectionGuard:
         try:
             super()._serve_client(sock, credentials)
         except Exception as exc:  # rpyc would log it with a traceback, for a peer that just went away
-            self.events.event("connection ended", _describe(exc))
+            if self.active:  # a server that is stopping closes every connection itself: nothing to say
+                self.events.event("connection ended", _describe(exc))
 
     def _discard(self, sock: socket.socket) -> None:
         self.clients.discard(sock)
