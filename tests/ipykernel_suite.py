@@ -43,3 +43,49 @@ def ipykernel_tests() -> Path:
         shutil.move(str(unpacked / prefix), str(staged))
         staged.rename(target / "tests")
     return target / "tests"
+
+
+def run_against_our_kernel(tmp_path: Path, files: list[str], *pytest_args: str) -> tuple[list, str]:
+    """Run files of ipykernel's tests/ unchanged against this kernel, with one board server of ours
+    behind it: our kernelspec is installed as `python3` (the kernel those tests start) in a prefix of
+    its own. [(test name, failure text, "" when it passed)] in the order they ran, and pytest's output."""
+    import os
+    import xml.etree.ElementTree as ET
+
+    from helpers import start_board
+
+    tests = ipykernel_tests()
+    prefix = tmp_path / "prefix"
+    subprocess.run(
+        [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(prefix), "--name", "python3"],
+        check=True,
+        capture_output=True,
+    )
+    board = start_board()
+    report = tmp_path / "report.xml"
+    env = dict(os.environ)
+    env["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
+    env["RPYC_IKERNEL_HOST"] = "127.0.0.1"
+    env["RPYC_IKERNEL_PORT"] = str(board.port)
+    env.pop("PYTHONPATH", None)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "--noconftest", "-p", "no:cacheprovider", "-q", *pytest_args]
+            + ["--junitxml", str(report), "-o", "junit_family=xunit1"]
+            + [str(tests / name) for name in files],
+            cwd=tests.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+    finally:
+        board.stop()
+    cases = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        bad = case.find("failure")
+        bad = case.find("error") if bad is None else bad
+        skipped = bad is None and case.find("skipped") is not None
+        text = "" if bad is None else (bad.get("message") or "") + (bad.text or "")
+        cases.append((case.get("name"), text, skipped))
+    return cases, run.stdout

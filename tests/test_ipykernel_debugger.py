@@ -9,54 +9,16 @@ test that makes an IPython HTML object on the board finds IPython there.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-
 import pytest
-from helpers import start_board
-from ipykernel_suite import ipykernel_tests
+from ipykernel_suite import run_against_our_kernel
 
 
 def run_ipykernel_test_file(name: str, tmp_path) -> tuple[set, dict, str]:
     """Run tests/<name> of ipykernel's sdist against our kernel: (passed, {failed: text}, output)."""
-    tests = ipykernel_tests()
-    prefix = tmp_path / "prefix"
-    subprocess.run(
-        [sys.executable, "-m", "rpyc_ikernel.install", "--prefix", str(prefix), "--name", "python3"],
-        check=True,
-        capture_output=True,
-    )
-    board = start_board()
-    report = tmp_path / "report.xml"
-    env = dict(os.environ)
-    env["JUPYTER_PATH"] = str(prefix / "share" / "jupyter")
-    env["RPYC_IKERNEL_HOST"] = "127.0.0.1"
-    env["RPYC_IKERNEL_PORT"] = str(board.port)
-    env.pop("PYTHONPATH", None)
-    try:
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "--noconftest", "-p", "no:cacheprovider", "-q"]
-            + ["--junitxml", str(report), "-o", "junit_family=xunit1", str(tests / name)],
-            cwd=tests.parent,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=540,
-        )
-    finally:
-        board.stop()
-    failed, passed = {}, set()
-    for case in ET.parse(report).getroot().iter("testcase"):
-        bad = case.find("failure")
-        bad = case.find("error") if bad is None else bad
-        if bad is None:
-            if case.find("skipped") is None:
-                passed.add(case.get("name"))
-        else:
-            failed[case.get("name")] = (bad.get("message") or "") + (bad.text or "")
-    return passed, failed, run.stdout
+    cases, output = run_against_our_kernel(tmp_path, [name])
+    passed = {case for case, text, skipped in cases if not text and not skipped}
+    failed = {case: text for case, text, _ in cases if text}
+    return passed, failed, output
 
 
 @pytest.mark.timeout(600)
