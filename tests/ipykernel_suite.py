@@ -7,6 +7,7 @@ ipykernel as source; its build backend as a wheel), and its tests/ are kept unde
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -38,10 +39,17 @@ def ipykernel_tests() -> Path:
             members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()]
             tar.extractall(unpacked, members=members)  # noqa: S202 - names checked above
         target.mkdir(parents=True, exist_ok=True)
-        staged = target / "tests.partial"
+        # test workers may fetch it side by side: each stages its own copy, the first one in place
+        # takes the name, the others see it taken and drop theirs
+        staged = target / f"tests.partial-{os.getpid()}"
         shutil.rmtree(staged, ignore_errors=True)
         shutil.move(str(unpacked / prefix), str(staged))
-        staged.rename(target / "tests")
+        try:
+            staged.rename(target / "tests")
+        except OSError:
+            if not (target / "tests" / "test_message_spec.py").exists():
+                raise
+        shutil.rmtree(staged, ignore_errors=True)
     return target / "tests"
 
 
@@ -49,7 +57,6 @@ def run_against_our_kernel(tmp_path: Path, files: list[str], *pytest_args: str) 
     """Run files of ipykernel's tests/ unchanged against this kernel, with one board server of ours
     behind it: our kernelspec is installed as `python3` (the kernel those tests start) in a prefix of
     its own. [(test name, failure text, "" when it passed)] in the order they ran, and pytest's output."""
-    import os
     import xml.etree.ElementTree as ET
 
     from helpers import start_board

@@ -77,15 +77,32 @@ def wait_accepted(server, count: int, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def wait_closed(server, count: int, timeout: float = 20) -> None:
+    """Wait until the server process holds no more than `count` descriptors again."""
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(f"/proc/{server.process.pid}/fd")) > count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_full_handshake_table_ends_the_oldest_handshake_of_the_busiest_address(kernelspec_prefix, server):
     """HANDSHAKE_LIMIT silent connections from one address fill the table; a newcomer from another
     address still gets in, and the oldest of the flood is answered "busy" and closed."""
     flood: list[socket.socket] = []
     try:
         base = len(os.listdir(f"/proc/{server.process.pid}/fd"))
-        for _ in range(HANDSHAKE_LIMIT):
-            flood.append(dial(server.port))
-        wait_accepted(server, base + HANDSHAKE_LIMIT)
+        for _attempt in range(3):
+            # the table must be full of live handshakes when the newcomer comes: on a loaded machine
+            # filling it can take so long that the first ones reach their own deadline; fill it again
+            started = time.monotonic()
+            for _ in range(HANDSHAKE_LIMIT):
+                flood.append(dial(server.port))
+            wait_accepted(server, base + HANDSHAKE_LIMIT)
+            if time.monotonic() - started < AUTH_TIMEOUT / 2:
+                break
+            for sock in flood:
+                sock.close()
+            flood.clear()
+            wait_closed(server, base)
         newcomer = dial(server.port, "127.0.0.2")
         flood.append(newcomer)
         assert outcome(newcomer) == "held"
