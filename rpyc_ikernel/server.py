@@ -629,35 +629,45 @@ def _make_certificate(certfile: str, keyfile: str) -> tuple:
     if openssl is None:
         return None, None, "no openssl command to make a certificate"
     directory = os.path.dirname(certfile)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    new_cert, new_key = certfile + ".new", keyfile + ".new"
+    os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
+    # made in a directory of this process, which then takes the final name in one step: servers that
+    # start at once as one user (a unit and a terminal, test boards) never mix one's key with another's
+    # certificate; the first one in place wins and the others use it
+    staging = "%s.new-%d" % (directory, os.getpid())
+    os.makedirs(staging, mode=0o700, exist_ok=True)
+    new_cert = os.path.join(staging, os.path.basename(certfile))
+    new_key = os.path.join(staging, os.path.basename(keyfile))
     common = ["-x509", "-nodes", "-days", str(CERTIFICATE_DAYS), "-subj", "/CN=rpyc_ikernel board"]
     failure = ""
-    for key in (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], ["-newkey", "rsa:2048"]):
-        old_mask = os.umask(0o077)  # the key is never readable by others, not even for a moment
-        try:
-            done = subprocess.run(
-                [openssl, "req", *key, *common, "-keyout", new_key, "-out", new_cert],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                timeout=120,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            done, failure = None, str(exc)
-        finally:
-            os.umask(old_mask)
-        if done is not None and done.returncode == 0:
-            os.chmod(new_key, 0o600)
-            os.replace(new_key, keyfile)
-            os.replace(new_cert, certfile)
-            return certfile, keyfile, True
-        if done is not None:
-            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            failure = lines[-1] if lines else "exit status %d" % done.returncode
-    for path in (new_cert, new_key):
-        if os.path.exists(path):
-            os.remove(path)
+    try:
+        for key in (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"], ["-newkey", "rsa:2048"]):
+            old_mask = os.umask(0o077)  # the key is never readable by others, not even for a moment
+            try:
+                done = subprocess.run(
+                    [openssl, "req", *key, *common, "-keyout", new_key, "-out", new_cert],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    timeout=120,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                done, failure = None, str(exc)
+            finally:
+                os.umask(old_mask)
+            if done is not None and done.returncode == 0:
+                os.chmod(new_key, 0o600)
+                try:
+                    os.rename(staging, directory)  # replaces only an empty directory
+                except OSError:
+                    if os.path.isfile(certfile) and os.path.isfile(keyfile):
+                        return certfile, keyfile, False  # another server made it first
+                    raise
+                return certfile, keyfile, True
+            if done is not None:
+                lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+                failure = lines[-1] if lines else "exit status %d" % done.returncode
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return None, None, "openssl could not make a certificate (%s)" % failure
 
 

@@ -564,3 +564,28 @@ def test_server_pairing_prints_the_pairing_string_that_install_takes_on_stdin(ke
             session.stop()
     finally:
         server.stop()
+
+
+def test_servers_started_at_once_as_one_user_share_one_certificate(kernelspec_prefix, tmp_path):
+    """Three servers making the certificate at the same moment (a unit and a terminal, test boards)
+    end with one key and certificate that belong together, and all three offer TLS."""
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    printed = [
+        subprocess.Popen(
+            [*SERVER, "--pairing"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    pairings = {process.communicate(timeout=120)[0].strip() for process in printed}
+    assert len(pairings) == 1 and "@sha256:" in next(iter(pairings)), pairings
+    tls = tmp_path / "config" / "rpyc_ikernel" / "tls"
+    assert sorted(path.name for path in tls.parent.iterdir() if path.name.startswith("tls")) == ["tls"]
+    check = subprocess.run(
+        ["openssl", "x509", "-noout", "-pubkey", "-in", str(tls / "board.pem")],
+        capture_output=True,
+        check=True,
+    ).stdout
+    derived = subprocess.run(
+        ["openssl", "pkey", "-pubout", "-in", str(tls / "board.key")], capture_output=True, check=True
+    ).stdout
+    assert check == derived  # the key is the certificate's

@@ -90,19 +90,21 @@ def test_a_full_handshake_table_ends_the_oldest_handshake_of_the_busiest_address
     flood: list[socket.socket] = []
     try:
         base = len(os.listdir(f"/proc/{server.process.pid}/fd"))
-        for _attempt in range(3):
+        for _attempt in range(4):
             # the table must be full of live handshakes when the newcomer comes: on a loaded machine
             # filling it can take so long that the first ones reach their own deadline; fill it again
             started = time.monotonic()
             for _ in range(HANDSHAKE_LIMIT):
                 flood.append(dial(server.port))
             wait_accepted(server, base + HANDSHAKE_LIMIT)
-            if time.monotonic() - started < AUTH_TIMEOUT / 2:
+            if time.monotonic() - started < AUTH_TIMEOUT * 0.6:
                 break
             for sock in flood:
                 sock.close()
             flood.clear()
             wait_closed(server, base)
+        else:
+            pytest.skip("this machine is too loaded to fill the handshake table within a handshake's deadline")
         newcomer = dial(server.port, "127.0.0.2")
         flood.append(newcomer)
         assert outcome(newcomer) == "held"
