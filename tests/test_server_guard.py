@@ -104,7 +104,7 @@ def test_a_full_handshake_table_ends_the_oldest_handshake_of_the_busiest_address
             flood.clear()
             wait_closed(server, base)
         else:
-            pytest.skip("this machine is too loaded to fill the handshake table within a handshake's deadline")
+            pytest.skip("this machine is too loaded to fill the handshake table within one handshake's time")
         newcomer = dial(server.port, "127.0.0.2")
         flood.append(newcomer)
         assert outcome(newcomer) == "held"
