@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import REPO, stop_process
 from netns_lan import Lan, why_not
 
 pytestmark = pytest.mark.xdist_group("netns-discovery")
@@ -53,13 +53,7 @@ class Member:
         return int(self.wait_for("listening on").split("(pid ")[1].split(")")[0])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")
