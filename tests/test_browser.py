@@ -20,7 +20,7 @@ from notebook_ui import NotebookPage, chromium_missing, launch_chromium, save_sc
 
 from rpyc_ikernel.install import DEFAULT_DISPLAY_NAME
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 LIVE_IMAGE_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "view_images.ipynb"
 
