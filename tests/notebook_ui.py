@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1000, "height": 700}
-TIMEOUT_MS = 120_000  # kernels start and cells run on a shared 2-core machine, beside other test files: be patient
+TIMEOUT_MS = 120_000  # kernels start and cells run on a shared 2-core machine beside other tests
 
 
 def chromium_missing() -> str | None:
