@@ -27,6 +27,7 @@ from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code, without_secrets
 from .debugger import DebugAdapter, advertise
 from .errors import BoardError
+from .fleet import Fleet
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
 from .magics import to_board_code
@@ -90,6 +91,14 @@ class RPycKernel(IPythonKernel):
         self._in_request = threading.Event()
         self._previous_cell_id: str | None = None
         self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
+        self.fleet = Fleet(  # several boards at once (fleet.py): idle unless a cell names a group
+            self.session_id,
+            lambda: self.board,
+            lambda msg_type, content: self.send_response(
+                self.iopub_socket, msg_type, content, ident=self._topic(msg_type)
+            ),
+            self._publish_to_cell,
+        )
         self.debug_adapter = DebugAdapter(
             self._debug_on_board,
             self._publish_debug_event,
@@ -195,6 +204,15 @@ class RPycKernel(IPythonKernel):
             print(table(discover(seconds(wait, "wait", 2.0))))
         except DiscoveryError as exc:
             raise BoardError(str(exc)) from None
+
+    def on(self, *boards: str) -> None:
+        """Run the cells after this one on these boards at once (names, host[:port] or "all");
+        self.on() goes back to the one board. See fleet.py."""
+        self.fleet.on(*boards)
+
+    def gather(self, expression: str, *boards: str) -> dict:
+        """{board: value of expression there} from every board of the group (or the named boards)."""
+        return self.fleet.gather(expression, *boards)
 
     def connect_adb(
         self,
@@ -304,12 +322,14 @@ class RPycKernel(IPythonKernel):
         """
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f'display() takes the name of a board variable, e.g. "img_buffer"; got {name!r}')
+        if self.fleet.group is not None:  # one image per board of the group, side by side
+            return self.fleet.display(name, frame_interval(interval), self.get_parent())
         self.frames.start(name, frame_interval(interval), self.get_parent())
 
     def stop_display(self, name: str | None = None) -> None:
         """Stop the live image of `name`, or all of them; each display keeps its last frame."""
         running = self.frames.names
-        stopped = self.frames.stop(name)
+        stopped = self.frames.stop(name) + self.fleet.stop_display(name)
         if stopped:
             print("Stopped live image" + ("s " if len(stopped) > 1 else " ") + ", ".join(stopped))
         elif name is None:
@@ -323,7 +343,11 @@ class RPycKernel(IPythonKernel):
         self.session.send(self.iopub_socket, msg_type, content, parent=parent, ident=self._topic(msg_type))
 
     def _stop_displays_on_sigint(self, signum, frame) -> None:
-        threading.Thread(target=self.frames.stop, name="stop live images", daemon=True).start()
+        def stop() -> None:
+            self.frames.stop()
+            self.fleet.stop_display()
+
+        threading.Thread(target=stop, name="stop live images", daemon=True).start()
 
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
@@ -339,11 +363,12 @@ class RPycKernel(IPythonKernel):
             return  # subshell requests never touched the signal handlers
         self._in_request.clear()
         super().post_handler_hook()
-        if self.frames.names:
+        if self.frames.names or self.fleet.displaying:
             signal.signal(signal.SIGINT, self._stop_displays_on_sigint)
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_displays_on_sigint(signum, frame)
+        self.fleet.interrupt()  # a cell on several boards: every board stops
         if self._running_local_code or self._waiting_for_input:
             raise KeyboardInterrupt()  # caught where that code runs: its cell ends with KeyboardInterrupt
         if self._in_request.is_set():
@@ -394,6 +419,8 @@ class RPycKernel(IPythonKernel):
                 reply = self._page_help(help_request)
             elif _EXIT_REQUEST.match(code):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
+            elif self.fleet.takes(code):  # %%boards, or a group of self.on(...): fleet.py
+                reply = self.fleet.run_cell(code, count, silent, store_history)
             elif has_board_code(code):
                 board_code = to_board_code(code)
                 # while debugging, cells get the file names the front end maps breakpoints with
@@ -642,6 +669,7 @@ class RPycKernel(IPythonKernel):
 
     def do_shutdown(self, restart: bool) -> dict:
         self.frames.close()
+        self.fleet.close()
         self.board.close()
         return super().do_shutdown(restart)
 

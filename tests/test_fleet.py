@@ -1,0 +1,161 @@
+"""One cell on several boards (issue 18.2): real board servers on 127.0.0.1 and a real kernel.
+
+One kernel and three boards serve the whole file (module fixtures); a test that kills a board starts
+its own. Boards are named in cells as `a=127.0.0.1:PORT` (a label for an address).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from helpers import KernelSession, free_port, interrupt_after, start_board
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def boards():
+    servers = [start_board() for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet_kernel(kernelspec_prefix, boards):
+    session = KernelSession.start(board_port=boards[0].port)
+    yield session
+    session.stop()
+
+
+def names(boards) -> str:
+    return " ".join(f"{label}=127.0.0.1:{server.port}" for label, server in zip("abc", boards))
+
+
+def labelled(text: str, label: str) -> list[str]:
+    """The lines of `text` labelled [label], without the label."""
+    return [line[len(label) + 3 :] for line in text.splitlines() if line.startswith(f"[{label}] ")]
+
+
+def test_a_cell_runs_on_every_board_with_its_output_labelled(fleet_kernel, boards):
+    cell = fleet_kernel.run(
+        f"%%boards {names(boards)}\n"
+        "import os, time\n"
+        "for i in range(4):\n"
+        "    print('line', i, os.getpid(), flush=True)\n"
+        "    time.sleep(0.05)\n"
+        "print('partial', end='')\n"
+        "os.getpid()\n"
+    )
+    assert cell.status == "ok", cell.outputs
+    out = cell.stream()
+    results = [d["data"]["text/plain"] for d in cell.of_type("display_data")]
+    for label, server in zip("abc", boards):
+        pid = server.process.pid
+        assert labelled(out, label) == [f"line {i} {pid}" for i in range(4)] + ["partial"]
+        assert f"Out[{label}]: {pid}" in results
+    # every stdout line carries a label: no line of one board ran into another's
+    assert all(re.match(r"\[[abc]\] ", line) for line in out.splitlines()), out
+
+
+def test_an_error_on_one_board_is_one_line_and_the_others_finish(fleet_kernel, boards):
+    failing = boards[1].process.pid
+    cell = fleet_kernel.run(
+        f"%%boards {names(boards)}\n"
+        "import os, time\n"
+        f"if os.getpid() == {failing}:\n"
+        "    1 / 0\n"
+        "time.sleep(0.3)\n"
+        "print('finished')\n"
+    )
+    assert cell.status == "error"
+    assert labelled(cell.stream(), "a") == ["finished"] and labelled(cell.stream(), "c") == ["finished"]
+    assert labelled(cell.stream(), "b") == []
+    assert labelled(cell.stream("stderr"), "b") == ["ZeroDivisionError: division by zero"]
+    assert cell.error["ename"] == "BoardGroupError"
+    assert "1 of 3 boards failed (b)" in cell.error["evalue"]
+
+
+def test_on_keeps_the_group_for_the_next_cells_and_gather_brings_values(fleet_kernel, boards):
+    fleet_kernel.run(f"# exec(self.on(*{names(boards).split()!r}))")
+    try:
+        assert fleet_kernel.run("import os\nmine = os.getpid()\nsome = object()").status == "ok"
+        failing = boards[1].process.pid
+        cell = fleet_kernel.run(
+            '# exec(pids = self.gather("mine"))\n'
+            "# exec(print(sorted(pids.items())))\n"
+            '# exec(odd = self.gather("some"))\n'
+            "# exec(print(sorted(type(v).__name__ for v in odd.values())))\n"
+            f'# exec(bad = self.gather("1 / (mine - {failing})"))\n'
+            "# exec(print(type(bad['b']).__name__, sorted(k for k, v in bad.items() if type(v) is float)))"
+        )
+        assert cell.status == "ok", cell.outputs
+        lines = cell.stream().splitlines()
+        assert lines[0] == repr(sorted(zip("abc", (server.process.pid for server in boards))))
+        assert lines[1] == "['str', 'str', 'str']"  # a value with no literal comes as its repr text
+        assert lines[2] == "BoardFailed ['a', 'c']"
+        assert cell.stream("stderr").strip() == "[b] ZeroDivisionError: division by zero"
+    finally:
+        cell = fleet_kernel.run("# exec(self.on())\nimport os\nos.getpid()")
+    assert cell.result["text/plain"] == str(boards[0].process.pid)  # back on the one board
+    assert "[a]" not in cell.stream()
+
+
+def test_an_interrupt_stops_every_board(fleet_kernel, boards):
+    started = time.monotonic()
+    interrupt_after(fleet_kernel.manager, 2.0)
+    cell = fleet_kernel.run(
+        f"%%boards {names(boards)}\nimport time\nprint('begun', flush=True)\ntime.sleep(60)"
+    )
+    assert time.monotonic() - started < 30
+    assert cell.status == "error"
+    assert cell.error["ename"] == "KeyboardInterrupt", cell.error
+    for label in "abc":
+        assert labelled(cell.stream(), label) == ["begun"]
+        assert labelled(cell.stream("stderr"), label)[0].startswith("KeyboardInterrupt")
+    again = fleet_kernel.run(f"%%boards {names(boards)}\n21 * 2")
+    assert again.status == "ok"
+    assert sorted(d["data"]["text/plain"] for d in again.of_type("display_data")) == [
+        f"Out[{label}]: 42" for label in "abc"
+    ]
+
+
+def test_a_board_that_dies_or_refuses_is_one_line_and_the_others_finish(fleet_kernel, boards):
+    doomed = start_board()
+    refusing = free_port()  # nothing listens there
+    try:
+        code = (
+            f"%%boards a=127.0.0.1:{boards[0].port} d=127.0.0.1:{doomed.port} r=127.0.0.1:{refusing}\n"
+            "import os, time\n"
+            "print('up', flush=True)\n"
+            f"if os.getpid() == {doomed.process.pid}:\n"
+            "    os.kill(os.getpid(), 9)\n"
+            "time.sleep(1)\n"
+            "print('done')\n"
+        )
+        started = time.monotonic()
+        cell = fleet_kernel.run(code)
+        assert time.monotonic() - started < 60
+    finally:
+        doomed.stop()
+    assert cell.status == "error"
+    assert labelled(cell.stream(), "a") == ["up", "done"]
+    for label in "dr":
+        lines = labelled(cell.stream("stderr"), label)
+        assert len(lines) == 1, cell.stream("stderr")
+    assert "2 of 3 boards failed (" in cell.error["evalue"]
+
+
+def test_names_that_resolve_to_nothing_are_one_line_each(monkeypatch):
+    """Names go through one mDNS browse (here a browse that found no board: no packet leaves)."""
+    from rpyc_ikernel import discovery, fleet
+
+    monkeypatch.setattr(discovery, "discover", lambda wait: discovery.Discovery())
+    monkeypatch.setattr(discovery, "wants_discovery", lambda host: not host[0].isdigit())
+    resolved, problems = fleet.resolve_targets(["x=127.0.0.1:9", "nothing-here.local", "lab", "all"])
+    assert [label for label, *_ in resolved] == ["x", "nothing-here.local"]  # .local: the system may know it
+    assert len(problems) == 2 and all("\n" not in line for line in problems)
+    assert problems[0].startswith("[lab] no board of that name answered")
+    assert problems[1].startswith("`all`: no board announced itself")
