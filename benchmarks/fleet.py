@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,30 +27,47 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from common import Kernel  # noqa: E402
-from helpers import free_port, install_kernelspec, stop_process, wait_for_port  # noqa: E402
+from helpers import install_kernelspec, stop_process, wait_for_port  # noqa: E402
 
 CELL = "import time\nfor i in range(5):\n    print('reading', i)\n    time.sleep(0.2)\n"
 GOAL_FACTOR, GOAL_EXTRA = 1.5, 1.0
 
 
-def start_servers(count: int, log_dir: Path) -> list[tuple[subprocess.Popen, int]]:
-    """count board servers on free loopback ports, started at once (the first alone: it makes the token)."""
-    servers = []
+def distinct_ports(count: int) -> list[int]:
+    """count free loopback ports, all different (held open together while they are picked)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
-    def launch() -> None:
-        port = free_port()
+
+def start_servers(count: int, log_dir: Path, servers: list) -> None:
+    """count board servers on loopback ports, started at once (the first alone: it makes the token);
+    appended to `servers` as (process, port) as they start, so the caller can stop them whatever happens."""
+
+    def launch(port: int) -> None:
         with (log_dir / f"board-{port}.log").open("w") as log:
             argv = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", "--port", str(port)]
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         servers.append((process, port))
 
-    launch()
-    wait_for_port(servers[0][1], 30)
-    for _ in range(count - 1):
-        launch()
-    for _, port in servers:
-        wait_for_port(port, 60)
-    return servers
+    ports = distinct_ports(count)
+    launch(ports[0])
+    wait_for_port(ports[0], 30)
+    for port in ports[1:]:
+        launch(port)
+    for process, port in list(servers):
+        try:
+            wait_for_port(port, 60)
+        except TimeoutError:  # another program took the port meanwhile: once more elsewhere
+            stop_process(process)
+            servers.remove((process, port))
+            launch(distinct_ports(1)[0])
+            wait_for_port(servers[-1][1], 60)
 
 
 def footprint(pid: int) -> tuple[float, float, int]:
@@ -95,12 +113,13 @@ def main() -> int:
     os.environ["XDG_CONFIG_HOME"] = str(work / "config")  # the servers' token, read by the kernel
     install_kernelspec(work / "prefix")
     started = time.monotonic()
-    servers = start_servers(count, work)
-    print(f"{count} board servers started in {time.monotonic() - started:.1f} s", flush=True)
-    ports = [port for _, port in servers]
-    os.environ["RPYC_IKERNEL_HOST"], os.environ["RPYC_IKERNEL_PORT"] = "127.0.0.1", str(ports[0])
+    servers: list = []
     kernel = Kernel("rpyc")
     try:
+        start_servers(count, work, servers)
+        print(f"{count} board servers started in {time.monotonic() - started:.1f} s", flush=True)
+        ports = [port for _, port in servers]
+        os.environ["RPYC_IKERNEL_HOST"], os.environ["RPYC_IKERNEL_PORT"] = "127.0.0.1", str(ports[0])
         kernel.start()
         kernel.execute("1")  # connected to its board
         kernel.execute(CELL)

@@ -6,6 +6,9 @@ its own. Boards are named in cells as `a=127.0.0.1:PORT` (a label for an address
 
 from __future__ import annotations
 
+import base64
+import io
+import queue
 import re
 import time
 
@@ -159,3 +162,66 @@ def test_names_that_resolve_to_nothing_are_one_line_each(monkeypatch):
     assert len(problems) == 2 and all("\n" not in line for line in problems)
     assert problems[0].startswith("[lab] no board of that name answered")
     assert problems[1].startswith("`all`: no board announced itself")
+
+
+def png_literal(color: tuple) -> str:
+    """Board code that evaluates to a small PNG of one colour."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (16, 12), color).save(out, "PNG")
+    return f"__import__('base64').b64decode({base64.b64encode(out.getvalue()).decode()!r})", out.getvalue()
+
+
+def collect(client, done, timeout: float = 30) -> list[dict]:
+    """IOPub messages (of any cell) until done(messages) or the timeout."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while not done(messages) and time.monotonic() < deadline:
+        try:
+            messages.append(client.get_iopub_msg(timeout=0.2))
+        except queue.Empty:
+            pass
+    return messages
+
+
+def test_live_images_of_a_group_show_side_by_side_and_update(fleet_kernel, boards):
+    client = fleet_kernel.client
+    red, _ = png_literal((200, 0, 0))
+    green, green_png = png_literal((0, 200, 0))
+    fleet_kernel.run(f"# exec(self.on(*{names(boards).split()!r}))")
+    try:
+        assert fleet_kernel.run(f"import os\nimg = {red}").status == "ok"
+        shown = client.execute('# exec(self.display("img", interval=0.05))')
+        messages = collect(
+            client,
+            lambda ms: any(
+                m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                and m["parent_header"].get("msg_id") == shown
+                for m in ms
+            ),
+        )
+        grids = [m["content"] for m in messages if m["msg_type"] == "display_data"]
+        assert len(grids) == 1, messages
+        grid_id = grids[0]["transient"]["display_id"]
+        html = grids[0]["data"]["text/html"]
+        assert html.count("<img ") == 3 and all(f">{label}</figcaption>" in html for label in "abc")
+        changed = client.execute(f"if os.getpid() == {boards[1].process.pid}:\n    img = {green}")
+        green_b64 = base64.b64encode(green_png).decode()
+
+        def updated(ms: list) -> bool:
+            return any(
+                m["msg_type"] == "update_display_data"
+                and m["content"]["transient"]["display_id"] == grid_id
+                and green_b64 in m["content"]["data"]["text/html"]
+                for m in ms
+            )
+
+        messages = collect(client, updated)
+        assert updated(messages), [m["msg_type"] for m in messages]
+        assert any(m["parent_header"].get("msg_id") == changed for m in messages)
+        stopped = fleet_kernel.run('# exec(self.stop_display("img"))')
+        assert stopped.stream().strip() == "Stopped live image img on a, b, c"
+    finally:
+        fleet_kernel.run("# exec(self.on())")
