@@ -543,7 +543,7 @@ class Fleet:
             reply = outcome.reply
             if reply.get("status") == "error":
                 ename, evalue, _ = check_error(reply)
-                return f"{ename}: {evalue}".strip()
+                return f"{ename}: {evalue}" if evalue else ename
             if outcome.result is not None and not silent:
                 if not isinstance(outcome.result, dict):
                     raise BadOutput("a cell's result is not a mapping")
