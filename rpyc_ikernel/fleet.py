@@ -129,8 +129,11 @@ def resolve_targets(names: list[str], wait: float = 2.0) -> tuple[list[tuple[str
         if target.label.lower() == ALL:
             if found is not None and not found.boards:
                 problems.append(f"`all`: no board announced itself on the network within {wait:g} s")
-            for board in found.boards if found is not None else []:
-                resolved.append((board.name, Address(board.address, board.port), board.tls == "yes"))
+            boards = found.boards if found is not None else []
+            for board in boards:
+                twins = sum(other.name.lower() == board.name.lower() for other in boards) > 1
+                label = f"{board.name}@{board.address}" if twins else board.name  # one name, two hosts
+                resolved.append((label, Address(board.address, board.port), board.tls == "yes"))
             continue
         if target not in browse:
             resolved.append((target.label, Address(target.host, target.port or _default_port()), False))
@@ -619,6 +622,8 @@ class Fleet:
         """Run the cells after this one on these boards at once; no names: back to the one board."""
         current = self._current_board()
         if not names:
+            for stopped in self.stop_display():
+                print(f"Stopped live image {stopped}")
             if self.group is not None:
                 self.group.close(keep=current)
                 self.group = None
@@ -634,6 +639,8 @@ class Fleet:
             for board in made:
                 board.close()
             raise FleetError(("; ".join(problems) or "no board named") + "; the boards in use did not change")
+        for stopped in self.stop_display():  # they showed the boards of the group before
+            print(f"Stopped live image {stopped}")
         old, self.group = self.group, group
         if old is not None:
             for member in old.members:

@@ -225,3 +225,28 @@ def test_live_images_of_a_group_show_side_by_side_and_update(fleet_kernel, board
         assert stopped.stream().strip() == "Stopped live image img on a, b, c"
     finally:
         fleet_kernel.run("# exec(self.on())")
+
+
+def test_announced_names_twins_and_all_resolve_from_one_browse(monkeypatch):
+    """Addresses here are text only: nothing is dialled."""
+    from rpyc_ikernel import discovery, fleet
+
+    found = discovery.Discovery(
+        boards=[
+            discovery.FoundBoard("cam", "10.0.0.3", 18812, tls="yes"),
+            discovery.FoundBoard("twin", "10.0.0.1", 18812),
+            discovery.FoundBoard("twin", "10.0.0.2", 18812),
+        ]
+    )
+    browses = []
+    monkeypatch.setattr(discovery, "discover", lambda wait: browses.append(wait) or found)
+    monkeypatch.setattr(discovery, "wants_discovery", lambda host: not host[0].isdigit())
+    resolved, problems = fleet.resolve_targets(["cam", "c2=cam:18900", "twin", "all"])
+    assert len(browses) == 1
+    assert [(label, str(address), tls) for label, address, tls in resolved][:2] == [
+        ("cam", "10.0.0.3:18812", True),
+        ("c2", "10.0.0.3:18900", True),
+    ]
+    # all: every board announced, a name two hosts announce with its address
+    assert [label for label, *_ in resolved[2:]] == ["cam", "twin@10.0.0.1", "twin@10.0.0.2"]
+    assert len(problems) == 1 and problems[0].startswith("[twin] more than one host announces")
