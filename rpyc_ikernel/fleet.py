@@ -9,8 +9,8 @@ name; the others go on. This module holds no state for the one-board path: the k
 :meth:`Fleet.takes` (a regular expression and an attribute) and goes on as before when it says no.
 
 The Board methods used here are the kernel's own: the constructor, ``connect``, ``close``,
-``run_cell``, ``interrupt``, ``running_cell_id``, ``evaluate``, ``answer_input``, ``take_notices``,
-``info``, ``security``, ``address`` and ``trusted``.
+``run_cell``, ``interrupt``, ``running_cell_id``, ``evaluate``, ``answer_input``, ``info``,
+``security``, ``address`` and ``trusted``; live images go through frames.FramePump, one per board.
 """
 
 from __future__ import annotations
