@@ -143,6 +143,9 @@ def main() -> int:
             rss, uss, threads = footprint(kernel.pid)
             rows.append((size, connect, elapsed, rss, uss, threads, busy))
         kernel.execute("# exec(self.on())")
+        magic = "%%boards " + group(ports).replace('"', "").replace(",", "") + "\n" + CELL
+        one_off, _, out = timed_cell(kernel, magic)  # connects every board for this cell, then closes
+        assert out.count("] reading") == 5 * count, out
     finally:
         kernel.stop()
         for process, _ in servers:
@@ -157,6 +160,7 @@ def main() -> int:
         f"one board at a time: median {sorted(singles)[len(singles) // 2]:.3f} s, slowest {slowest:.3f} s"
         f" (of {count})"
     )
+    print(f"a %%boards cell on all {count} (each board connected for it): {one_off:.3f} s")
     verdict = "PASS" if everything <= goal else "MISS"
     print(
         f"all {count} at once: {everything:.3f} s = {everything / slowest:.2f}x the slowest single board;"
