@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from common import Kernel  # noqa: E402
-from helpers import install_kernelspec, stop_process, wait_for_port  # noqa: E402
+from helpers import install_kernelspec, stop_process  # noqa: E402
 
 CELL = "import time\nfor i in range(5):\n    print('reading', i)\n    time.sleep(0.2)\n"
 GOAL_FACTOR, GOAL_EXTRA = 1.5, 1.0
@@ -47,7 +47,8 @@ def distinct_ports(count: int) -> list[int]:
 
 def start_servers(count: int, log_dir: Path, servers: list) -> None:
     """count board servers on loopback ports, started at once (the first alone: it makes the token);
-    appended to `servers` as (process, port) as they start, so the caller can stop them whatever happens."""
+    appended to `servers` as (process, port) as they start, so the caller can stop them whatever happens.
+    A server whose port another program took meanwhile is started again on another port."""
 
     def launch(port: int) -> None:
         with (log_dir / f"board-{port}.log").open("w") as log:
@@ -55,19 +56,27 @@ def start_servers(count: int, log_dir: Path, servers: list) -> None:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         servers.append((process, port))
 
+    def listening(process: subprocess.Popen, port: int) -> bool:
+        log = log_dir / f"board-{port}.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if "listening on" in log.read_text(errors="replace"):
+                return True
+            time.sleep(0.05)
+        return False
+
     ports = distinct_ports(count)
     launch(ports[0])
-    wait_for_port(ports[0], 30)
+    if not listening(*servers[0]):
+        raise RuntimeError(f"the first board server did not start: see {log_dir}")
     for port in ports[1:]:
         launch(port)
     for process, port in list(servers):
-        try:
-            wait_for_port(port, 60)
-        except TimeoutError:  # another program took the port meanwhile: once more elsewhere
+        while not listening(process, port):
             stop_process(process)
             servers.remove((process, port))
             launch(distinct_ports(1)[0])
-            wait_for_port(servers[-1][1], 60)
+            process, port = servers[-1]
 
 
 def footprint(pid: int) -> tuple[float, float, int]:

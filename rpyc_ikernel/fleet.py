@@ -35,6 +35,7 @@ from .outputs import BadOutput, check_bundle, check_error, check_event
 
 MAGIC = re.compile(r"[ \t]*%%boards(?=[ \t\n]|$)(?P<names>[^\n]*)")
 PARTIAL_LINE_AGE = 1.0  # seconds a line without its end waits for the rest before it is shown alone
+TICK = 0.2  # seconds: how often held line starts are looked at, output or not
 INTERRUPT_RETRY = 0.05  # seconds between attempts to stop a cell that has not reached its board yet
 GRID_GAP = 0.05  # seconds between two updates of a grid of live images, at least
 ALL = "all"
@@ -168,13 +169,12 @@ class LabelledStreams:
         self._partial: dict[tuple[str, str], tuple[str, float]] = {}
 
     def write(self, label: str, name: str, text: str) -> None:
-        held, since = self._partial.pop((label, name), ("", time.monotonic()))
-        text = held + text
-        complete, newline, rest = text.rpartition("\n")
+        held, since = self._partial.pop((label, name), ("", 0.0))
+        complete, newline, rest = (held + text).rpartition("\n")
         if newline:
             self._send(label, name, complete + "\n")
-        if rest:
-            self._partial[(label, name)] = (rest, since if held else time.monotonic())
+        if rest:  # a line's start: it waits for its end (since when, if it was already waiting)
+            self._partial[(label, name)] = (rest, since if held and not newline else time.monotonic())
 
     def flush(self, label: str | None = None, older_than: float = 0.0) -> None:
         """Publish held line starts: of one board (or all), those that waited `older_than` s."""
@@ -231,7 +231,7 @@ class BoardGroup:
         left = len(threads)
         while left:
             try:
-                label, item = out.get(timeout=0.2)
+                label, item = out.get(timeout=TICK)
             except queue.Empty:
                 yield "", None  # a tick: the caller may flush lines that wait for their end
                 continue
@@ -515,10 +515,14 @@ class Fleet:
                 count if store_history else None,
                 None if raw == code else raw,
             )
+            checked = time.monotonic()
             for label, item in cell:
-                if item is None:
+                if time.monotonic() - checked >= TICK:  # lines that waited long enough for their end
                     streams.flush(older_than=PARTIAL_LINE_AGE)
-                elif isinstance(item, _Finished):
+                    checked = time.monotonic()
+                if item is None:
+                    continue
+                if isinstance(item, _Finished):
                     streams.flush(label)
                     failure = item.failure or self._finish(label, boards[label], item.outcome, count, silent)
                     if failure:

@@ -250,3 +250,17 @@ def test_announced_names_twins_and_all_resolve_from_one_browse(monkeypatch):
     # all: every board announced, a name two hosts announce with its address
     assert [label for label, *_ in resolved[2:]] == ["cam", "twin@10.0.0.1", "twin@10.0.0.2"]
     assert len(problems) == 1 and problems[0].startswith("[twin] more than one host announces")
+
+
+def test_lines_of_two_boards_never_share_a_line():
+    from rpyc_ikernel.fleet import LabelledStreams
+
+    sent = []
+    streams = LabelledStreams(lambda msg_type, content: sent.append(content["text"]))
+    streams.write("a", "stdout", "one ")
+    streams.write("b", "stdout", "B1\nB2 ")
+    streams.write("a", "stdout", "two\nthree")
+    streams.flush(older_than=60)  # nothing has waited that long
+    streams.write("b", "stdout", "end\n")
+    streams.flush()
+    assert "".join(sent) == "[b] B1\n[a] one two\n[b] B2 end\n[a] three\n"
