@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from helpers import KernelSession, free_port, interrupt_after, start_board
+from helpers import KernelSession, free_port, reply_to, start_board
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -107,17 +107,31 @@ def test_on_keeps_the_group_for_the_next_cells_and_gather_brings_values(fleet_ke
 
 
 def test_an_interrupt_stops_every_board(fleet_kernel, boards):
-    started = time.monotonic()
-    interrupt_after(fleet_kernel.manager, 2.0)
-    cell = fleet_kernel.run(
+    client = fleet_kernel.client
+    cell = client.execute(
         f"%%boards {names(boards)}\nimport time\nprint('begun', flush=True)\ntime.sleep(60)"
     )
-    assert time.monotonic() - started < 30
-    assert cell.status == "error"
-    assert cell.error["ename"] == "KeyboardInterrupt", cell.error
+
+    def mine(ms: list, msg_type: str) -> list:
+        return [m for m in ms if m["msg_type"] == msg_type and m["parent_header"].get("msg_id") == cell]
+
+    messages = collect(
+        client, lambda ms: "".join(m["content"]["text"] for m in mine(ms, "stream")).count("begun") == 3
+    )
+    fleet_kernel.manager.interrupt_kernel()  # every board runs the cell now
+    interrupted = time.monotonic()
+    messages += collect(
+        client, lambda ms: any(m["content"]["execution_state"] == "idle" for m in mine(ms, "status"))
+    )
+    assert time.monotonic() - interrupted < 20
+    stderr = "".join(
+        m["content"]["text"] for m in mine(messages, "stream") if m["content"]["name"] == "stderr"
+    )
     for label in "abc":
-        assert labelled(cell.stream(), label) == ["begun"]
-        assert labelled(cell.stream("stderr"), label)[0].startswith("KeyboardInterrupt")
+        assert labelled(stderr, label) == ["KeyboardInterrupt"], stderr
+    errors = mine(messages, "error")
+    assert len(errors) == 1 and errors[0]["content"]["ename"] == "KeyboardInterrupt"
+    assert reply_to(client, cell)["content"]["status"] == "error"
     again = fleet_kernel.run(f"%%boards {names(boards)}\n21 * 2")
     assert again.status == "ok"
     assert sorted(d["data"]["text/plain"] for d in again.of_type("display_data")) == [
