@@ -100,6 +100,16 @@ def test_on_keeps_the_group_for_the_next_cells_and_gather_brings_values(fleet_ke
         assert lines[1] == "['str', 'str', 'str']"  # a value with no literal comes as its repr text
         assert lines[2] == "BoardFailed ['a', 'c']"
         assert cell.stream("stderr").strip() == "[b] ZeroDivisionError: division by zero"
+        # a group that cannot be made is one line, and the group in use stays
+        wrong = fleet_kernel.run(f'# exec(self.on("a=127.0.0.1:{boards[0].port}", "a=127.0.0.1:0"))')
+        assert wrong.status == "error" and "the boards in use did not change" in wrong.error["evalue"]
+        assert len(wrong.error["traceback"]) == 2  # the line, and the command it came from
+        still = fleet_kernel.run("mine")
+        assert sorted(d["data"]["text/plain"][:7] for d in still.of_type("display_data")) == [
+            "Out[a]:",
+            "Out[b]:",
+            "Out[c]:",
+        ]
     finally:
         cell = fleet_kernel.run("# exec(self.on())\nimport os\nos.getpid()")
     assert cell.result["text/plain"] == str(boards[0].process.pid)  # back on the one board
@@ -144,7 +154,8 @@ def test_a_board_that_dies_or_refuses_is_one_line_and_the_others_finish(fleet_ke
     refusing = free_port()  # nothing listens there
     try:
         code = (
-            f"%%boards a=127.0.0.1:{boards[0].port} d=127.0.0.1:{doomed.port} r=127.0.0.1:{refusing}\n"
+            f"%%boards a=127.0.0.1:{boards[0].port} d=127.0.0.1:{doomed.port} r=127.0.0.1:{refusing}"
+            " x=127.0.0.1:99999\n"
             "import os, time\n"
             "print('up', flush=True)\n"
             f"if os.getpid() == {doomed.process.pid}:\n"
@@ -163,6 +174,8 @@ def test_a_board_that_dies_or_refuses_is_one_line_and_the_others_finish(fleet_ke
         lines = labelled(cell.stream("stderr"), label)
         assert len(lines) == 1, cell.stream("stderr")
     assert "2 of 3 boards failed (" in cell.error["evalue"]
+    # a board that cannot be named is one line before the cell runs on the others
+    assert cell.stream("stderr").splitlines()[0].startswith("port of board 'x=127.0.0.1:99999'")
 
 
 def test_names_that_resolve_to_nothing_are_one_line_each(monkeypatch):
