@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -161,6 +162,7 @@ def main() -> int:
             process.terminate()
         for process, _ in servers:
             stop_process(process)
+        shutil.rmtree(work, ignore_errors=True)
     slowest = max(singles)
     goal = GOAL_FACTOR * slowest + GOAL_EXTRA
     everything = rows[-1][2]

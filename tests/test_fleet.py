@@ -10,7 +10,10 @@ import base64
 import io
 import queue
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import KernelSession, free_port, reply_to, start_board
@@ -291,3 +294,13 @@ def test_lines_of_two_boards_never_share_a_line():
     streams.write("b", "stdout", "end\n")
     streams.flush()
     assert "".join(sent) == "[b] B1\n[a] one two\n[b] B2 end\n[a] three\n"
+
+
+def test_the_fleet_benchmark_runs_in_a_tiny_size():
+    """benchmarks/fleet.py with 2 boards: it runs and prints its table (timings are not held here)."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "fleet.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--boards", "2"], capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: the goal missed (a loaded machine)
+    assert "all 2 at once:" in done.stdout and "| 2 | " in done.stdout, done.stdout
