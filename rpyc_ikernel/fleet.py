@@ -486,10 +486,14 @@ class Fleet:
         if match is not None:
             names = match.group("names").split()
             body = code[match.end() :]  # starts with the magic line's newline: line numbers stay
-            if names or self.group is None:
-                group, problems, made = self._make_group(names or [ALL])
-            else:
+            if names:
+                group, problems, made = self._make_group(names)
+            elif self.group is not None:
                 group, problems = self.group, []
+            else:
+                return self._error(
+                    "BoardGroupError", "name the boards after %%boards (pi1 pi2, HOST:PORT, or all)"
+                )
         else:
             group, problems, body = self.group, [], code
         for problem in problems:

@@ -179,6 +179,8 @@ def test_a_board_that_dies_or_refuses_is_one_line_and_the_others_finish(fleet_ke
     assert "2 of 3 boards failed (" in cell.error["evalue"]
     # a board that cannot be named is one line before the cell runs on the others
     assert cell.stream("stderr").splitlines()[0].startswith("port of board 'x=127.0.0.1:99999'")
+    alone = fleet_kernel.run("%%boards\n1")  # no group of self.on(...): nothing to run on
+    assert alone.status == "error" and "name the boards after %%boards" in alone.error["evalue"]
 
 
 def test_names_that_resolve_to_nothing_are_one_line_each(monkeypatch):
