@@ -118,7 +118,7 @@ def resolve_targets(names: list[str], wait: float = 2.0) -> tuple[list[tuple[str
             targets.append(parse_target(name))
         except ValueError as exc:
             problems.append(str(exc))
-    browse = [t for t in targets if t.label.lower() == ALL or wants_discovery(t.host)]
+    browse = [t for t in targets if not t.host or wants_discovery(t.host)]  # no host: `all`
     found = None
     if browse:
         try:
@@ -127,7 +127,7 @@ def resolve_targets(names: list[str], wait: float = 2.0) -> tuple[list[tuple[str
             problems.append(str(exc))
     resolved = []
     for target in targets:
-        if target.label.lower() == ALL:
+        if not target.host:  # `all`
             if found is not None and not found.boards:
                 problems.append(f"`all`: no board announced itself on the network within {wait:g} s")
             boards = found.boards if found is not None else []
