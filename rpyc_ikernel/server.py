@@ -53,8 +53,8 @@ TERMINAL_INTERRUPT = "Ctrl-C in the board server's terminal"  # what the interru
 # ----------------------------------------------------------------------------- handshake 2
 # The kernel speaks first, so nobody waits on a timer to guess what the peer is. Every message is one
 # rpyc channel frame (!LB header: payload length, compressed=0; the payload; b"\n") whose payload is a
-# valid rpyc HANDLE_PING request (kernel) or reply (board), in the kernel's wire:
-#   wire 6 (rpyc >= 6):  I1(msg) + brine((seq, args))        wire 5 (rpyc <= 5.x):  brine((msg, seq, args))
+# valid rpyc HANDLE_PING request (kernel) or reply (board), in the kernel's wire (see "rpyc's message
+# layout" below):
 #   kernel -> board:  PING  "rpyc_ikernel hello 2 <kernel nonce>"
 #   board  -> kernel: reply "rpyc_ikernel challenge 2 <board nonce> wire=<5|6> auth=token"
 #   kernel -> board:  PING  "rpyc_ikernel proof <HMAC(token, 'kernel|hello|challenge|binding')>"
@@ -89,10 +89,17 @@ HANDSHAKE_SEQ = 0x52494B  # the seq of every handshake message; never one of rpy
 AUTH_TIMEOUT = 10.0  # seconds a peer has for the whole handshake (TLS included), not per read
 MAX_HANDSHAKE_FRAME = 4096  # handshake frames are ~100 bytes; a plain server's first frames are small too
 _FRAME_HEADER = struct.Struct("!LB")
-_MSG_REQUEST, _MSG_REPLY, _MSG_EXCEPTION = 1, 2, 3  # rpyc.core.consts, the same in rpyc 5 and 6
-_HANDLE_PING = 1
-_LABEL_VALUE = 1
-_TUPLE3_TAG = 0x12  # brine's tag of a 3-tuple: how a wire-5 message starts
+
+# rpyc's message layout, in both wires; the kernel's handshake.py and compat.py use these, not their own.
+# Written out rather than imported from rpyc.core: this file must not import rpyc before defer_imports().
+#   wire 6 (rpyc >= 6):    msg, TUPLE2, brine(seq), brine(args)                = I1(msg) + brine((seq, args))
+#   wire 5 (rpyc <= 5.x):  TUPLE3, SMALL_INT + msg, brine(seq), brine(args)    = brine((msg, seq, args))
+# So the two wires differ in the first two bytes of a message only.
+MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION = 1, 2, 3  # rpyc.core.consts, the same in rpyc 5 and 6
+MESSAGE_TYPES = (MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION)
+HANDLE_PING = 1  # rpyc.core.consts
+LABEL_VALUE = 1  # rpyc.core.consts: a boxed value, as a PING's argument is
+BRINE_TUPLE2, BRINE_TUPLE3, BRINE_SMALL_INT = 0x11, 0x12, 0x50  # brine's tags: 2-tuple, 3-tuple, the int 0
 
 
 class HandshakeTimeout(OSError):
@@ -155,40 +162,50 @@ def encode_frame(payload: bytes) -> bytes:
     return _FRAME_HEADER.pack(len(payload), 0) + payload + b"\n"
 
 
+def message_head(wire: int, msg: int) -> bytes:
+    """The first two bytes of an rpyc message of type `msg` in `wire` (see the layout above)."""
+    if wire >= 6:
+        return bytes((msg, BRINE_TUPLE2))
+    return bytes((BRINE_TUPLE3, BRINE_SMALL_INT + msg))
+
+
+def message_type(wire: int, data: bytes) -> int:
+    """The type of an rpyc message of `wire`, from its first two bytes; ValueError if it is not one."""
+    msg = data[0] if wire >= 6 else data[1] - BRINE_SMALL_INT
+    if msg not in MESSAGE_TYPES or bytes(data[:2]) != message_head(wire, msg):
+        raise ValueError("not an rpyc %d message: %r" % (wire, bytes(data[:8])))
+    return msg
+
+
 def encode_message(wire: int, msg: int, seq: int, args) -> bytes:
     """An rpyc message payload in the given wire."""
     from rpyc.core import brine
 
-    if wire >= 6:
-        return brine.I1.pack(msg) + brine.dump((seq, args))
-    return brine.dump((msg, seq, args))
+    return message_head(wire, msg) + brine.dump((seq, args))[1:]
 
 
 def decode_message(payload: bytes) -> tuple:
     """(wire, msg, seq, args) of an rpyc message payload of either wire; ValueError if it is none."""
     from rpyc.core import brine
 
+    wire = 5 if payload[:1] == bytes((BRINE_TUPLE3,)) else 6
     try:
-        if payload[:1] == bytes((_TUPLE3_TAG,)):
-            msg, seq, args = brine.load(payload)
-            return 5, msg, seq, args
-        if payload[:1] in (b"\x01", b"\x02", b"\x03"):
-            seq, args = brine.load(payload[1:])
-            return 6, payload[0], seq, args
+        msg = message_type(wire, payload)
+        seq, args = brine.load(bytes((BRINE_TUPLE2,)) + payload[2:])
     except Exception:
-        pass
-    raise ValueError("not an rpyc message")
+        raise ValueError("not an rpyc message") from None
+    return wire, msg, seq, args
 
 
 def ping_request(wire: int, text: bytes) -> bytes:
     """A channel frame: an rpyc PING request carrying `text`, as rpyc's own Connection.ping sends."""
-    args = (_HANDLE_PING, (_LABEL_VALUE, (text,)))
-    return encode_frame(encode_message(wire, _MSG_REQUEST, HANDSHAKE_SEQ, args))
+    args = (HANDLE_PING, (LABEL_VALUE, (text,)))
+    return encode_frame(encode_message(wire, MSG_REQUEST, HANDSHAKE_SEQ, args))
 
 
 def ping_reply(wire: int, text: bytes) -> bytes:
     """A channel frame: the rpyc reply to a handshake PING, carrying `text`."""
-    return encode_frame(encode_message(wire, _MSG_REPLY, HANDSHAKE_SEQ, (_LABEL_VALUE, text)))
+    return encode_frame(encode_message(wire, MSG_REPLY, HANDSHAKE_SEQ, (LABEL_VALUE, text)))
 
 
 def ping_text(args, reply: bool = False):
@@ -198,11 +215,11 @@ def ping_text(args, reply: bool = False):
             label, text = args
         else:
             handler, (label, (text,)) = args
-            if handler != _HANDLE_PING:
+            if handler != HANDLE_PING:
                 return None
     except (TypeError, ValueError):
         return None
-    return text if label == _LABEL_VALUE and isinstance(text, bytes) else None
+    return text if label == LABEL_VALUE and isinstance(text, bytes) else None
 
 
 def tls_binding(certificate_der: bytes) -> bytes:
@@ -280,7 +297,6 @@ def default_token_path() -> str:
 
 
 MIN_TOKEN_LENGTH = 16  # characters; the tokens made here have 32 (24 random bytes)
-_WARNED_TOKEN_FILES: set = set()
 
 
 class TokenError(Exception):
@@ -312,26 +328,6 @@ def exposure(stats: os.stat_result) -> str | None:
     if not what:
         return None
     return "%s by others (mode %04o)" % (" and ".join(what), mode)
-
-
-def read_token_file(path: str) -> str | None:
-    """The token in a kernel's local token file; warns once (stderr, so in the cell) if others can read it."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip() or None
-            stats = os.fstat(handle.fileno())
-    except (OSError, UnicodeError):
-        return None
-    exposed = exposure(stats) if token else None
-    if exposed and path not in _WARNED_TOKEN_FILES:
-        _WARNED_TOKEN_FILES.add(path)
-        print(
-            "rpyc_ikernel: warning: the token file %s is %s: whoever reads it can run code on boards that"
-            " use this token; run chmod 600 %s" % (path, exposed, path),
-            file=sys.stderr,
-            flush=True,
-        )
-    return token
 
 
 def load_or_create_token(path: str) -> tuple:
@@ -478,7 +474,7 @@ class BoardAuthenticator:
     def _challenge(self, sock: socket.socket, deadline: float, tls_binding_part: bytes = b"") -> None:
         _, payload = read_frame(sock, deadline)
         wire, msg, _, args = decode_message(payload)
-        hello = ping_text(args) if msg == _MSG_REQUEST else None
+        hello = ping_text(args) if msg == MSG_REQUEST else None
         if hello is None or not hello.startswith(HELLO + b" "):
             raise _auth_error("client did not start the rpyc_ikernel handshake (an older kernel?)")
         challenge = b"%s %s %s wire=%d auth=token %s" % (

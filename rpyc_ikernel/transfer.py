@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import rpyc
 from rpyc.core import consts
 
+from .agent.wire import PSEUDO_FILE_LIMIT
 from .board import Board
 from .errors import BoardConnectionLost, BoardError, describe_socket_error
 from .link import CALL_TIMEOUT, call, close_connection
@@ -39,7 +40,6 @@ CHUNK_SIZE = 256 * 1024  # bytes per request: small for a 256 MB board, big enou
 WINDOW = 4 * 1024 * 1024  # bytes of requests on their way at once: covers 100 Mbit/s at 300 ms RTT
 OPENING_WINDOW = WINDOW // 4  # ... until the board accepted the transfer (a refusal wastes little)
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
-PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
 
