@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from . import settings
 from .errors import BoardAuthError, BoardError, BoardUnreachable, describe_socket_error
 from .link import tune_socket
 from .server import (
@@ -67,10 +68,6 @@ _NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS
 
 _WARNED_TOKEN_FILES: set = set()
 _wires: dict = {}  # "host:port" -> the rpyc wire the board there spoke last time
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_token_file(path: str) -> str | None:
@@ -121,15 +118,14 @@ class Credentials:
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> Credentials:
         """RPYC_IKERNEL_TOKEN, _TLS, _CA, _CERTFILE/_KEYFILE and _ALLOW_OPEN."""
-        environ = os.environ if environ is None else environ
         return cls(
-            token=environ.get("RPYC_IKERNEL_TOKEN") or None,
-            tls=_flag(environ.get("RPYC_IKERNEL_TLS")) or bool(environ.get("RPYC_IKERNEL_CA")),
-            ca=environ.get("RPYC_IKERNEL_CA") or None,
-            certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
-            keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
-            allow_open=_flag(environ.get("RPYC_IKERNEL_ALLOW_OPEN")),
-            forward=environ.get("RPYC_IKERNEL_FORWARD") or None,
+            token=settings.TOKEN.read(environ),
+            tls=settings.TLS.read(environ) or bool(settings.CA.read(environ)),
+            ca=settings.CA.read(environ),
+            certfile=settings.CERTFILE.read(environ),
+            keyfile=settings.KEYFILE.read(environ),
+            allow_open=settings.ALLOW_OPEN.read(environ),
+            forward=settings.FORWARD.read(environ),
         )
 
     def overridden(self, **changes) -> Credentials:
