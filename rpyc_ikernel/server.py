@@ -1833,86 +1833,80 @@ def start_announcer(args, server, authenticator):
 
 
 # ----------------------------------------------------------------------------- a lean start
-# Run as a program (`python3 server.py` on a board, or `-m` without a .pyc), this ~1,000-line file is
-# compiled in one piece before its first line runs, and the compiler's peak stays in the process: about
-# 0.5 MB of a small board's memory for as long as the server runs. So the server starts once more, in
-# place (exec: same pid, stdin, stdout, options), in a process that compiles this file one top-level
-# statement at a time, the way the agent's boot.py loads the agent: its peak is a few KB. That
-# process's program is STATEMENT_LOADER, passed through the environment (so `ps` shows a short command
-# line), which it leaves at once.
+# Run as a program (`python3 server.py` on a board, or `-m`), this file is compiled in one piece before
+# its first line runs, and the compiler's peak stays in the process: about 0.5 MB of a small board's
+# memory for as long as the server runs. So the server starts once more, in place (exec: same pid,
+# stdin, stdout, options), in a process that compiles nothing: LEAN_START, one line of -c, runs this
+# file's code object, which this process compiled and marshalled into an unlinked temporary file it
+# hands over by descriptor (the same interpreter writes and reads it, so the marshal format agrees;
+# nothing is left on disk or goes stale, python -B and read-only directories are no obstacle).
+# `ps` shows LEAN_START, then the descriptor, the file and the options given.
 
-STATEMENT_LOADER_ENV = "RPYC_IKERNEL_SERVER_LOADER"
 PROCESS_TITLE = "rpyc_ikernel board server"
 PROCESS_NAME = "rpyc_ikernel"  # Linux's short name of the process (/proc/PID/comm: top, pgrep NAME)
-STATEMENT_LOADER = """
-from __future__ import annotations  # compile() passes it on to each statement, as this file has it
-import os
-import sys
-
-CONTINUED = ("else", "elif", "except", "finally", ")", "]", "}", "#", " ", "\\t", "\\r", "\\n")
+LEAN_START = (
+    "import marshal,sys;_LEAN_CODE=sys.argv.pop(1);f=open(int(_LEAN_CODE),'rb');c=marshal.load(f);"
+    "f.close();exec(c)  # %s:" % PROCESS_TITLE
+)
 
 
-def next_start(lines, after):
-    return next((i for i in range(after + 1, len(lines)) if not lines[i].startswith(CONTINUED)), len(lines))
+def start_lean() -> None:
+    """Replace this process by LEAN_START (see above); in that process, set what Python sets for a
+    program (argv, __file__, __spec__, sys.path) as the first process had it.
+
+    Returns at once in the lean process, and where the restart is not possible: not POSIX, no
+    temporary file, or the interpreter's own options (-u, -X ..., -W ...) cannot be known, so could
+    not be kept.
+    """
+    if "_LEAN_CODE" in globals():
+        _finish_lean_start()
+        return
+    if os.name != "posix" or not sys.executable:
+        return
+    options = _interpreter_options()
+    if options is None:
+        return
+    path = os.path.abspath(__file__)
+    spec = globals().get("__spec__")
+    module = spec.name if spec is not None else ""
+    try:
+        with _marshalled_code(path) as code:
+            lean = [LEAN_START, str(code.fileno()), path, module]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, *options, "-c", *lean, *sys.argv[1:]])
+    except (OSError, SyntaxError, ValueError):
+        return  # carry on in this process
 
 
-def run_in_statements(path, module):
+def _marshalled_code(path: str):
+    """An unlinked temporary file holding path's code object, marshalled, its descriptor kept open
+    across exec (until the file object is closed)."""
+    import marshal
+    import tempfile
+
+    with open(path, "rb") as handle:
+        code = compile(handle.read(), path, "exec", dont_inherit=True)
+    holder = tempfile.TemporaryFile()
+    holder.write(marshal.dumps(code))
+    holder.seek(0)  # the descriptor's offset, which the next process starts reading at
+    os.set_inheritable(holder.fileno(), True)
+    return holder
+
+
+def _finish_lean_start() -> None:
     main = sys.modules["__main__"]
+    for name in ("f", "c"):  # LEAN_START's own names
+        main.__dict__.pop(name, None)
+    path, module = sys.argv[1], sys.argv[2]
+    sys.argv[:3] = [path]
     main.__file__ = path
-    main._STATEMENT_LOADED = True  # start_lean() does nothing then
     if module:  # as python -m module
         from importlib.machinery import ModuleSpec
 
         main.__spec__ = ModuleSpec(module, None, origin=path)
     elif sys.path and sys.path[0] == "":  # as python file.py: imports look beside the file first
-        sys.path[0] = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
-    start = 0
-    while start < len(lines):
-        end = start
-        while True:  # the lines up to the next one that can start a statement, or more if needed
-            end = next_start(lines, end)
-            try:
-                code = compile("\\n" * start + "".join(lines[start:end]), path, "exec")
-                break
-            except SyntaxError:  # cut inside a statement (a string, a decorator...): take more lines
-                if end == len(lines):
-                    raise
-        lines[start:end] = [""] * (end - start)  # compiled: its text is not needed while it runs (~0.1 MB)
-        exec(code, main.__dict__)
-        start = end
-
-
-sys.argv[:2] = sys.argv[1:2]
-run_in_statements(sys.argv[0], MODULE)
-"""
-
-
-def start_lean() -> None:
-    """Replace this process by one that compiles this file statement by statement (see above).
-
-    Returns only where that is done already (this is that process) or not possible: not POSIX, or
-    the interpreter's own options (-u, -X ..., -W ...) cannot be known, so could not be kept.
-    """
-    if globals().get("_STATEMENT_LOADED") or os.name != "posix" or not sys.executable:
-        return
-    options = _interpreter_options()
-    if options is None:
-        return
-    spec = globals().get("__spec__")
-    loader = STATEMENT_LOADER.replace("MODULE", repr(spec.name if spec is not None else None))
-    # ps and `pgrep -af rpyc_ikernel` show this program, then the file and the options given
-    program = "import os; exec(os.environ.pop(%r))  # %s:" % (STATEMENT_LOADER_ENV, PROCESS_TITLE)
-    environment = dict(os.environ)
-    environment[STATEMENT_LOADER_ENV] = loader
-    arguments = [sys.executable, *options, "-c", program, os.path.abspath(__file__), *sys.argv[1:]]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(sys.executable, arguments, environment)
-    except OSError:
-        return  # carry on in this process
+        sys.path[0] = os.path.dirname(path)
 
 
 def _interpreter_options() -> list | None:
