@@ -29,7 +29,7 @@ from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
-from .magics import to_board_code
+from .ipython_syntax import to_board_code
 from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
