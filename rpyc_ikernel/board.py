@@ -575,7 +575,7 @@ class Board:
 
 def _earlier_output(earlier: dict) -> Iterator[dict | Notice]:
     """What the kernel missed of the cell before (a stall it gave up on, a cell that ran after the
-    board woke up), shown at the start of this cell under one line saying so (issue 20.6)."""
+    board woke up), shown at the start of this cell under one line saying so."""
     yield Notice(
         "the previous cell's output that arrived after it ended (the board stalled or the link dropped):"
     )

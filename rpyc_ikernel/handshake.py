@@ -59,7 +59,7 @@ from .server import (
 )
 
 BOARD_TOKEN_FILE = "~/.config/rpyc_ikernel/token"  # the board server's default, as its user sees it
-RTT_FACTOR = 40  # round trips a connect may take before it is called dead (today it needs ~30)
+RTT_FACTOR = 40  # round trips a connect may take before it is called dead (a connect needs ~30)
 MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it answers our hello
 _OLD_HANDSHAKE = b"RPYC_"  # what a board server of handshake 1 (rpyc_ikernel <= 0.1) sends first
 

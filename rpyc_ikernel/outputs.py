@@ -1,5 +1,5 @@
 """What a board may show in the notebook: the output messages of a cell, checked, and nothing that
-runs in the browser unless the user trusts the board (issue 20.5).
+runs in the browser unless the user trusts the board.
 
 The kernel publishes what a cell on the board produces. A board that lies could otherwise publish
 any message type (``status: idle`` ends a cell early for the client; ``comm_open`` drives widgets)

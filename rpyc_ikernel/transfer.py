@@ -132,8 +132,8 @@ def download(
     """Copy a board file here (a local directory, or no local path, keeps the file's name).
 
     The local name comes from the caller's paths only, never from the board's answer, and the file's
-    mode is the board's masked (no setuid/setgid/sticky, no world-write) under this process's umask
-    (issue 20.4). overwrite: True replaces an existing file, False never does; None (the default)
+    mode is the board's masked (no setuid/setgid/sticky, no world-write) under this process's umask.
+    overwrite: True replaces an existing file, False never does; None (the default)
     replaces it only when local_path names the file itself, not when the name was taken from
     remote_path (no local path, or a local directory).
     """
