@@ -1840,13 +1840,13 @@ def start_announcer(args, server, authenticator):
 # file's code object, which this process compiled and marshalled into an unlinked temporary file it
 # hands over by descriptor (the same interpreter writes and reads it, so the marshal format agrees;
 # nothing is left on disk or goes stale, python -B and read-only directories are no obstacle).
-# `ps` shows LEAN_START, then the descriptor, the file and the options given.
+# `ps` shows LEAN_START, then the file, the descriptor (":module" after it for -m) and the options given.
 
 PROCESS_TITLE = "rpyc_ikernel board server"
 PROCESS_NAME = "rpyc_ikernel"  # Linux's short name of the process (/proc/PID/comm: top, pgrep NAME)
 LEAN_START = (
-    "import marshal,sys;_LEAN_CODE=sys.argv.pop(1);f=open(int(_LEAN_CODE),'rb');c=marshal.load(f);"
-    "f.close();exec(c)  # %s:" % PROCESS_TITLE
+    "import marshal,sys;_LEAN_CODE=sys.argv.pop(2);f=open(int(_LEAN_CODE.partition(':')[0]),'rb');"
+    "c=marshal.load(f);f.close();exec(c)  # %s:" % PROCESS_TITLE
 )
 
 
@@ -1868,10 +1868,9 @@ def start_lean() -> None:
         return
     path = os.path.abspath(__file__)
     spec = globals().get("__spec__")
-    module = spec.name if spec is not None else ""
     try:
         with _marshalled_code(path) as code:
-            lean = [LEAN_START, str(code.fileno()), path, module]
+            lean = [LEAN_START, path, str(code.fileno()) + (":" + spec.name if spec is not None else "")]
             sys.stdout.flush()
             sys.stderr.flush()
             os.execv(sys.executable, [sys.executable, *options, "-c", *lean, *sys.argv[1:]])
@@ -1898,8 +1897,8 @@ def _finish_lean_start() -> None:
     main = sys.modules["__main__"]
     for name in ("f", "c"):  # LEAN_START's own names
         main.__dict__.pop(name, None)
-    path, module = sys.argv[1], sys.argv[2]
-    sys.argv[:3] = [path]
+    path, module = sys.argv.pop(1), main._LEAN_CODE.partition(":")[2]
+    sys.argv[0] = path
     main.__file__ = path
     if module:  # as python -m module
         from importlib.machinery import ModuleSpec
