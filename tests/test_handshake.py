@@ -313,3 +313,8 @@ def test_the_rpyc_facts_the_server_spells_out_are_rpyc_s():
 
     assert compat.wire6_to_wire5(wire6) == wire5
     assert compat.wire5_to_wire6(wire5) == wire6
+    from rpyc.core.channel import Channel
+
+    from rpyc_ikernel.server import encode_frame
+
+    assert encode_frame(b"abc") == Channel.FRAME_HEADER.pack(3, 0) + b"abc" + Channel.FLUSHER
