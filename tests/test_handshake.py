@@ -318,3 +318,33 @@ def test_the_rpyc_facts_the_server_spells_out_are_rpyc_s():
     from rpyc_ikernel.server import encode_frame
 
     assert encode_frame(b"abc") == Channel.FRAME_HEADER.pack(3, 0) + b"abc" + Channel.FLUSHER
+
+
+def test_each_protocol_fact_has_one_owner():
+    """rpyc's message codes, brine's tags, the message layout and the pseudo-file limit are assigned
+    in one module each; the others import them."""
+    import re
+
+    from helpers import REPO
+
+    owners = {}
+    assignment = re.compile(
+        r"^\s*((?:_?(?:MSG_REQUEST|MSG_REPLY|MSG_EXCEPTION|HANDLE_PING|LABEL_VALUE|[A-Z_]*TUPLE[23][A-Z_]*"
+        r"|[A-Z_]*SMALL_INT[A-Z_]*|PSEUDO_FILE_LIMIT)\s*,?\s*)+)=",
+        re.MULTILINE,
+    )
+    for path in sorted((REPO / "rpyc_ikernel").rglob("*.py")):
+        for names in assignment.findall(path.read_text(encoding="utf-8")):
+            for name in re.findall(r"[A-Z_0-9]+", names):
+                owners.setdefault(name.lstrip("_"), []).append(path.relative_to(REPO).as_posix())
+    assert owners == {
+        "MSG_REQUEST": ["rpyc_ikernel/server.py"],
+        "MSG_REPLY": ["rpyc_ikernel/server.py"],
+        "MSG_EXCEPTION": ["rpyc_ikernel/server.py"],
+        "HANDLE_PING": ["rpyc_ikernel/server.py"],
+        "LABEL_VALUE": ["rpyc_ikernel/server.py"],
+        "BRINE_TUPLE2": ["rpyc_ikernel/server.py"],
+        "BRINE_TUPLE3": ["rpyc_ikernel/server.py"],
+        "BRINE_SMALL_INT": ["rpyc_ikernel/server.py"],
+        "PSEUDO_FILE_LIMIT": ["rpyc_ikernel/agent/wire.py"],
+    }
