@@ -663,9 +663,8 @@ class MisconfiguredBoard(Board):
     """Stands in for the default board when the settings are wrong: each use fails with the reason."""
 
     def __init__(self, problem: str, session_id: str) -> None:
-        super().__init__(
-            Address(), session_id, Credentials(), trusted=False
-        )  # the settings may be what is wrong
+        # trusted=False: the setting Board would read for it may be the one that is wrong
+        super().__init__(Address(), session_id, Credentials(), trusted=False)
         self.problem = problem
 
     def _open_attached(self, limit: float | None, session_id: str | None = None, notices: bool = True):
