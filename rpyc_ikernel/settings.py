@@ -7,7 +7,8 @@ and a good value (a ``SettingError``, which is a ``BoardError``: the kernel show
 Every on/off variable takes the same words (``ON`` / ``OFF``).
 
 The board server (server.py, one standalone file) reads its two itself: ``RPYC_IKERNEL_TOKEN`` and
-``RPYC_IKERNEL_TOKEN_FILE``; they are declared here too, so this is the whole list (the README's table
+``RPYC_IKERNEL_TOKEN_FILE`` (the kernel reads the first through TOKEN, the second through the server's
+default_token_path); they are declared here too, so this is the whole list (the README's table
 is made from it: ``python -m rpyc_ikernel.settings``).
 """
 
@@ -85,9 +86,9 @@ TOKEN = Setting(
 )
 TOKEN_FILE = Setting(
     "RPYC_IKERNEL_TOKEN_FILE",
-    "the token file (default ~/.config/rpyc_ikernel/token): the board server keeps its token there; a"
-    " kernel reads it for boards on this machine",
-    reader="both",
+    "the board server's token file (default ~/.config/rpyc_ikernel/token); a kernel reads the same"
+    " file for a board on its own machine",
+    reader="server",  # the kernel finds it with server.default_token_path, the same rule
 )
 TLS = Setting("RPYC_IKERNEL_TLS", "connect with TLS", on_off, False)
 CA = Setting("RPYC_IKERNEL_CA", "CA file that signed the board's certificate; implies TLS")

@@ -26,7 +26,27 @@ def test_every_variable_the_package_names_is_declared_in_settings():
             used.setdefault(name, path.relative_to(REPO).as_posix())
     undeclared = {name: where for name, where in used.items() if name not in settings.BY_NAME}
     assert undeclared == {}
-    assert set(settings.BY_NAME) <= set(used)  # and nothing declared that nobody reads
+
+
+def test_the_kernel_reads_them_only_through_settings():
+    """No laptop module reads os.environ for them; each is read through its Setting, or by the board
+    server (a standalone file, which reads its own two)."""
+    package = REPO / "rpyc_ikernel"
+    sources = {
+        path.relative_to(REPO).as_posix(): path.read_text(encoding="utf-8") for path in package.rglob("*.py")
+    }
+    server = sources.pop("rpyc_ikernel/server.py")
+    del sources["rpyc_ikernel/settings.py"]
+    direct = re.compile(r"environ(?:\.get\(|\[)\s*[\"']RPYC_IKERNEL_")
+    assert [path for path, text in sources.items() if direct.search(text)] == []
+    unread = []
+    for setting in settings.SETTINGS:
+        attribute = setting.name[len("RPYC_IKERNEL_") :]
+        by_kernel = any(f"settings.{attribute}.read(" in text for text in sources.values())
+        by_server = f'os.environ.get("{setting.name}")' in server
+        if (setting.reader != "server" and not by_kernel) or (setting.reader != "kernel" and not by_server):
+            unread.append(setting.name)
+    assert unread == []
 
 
 def test_the_readme_lists_them_all():
