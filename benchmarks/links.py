@@ -49,7 +49,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from helpers import BoardServer, install_kernelspec, start_board, wait_for_iopub  # noqa: E402
 from linkemu import LinkEmulator, bytes_per_second  # noqa: E402
 
-from rpyc_ikernel.server import default_token_path, read_token_file  # noqa: E402
+from rpyc_ikernel.handshake import read_token_file  # noqa: E402
+from rpyc_ikernel.server import default_token_path  # noqa: E402
 
 FULL_PROFILES = "0x0,20x20,100x5,100x20,100x100,300x20"
 QUICK_PROFILES = "20x20"

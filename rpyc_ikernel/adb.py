@@ -19,6 +19,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 
+from . import settings
 from .board import DEFAULT_PORT, Address, Board
 from .errors import BoardUnreachable
 from .handshake import BOARD_TOKEN_FILE, BoardToken
@@ -223,7 +224,7 @@ class AdbBoard(Board):
 def adb_requested(environ: dict | None = None) -> bool:
     """Whether the default board is reached through adb (RPYC_IKERNEL_ADB, set by `install --adb`)."""
     environ = os.environ if environ is None else environ
-    return environ.get("RPYC_IKERNEL_ADB", "").strip().lower() not in ("", "0", "no", "false", "off")
+    return settings.ADB.read(environ)
 
 
 def adb_board(
@@ -241,7 +242,7 @@ def adb_board(
     """
     environ = os.environ if environ is None else environ
     if adb_requested(environ):
-        serial = serial or environ.get("RPYC_IKERNEL_ADB_SERIAL") or None
+        serial = serial or settings.ADB_SERIAL.read(environ)
         port = Address.from_environment(environ).port if port is None else port
     port = DEFAULT_PORT if port is None else port
     forward = AdbForward(serial, port)

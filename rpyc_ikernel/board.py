@@ -20,9 +20,8 @@ from typing import Protocol
 
 import rpyc
 
-from . import bootstrap, compat
+from . import bootstrap, compat, settings
 from .agent import wire
-from .checks import host_name, port_number
 from .errors import BoardConnectionLost, BoardError, BoardMisbehaved, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
 from .handshake import BoardHandshake, Credentials, Handshake, connect_budget, is_loopback
@@ -40,8 +39,8 @@ from .link import (
 from .outputs import trusted_from_environment
 from .sidelink import SideLink, SideLinkSlot
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 18812
+DEFAULT_HOST = settings.HOST.default
+DEFAULT_PORT = settings.PORT.default
 CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent (more on a slow link, see handshake)
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
@@ -70,12 +69,7 @@ class Address:
     def from_environment(cls, environ: dict | None = None) -> Address:
         """RPYC_IKERNEL_HOST / RPYC_IKERNEL_PORT, else this machine's loopback on port 18812."""
         environ = os.environ if environ is None else environ
-        host = (environ.get("RPYC_IKERNEL_HOST") or "").strip() or DEFAULT_HOST
-        port = (environ.get("RPYC_IKERNEL_PORT") or "").strip() or DEFAULT_PORT
-        try:
-            return cls(host_name(host, "RPYC_IKERNEL_HOST"), port_number(port, "RPYC_IKERNEL_PORT"))
-        except ValueError as exc:
-            raise BoardError(f"{exc} (environment or kernelspec)") from None
+        return cls(settings.HOST.read(environ), settings.PORT.read(environ))
 
 
 class Tunnel(Protocol):
@@ -581,7 +575,7 @@ class Board:
 
 def _earlier_output(earlier: dict) -> Iterator[dict | Notice]:
     """What the kernel missed of the cell before (a stall it gave up on, a cell that ran after the
-    board woke up), shown at the start of this cell under one line saying so (issue 20.6)."""
+    board woke up), shown at the start of this cell under one line saying so."""
     yield Notice(
         "the previous cell's output that arrived after it ended (the board stalled or the link dropped):"
     )

@@ -95,7 +95,7 @@ HIDDEN = "<hidden>"
 def without_secrets(code: str) -> str:
     """The cell as it may be stored in history: string values of token=-like keyword arguments in its
     ``# exec(...)`` lines replaced by <hidden> (IPython's history database is readable by others:
-    0644, issue 20.7). Board code is left as typed."""
+    0644). Board code is left as typed."""
     lines = code.splitlines(keepends=True)
     for command in find_commands(code):
         index = command.line - 1

@@ -1,15 +1,11 @@
 """Talk to a board whose rpyc speaks the other wire (rpyc 5.x against 6.x, either way round).
 
-rpyc 5.x and 6.x differ in one place only, the start of each message inside a channel frame:
-
-    wire 5 (rpyc <= 5.x):  brine.dump((msg, seq, args))            = 0x12, 0x50 + msg, seq..., args...
-    wire 6 (rpyc >= 6):    brine.I1.pack(msg) + brine.dump((seq, args)) = msg, 0x11, seq..., args...
-
-(0x12 and 0x11 are brine's 3-tuple and 2-tuple tags; 0x50 + n is brine's one-byte small int.)
-Handlers, boxing, brine and the channel framing are the same, so translating the first two bytes of
-every message is all it takes: no decoding, one copy. It is done in the Channel, below the
-Connection, so the installed rpyc's own send queue, locks and dispatch stay untouched (they differ
-between rpyc 5.3 and 6.0.x; overriding Connection._send/_dispatch would have to copy them).
+rpyc 5.x and 6.x differ in one place only, the first two bytes of each message inside a channel frame
+(server.py spells out the layout: message_head, message_type). Handlers, boxing, brine and the
+channel framing are the same, so translating those two bytes of every message is all it takes: no
+decoding, one copy. It is done in the Channel, below the Connection, so the installed rpyc's own send
+queue, locks and dispatch stay untouched (they differ between rpyc 5.3 and 6.0.x; overriding
+Connection._send/_dispatch would have to copy them).
 """
 
 from __future__ import annotations
@@ -20,31 +16,28 @@ import rpyc
 from rpyc.core.channel import Channel
 from rpyc.utils.factory import connect_channel
 
-from .server import local_wire
+from .server import local_wire, message_head, message_type
 
 LOCAL_WIRE = local_wire()  # the wire of the rpyc installed here
-_TUPLE2, _TUPLE3, _SMALL_INT = 0x11, 0x12, 0x50
-_MESSAGES = (1, 2, 3)  # MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION
 # The largest message a board may send the kernel, on the wire and once inflated: far above a cell's
 # output batch (4 MiB), a live image or a transfer chunk (256 KiB); a board that sends more is hostile
-# or broken, and the kernel closes the link instead of buffering or inflating it (issue 20.3).
+# or broken, and the kernel closes the link instead of buffering or inflating it.
 MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def translate(data: bytes, source: int, target: int) -> bytes:
+    """One rpyc message of wire `source` as wire `target`; ValueError if it is not a message of `source`."""
+    return message_head(target, message_type(source, data)) + data[2:]
 
 
 def wire6_to_wire5(data: bytes) -> bytes:
     """One rpyc message of wire 6 as wire 5."""
-    msg = data[0]
-    if msg not in _MESSAGES or data[1] != _TUPLE2:
-        raise ValueError(f"not an rpyc 6 message: {bytes(data[:8])!r}")
-    return bytes((_TUPLE3, _SMALL_INT + msg)) + data[2:]
+    return translate(data, 6, 5)
 
 
 def wire5_to_wire6(data: bytes) -> bytes:
     """One rpyc message of wire 5 as wire 6."""
-    msg = data[1] - _SMALL_INT
-    if data[0] != _TUPLE3 or msg not in _MESSAGES:
-        raise ValueError(f"not an rpyc 5 message: {bytes(data[:8])!r}")
-    return bytes((msg, _TUPLE2)) + data[2:]
+    return translate(data, 5, 6)
 
 
 class BoardProtocolError(EOFError):

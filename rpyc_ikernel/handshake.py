@@ -21,10 +21,12 @@ import os
 import secrets
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from . import settings
 from .errors import BoardAuthError, BoardError, BoardUnreachable, describe_socket_error
 from .link import tune_socket
 from .server import (
@@ -36,6 +38,8 @@ from .server import (
     HANDSHAKE_SEQ,
     HANDSHAKE_VERSION,
     HELLO,
+    MSG_REPLY,
+    MSG_REQUEST,
     PROOF,
     RELAYED,
     HandshakeTimeout,
@@ -43,6 +47,7 @@ from .server import (
     decode_message,
     default_token_path,
     endpoint_text,
+    exposure,
     local_wire,
     ping_request,
     ping_text,
@@ -50,24 +55,39 @@ from .server import (
     proof,
     proof_binding,
     read_frame,
-    read_token_file,
     tls_binding,
 )
 
 BOARD_TOKEN_FILE = "~/.config/rpyc_ikernel/token"  # the board server's default, as its user sees it
-RTT_FACTOR = 40  # round trips a connect may take before it is called dead (today it needs ~30)
+RTT_FACTOR = 40  # round trips a connect may take before it is called dead (a connect needs ~30)
 MAX_EARLY_BYTES = 64 * 1024  # requests a full-duplex board may send before it answers our hello
-_MSG_REQUEST, _MSG_REPLY = 1, 2
 _OLD_HANDSHAKE = b"RPYC_"  # what a board server of handshake 1 (rpyc_ikernel <= 0.1) sends first
 
 PAIRING_MARK = "@sha256:"  # TOKEN@sha256:FINGERPRINT, the pairing string a board server prints
 _NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
+_WARNED_TOKEN_FILES: set = set()
 _wires: dict = {}  # "host:port" -> the rpyc wire the board there spoke last time
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def read_token_file(path: str) -> str | None:
+    """The token in a kernel's local token file; warns once (stderr, so in the cell) if others can read it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip() or None
+            stats = os.fstat(handle.fileno())
+    except (OSError, UnicodeError):
+        return None
+    exposed = exposure(stats) if token else None
+    if exposed and path not in _WARNED_TOKEN_FILES:
+        _WARNED_TOKEN_FILES.add(path)
+        print(
+            f"rpyc_ikernel: warning: the token file {path} is {exposed}: whoever reads it can run code on"
+            f" boards that use this token; run chmod 600 {path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return token
 
 
 @dataclass(frozen=True)
@@ -98,15 +118,14 @@ class Credentials:
     @classmethod
     def from_environment(cls, environ: dict | None = None) -> Credentials:
         """RPYC_IKERNEL_TOKEN, _TLS, _CA, _CERTFILE/_KEYFILE and _ALLOW_OPEN."""
-        environ = os.environ if environ is None else environ
         return cls(
-            token=environ.get("RPYC_IKERNEL_TOKEN") or None,
-            tls=_flag(environ.get("RPYC_IKERNEL_TLS")) or bool(environ.get("RPYC_IKERNEL_CA")),
-            ca=environ.get("RPYC_IKERNEL_CA") or None,
-            certfile=environ.get("RPYC_IKERNEL_CERTFILE") or None,
-            keyfile=environ.get("RPYC_IKERNEL_KEYFILE") or None,
-            allow_open=_flag(environ.get("RPYC_IKERNEL_ALLOW_OPEN")),
-            forward=environ.get("RPYC_IKERNEL_FORWARD") or None,
+            token=settings.TOKEN.read(environ),
+            tls=settings.TLS.read(environ) or bool(settings.CA.read(environ)),
+            ca=settings.CA.read(environ),
+            certfile=settings.CERTFILE.read(environ),
+            keyfile=settings.KEYFILE.read(environ),
+            allow_open=settings.ALLOW_OPEN.read(environ),
+            forward=settings.FORWARD.read(environ),
         )
 
     def overridden(self, **changes) -> Credentials:
@@ -389,7 +408,7 @@ class BoardHandshake:
             while True:
                 raw, payload = read_frame(sock, deadline)
                 board_wire, msg, seq, args = decode_message(payload)
-                said = ping_text(args, reply=True) if (msg, seq) == (_MSG_REPLY, HANDSHAKE_SEQ) else None
+                said = ping_text(args, reply=True) if (msg, seq) == (MSG_REPLY, HANDSHAKE_SEQ) else None
                 if said is not None and said.startswith(BUSY):  # in the board's wire, whichever we spoke
                     why = said[len(BUSY) :].strip().decode("ascii", "replace") or "too many connections"
                     raise BoardBusy(
@@ -398,10 +417,10 @@ class BoardHandshake:
                     )
                 if board_wire != wire:
                     raise _OtherWire(board_wire)
-                if msg == _MSG_REQUEST and len(early) + len(raw) <= MAX_EARLY_BYTES:
+                if msg == MSG_REQUEST and len(early) + len(raw) <= MAX_EARLY_BYTES:
                     early += raw
                     continue
-                answer = ping_text(args, reply=True) if (msg, seq) == (_MSG_REPLY, HANDSHAKE_SEQ) else None
+                answer = ping_text(args, reply=True) if (msg, seq) == (MSG_REPLY, HANDSHAKE_SEQ) else None
                 if answer is None:
                     raise ValueError("it answered our hello with something else")
                 return hello, answer, early, time.monotonic() - sent

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from .adb import adb_requested
-from .board import DEFAULT_HOST, DEFAULT_PORT
+from . import settings
 from .checks import host_name, port_number
 from .server import TokenError, check_token
 
@@ -39,21 +38,15 @@ def kernel_json(
 
     adb_serial None: a board on the network; "" : the only adb device; else that device's serial.
     """
-    env = {}
-    if host:
-        env["RPYC_IKERNEL_HOST"] = host
-    if port is not None:
-        env["RPYC_IKERNEL_PORT"] = str(port)
-    if token:
-        env["RPYC_IKERNEL_TOKEN"] = token
-    if tls or ca:
-        env["RPYC_IKERNEL_TLS"] = "1"
-    if ca:
-        env["RPYC_IKERNEL_CA"] = os.path.abspath(ca)
-    if adb_serial is not None:
-        env["RPYC_IKERNEL_ADB"] = "1"
-        if adb_serial:
-            env["RPYC_IKERNEL_ADB_SERIAL"] = adb_serial
+    env = settings.environment(
+        host=host or None,
+        port=port,
+        token=token or None,
+        tls=bool(tls or ca),
+        ca=os.path.abspath(ca) if ca else None,
+        adb=adb_serial is not None,
+        adb_serial=adb_serial or None,
+    )
     spec = {
         "argv": [sys.executable, "-m", "rpyc_ikernel", "-f", "{connection_file}"],
         "display_name": display_name,
@@ -98,8 +91,8 @@ def install(args: argparse.Namespace) -> Path:
     target = _target(args)
     spec = kernel_json(args.display_name, args.host, args.port, args.token, args.tls, args.ca, args.adb)
     public = dict(spec)
-    if "RPYC_IKERNEL_TOKEN" in spec.get("env", {}):
-        public["env"] = {k: v for k, v in spec["env"].items() if k != "RPYC_IKERNEL_TOKEN"}
+    if settings.TOKEN.name in spec.get("env", {}):
+        public["env"] = {k: v for k, v in spec["env"].items() if k != settings.TOKEN.name}
     with tempfile.TemporaryDirectory() as tmp:
         spec_dir = Path(tmp, args.name)
         spec_dir.mkdir()
@@ -189,12 +182,15 @@ def presets(args: argparse.Namespace) -> list[dict]:
 
 def describe_board(env: dict) -> str:
     """What a kernelspec's env says about its board, for --list."""
-    port = env.get("RPYC_IKERNEL_PORT") or str(DEFAULT_PORT)
-    if adb_requested(env):
-        return f"adb {env.get('RPYC_IKERNEL_ADB_SERIAL') or '(the only device)'}, port {port}"
-    if not env.get("RPYC_IKERNEL_HOST") and not env.get("RPYC_IKERNEL_PORT"):
-        return f"default (RPYC_IKERNEL_HOST, else {DEFAULT_HOST}:{DEFAULT_PORT})"
-    return f"{env.get('RPYC_IKERNEL_HOST') or DEFAULT_HOST}:{port}"
+    try:
+        host, port = settings.HOST.read(env), settings.PORT.read(env)
+        if settings.ADB.read(env):
+            return f"adb {settings.ADB_SERIAL.read(env) or '(the only device)'}, port {port}"
+    except settings.SettingError as exc:
+        return str(exc)
+    if not env.get(settings.HOST.name) and not env.get(settings.PORT.name):
+        return f"default ({settings.HOST.name}, else {host}:{port})"
+    return f"{host}:{port}"
 
 
 def list_presets(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from .errors import BoardError
 from .fleet import Fleet
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
-from .magics import to_board_code
+from .ipython_syntax import to_board_code
 from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
@@ -691,7 +691,8 @@ class MisconfiguredBoard(Board):
     """Stands in for the default board when the settings are wrong: each use fails with the reason."""
 
     def __init__(self, problem: str, session_id: str) -> None:
-        super().__init__(Address(), session_id, Credentials())
+        # trusted=False: the setting Board would read for it may be the one that is wrong
+        super().__init__(Address(), session_id, Credentials(), trusted=False)
         self.problem = problem
 
     def _open_attached(self, limit: float | None, session_id: str | None = None, notices: bool = True):

@@ -22,7 +22,7 @@ from .errors import BoardConnectionLost, BoardMisbehaved, describe_socket_error
 
 CALL_TIMEOUT = 8.0  # seconds a request beside a cell (completion, interrupt, frames) may go unanswered
 # A link silent this long while an answer is due is dead: longer than a Wi-Fi stall or a roaming
-# hand-over (issue 11: a 10 s stall must recover), short enough that a vanished board ends the cell
+# hand-over (a 10 s stall must recover), short enough that a vanished board ends the cell
 # while the user still waits for it. RST/FIN are seen at once, whatever this is.
 SILENCE_LIMIT = 12.0
 SILENCE_RTT_FACTOR = 10  # ... or this many round trips on a very slow link

@@ -1,5 +1,5 @@
 """What a board may show in the notebook: the output messages of a cell, checked, and nothing that
-runs in the browser unless the user trusts the board (issue 20.5).
+runs in the browser unless the user trusts the board.
 
 The kernel publishes what a cell on the board produces. A board that lies could otherwise publish
 any message type (``status: idle`` ends a cell early for the client; ``comm_open`` drives widgets)
@@ -22,8 +22,9 @@ kernelspec) or ``connect_remote(..., trusted=True)`` publishes rich output as it
 from __future__ import annotations
 
 import html
-import os
 import re
+
+from . import settings
 
 # The message types a cell produces; anything else a board names is dropped.
 CELL_OUTPUT_TYPES = ("stream", "display_data", "update_display_data", "clear_output")
@@ -56,9 +57,8 @@ class BadOutput(ValueError):
 
 
 def trusted_from_environment(environ: dict | None = None) -> bool:
-    """RPYC_IKERNEL_TRUST_BOARD_HTML: 1/true/yes trusts the board's rich output; anything else does not."""
-    environ = os.environ if environ is None else environ
-    return (environ.get("RPYC_IKERNEL_TRUST_BOARD_HTML") or "").strip().lower() in ("1", "true", "yes", "on")
+    """RPYC_IKERNEL_TRUST_BOARD_HTML (on/off, default off): whether to trust the board's rich output."""
+    return settings.TRUST_BOARD_HTML.read(environ)
 
 
 def is_active(text: str) -> bool:

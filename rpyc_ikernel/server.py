@@ -53,8 +53,8 @@ TERMINAL_INTERRUPT = "Ctrl-C in the board server's terminal"  # what the interru
 # ----------------------------------------------------------------------------- handshake 2
 # The kernel speaks first, so nobody waits on a timer to guess what the peer is. Every message is one
 # rpyc channel frame (!LB header: payload length, compressed=0; the payload; b"\n") whose payload is a
-# valid rpyc HANDLE_PING request (kernel) or reply (board), in the kernel's wire:
-#   wire 6 (rpyc >= 6):  I1(msg) + brine((seq, args))        wire 5 (rpyc <= 5.x):  brine((msg, seq, args))
+# valid rpyc HANDLE_PING request (kernel) or reply (board), in the kernel's wire (see "rpyc's message
+# layout" below):
 #   kernel -> board:  PING  "rpyc_ikernel hello 2 <kernel nonce>"
 #   board  -> kernel: reply "rpyc_ikernel challenge 2 <board nonce> wire=<5|6> auth=token"
 #   kernel -> board:  PING  "rpyc_ikernel proof <HMAC(token, 'kernel|hello|challenge|binding')>"
@@ -89,10 +89,17 @@ HANDSHAKE_SEQ = 0x52494B  # the seq of every handshake message; never one of rpy
 AUTH_TIMEOUT = 10.0  # seconds a peer has for the whole handshake (TLS included), not per read
 MAX_HANDSHAKE_FRAME = 4096  # handshake frames are ~100 bytes; a plain server's first frames are small too
 _FRAME_HEADER = struct.Struct("!LB")
-_MSG_REQUEST, _MSG_REPLY, _MSG_EXCEPTION = 1, 2, 3  # rpyc.core.consts, the same in rpyc 5 and 6
-_HANDLE_PING = 1
-_LABEL_VALUE = 1
-_TUPLE3_TAG = 0x12  # brine's tag of a 3-tuple: how a wire-5 message starts
+
+# rpyc's message layout, in both wires; the kernel's handshake.py and compat.py use these, not their own.
+# Written out rather than imported from rpyc.core: this file must not import rpyc before defer_imports().
+#   wire 6 (rpyc >= 6):    msg, TUPLE2, brine(seq), brine(args)                = I1(msg) + brine((seq, args))
+#   wire 5 (rpyc <= 5.x):  TUPLE3, SMALL_INT + msg, brine(seq), brine(args)    = brine((msg, seq, args))
+# So the two wires differ in the first two bytes of a message only.
+MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION = 1, 2, 3  # rpyc.core.consts, the same in rpyc 5 and 6
+MESSAGE_TYPES = (MSG_REQUEST, MSG_REPLY, MSG_EXCEPTION)
+HANDLE_PING = 1  # rpyc.core.consts
+LABEL_VALUE = 1  # rpyc.core.consts: a boxed value, as a PING's argument is
+BRINE_TUPLE2, BRINE_TUPLE3, BRINE_SMALL_INT = 0x11, 0x12, 0x50  # brine's tags: 2-tuple, 3-tuple, the int 0
 
 
 class HandshakeTimeout(OSError):
@@ -155,40 +162,50 @@ def encode_frame(payload: bytes) -> bytes:
     return _FRAME_HEADER.pack(len(payload), 0) + payload + b"\n"
 
 
+def message_head(wire: int, msg: int) -> bytes:
+    """The first two bytes of an rpyc message of type `msg` in `wire` (see the layout above)."""
+    if wire >= 6:
+        return bytes((msg, BRINE_TUPLE2))
+    return bytes((BRINE_TUPLE3, BRINE_SMALL_INT + msg))
+
+
+def message_type(wire: int, data: bytes) -> int:
+    """The type of an rpyc message of `wire`, from its first two bytes; ValueError if it is not one."""
+    msg = data[0] if wire >= 6 else data[1] - BRINE_SMALL_INT
+    if msg not in MESSAGE_TYPES or bytes(data[:2]) != message_head(wire, msg):
+        raise ValueError("not an rpyc %d message: %r" % (wire, bytes(data[:8])))
+    return msg
+
+
 def encode_message(wire: int, msg: int, seq: int, args) -> bytes:
     """An rpyc message payload in the given wire."""
     from rpyc.core import brine
 
-    if wire >= 6:
-        return brine.I1.pack(msg) + brine.dump((seq, args))
-    return brine.dump((msg, seq, args))
+    return message_head(wire, msg) + brine.dump((seq, args))[1:]
 
 
 def decode_message(payload: bytes) -> tuple:
     """(wire, msg, seq, args) of an rpyc message payload of either wire; ValueError if it is none."""
     from rpyc.core import brine
 
+    wire = 5 if payload[:1] == bytes((BRINE_TUPLE3,)) else 6
     try:
-        if payload[:1] == bytes((_TUPLE3_TAG,)):
-            msg, seq, args = brine.load(payload)
-            return 5, msg, seq, args
-        if payload[:1] in (b"\x01", b"\x02", b"\x03"):
-            seq, args = brine.load(payload[1:])
-            return 6, payload[0], seq, args
+        msg = message_type(wire, payload)
+        seq, args = brine.load(bytes((BRINE_TUPLE2,)) + payload[2:])
     except Exception:
-        pass
-    raise ValueError("not an rpyc message")
+        raise ValueError("not an rpyc message") from None
+    return wire, msg, seq, args
 
 
 def ping_request(wire: int, text: bytes) -> bytes:
     """A channel frame: an rpyc PING request carrying `text`, as rpyc's own Connection.ping sends."""
-    args = (_HANDLE_PING, (_LABEL_VALUE, (text,)))
-    return encode_frame(encode_message(wire, _MSG_REQUEST, HANDSHAKE_SEQ, args))
+    args = (HANDLE_PING, (LABEL_VALUE, (text,)))
+    return encode_frame(encode_message(wire, MSG_REQUEST, HANDSHAKE_SEQ, args))
 
 
 def ping_reply(wire: int, text: bytes) -> bytes:
     """A channel frame: the rpyc reply to a handshake PING, carrying `text`."""
-    return encode_frame(encode_message(wire, _MSG_REPLY, HANDSHAKE_SEQ, (_LABEL_VALUE, text)))
+    return encode_frame(encode_message(wire, MSG_REPLY, HANDSHAKE_SEQ, (LABEL_VALUE, text)))
 
 
 def ping_text(args, reply: bool = False):
@@ -198,11 +215,11 @@ def ping_text(args, reply: bool = False):
             label, text = args
         else:
             handler, (label, (text,)) = args
-            if handler != _HANDLE_PING:
+            if handler != HANDLE_PING:
                 return None
     except (TypeError, ValueError):
         return None
-    return text if label == _LABEL_VALUE and isinstance(text, bytes) else None
+    return text if label == LABEL_VALUE and isinstance(text, bytes) else None
 
 
 def tls_binding(certificate_der: bytes) -> bytes:
@@ -280,7 +297,6 @@ def default_token_path() -> str:
 
 
 MIN_TOKEN_LENGTH = 16  # characters; the tokens made here have 32 (24 random bytes)
-_WARNED_TOKEN_FILES: set = set()
 
 
 class TokenError(Exception):
@@ -312,26 +328,6 @@ def exposure(stats: os.stat_result) -> str | None:
     if not what:
         return None
     return "%s by others (mode %04o)" % (" and ".join(what), mode)
-
-
-def read_token_file(path: str) -> str | None:
-    """The token in a kernel's local token file; warns once (stderr, so in the cell) if others can read it."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip() or None
-            stats = os.fstat(handle.fileno())
-    except (OSError, UnicodeError):
-        return None
-    exposed = exposure(stats) if token else None
-    if exposed and path not in _WARNED_TOKEN_FILES:
-        _WARNED_TOKEN_FILES.add(path)
-        print(
-            "rpyc_ikernel: warning: the token file %s is %s: whoever reads it can run code on boards that"
-            " use this token; run chmod 600 %s" % (path, exposed, path),
-            file=sys.stderr,
-            flush=True,
-        )
-    return token
 
 
 def load_or_create_token(path: str) -> tuple:
@@ -478,7 +474,7 @@ class BoardAuthenticator:
     def _challenge(self, sock: socket.socket, deadline: float, tls_binding_part: bytes = b"") -> None:
         _, payload = read_frame(sock, deadline)
         wire, msg, _, args = decode_message(payload)
-        hello = ping_text(args) if msg == _MSG_REQUEST else None
+        hello = ping_text(args) if msg == MSG_REQUEST else None
         if hello is None or not hello.startswith(HELLO + b" "):
             raise _auth_error("client did not start the rpyc_ikernel handshake (an older kernel?)")
         challenge = b"%s %s %s wire=%d auth=token %s" % (
@@ -1837,86 +1833,79 @@ def start_announcer(args, server, authenticator):
 
 
 # ----------------------------------------------------------------------------- a lean start
-# Run as a program (`python3 server.py` on a board, or `-m` without a .pyc), this ~1,000-line file is
-# compiled in one piece before its first line runs, and the compiler's peak stays in the process: about
-# 0.5 MB of a small board's memory for as long as the server runs. So the server starts once more, in
-# place (exec: same pid, stdin, stdout, options), in a process that compiles this file one top-level
-# statement at a time, the way the agent's boot.py loads the agent: its peak is a few KB. That
-# process's program is STATEMENT_LOADER, passed through the environment (so `ps` shows a short command
-# line), which it leaves at once.
+# Run as a program (`python3 server.py` on a board, or `-m`), this file is compiled in one piece before
+# its first line runs, and the compiler's peak stays in the process: about 0.5 MB of a small board's
+# memory for as long as the server runs. So the server starts once more, in place (exec: same pid,
+# stdin, stdout, options), in a process that compiles nothing: LEAN_START, one line of -c, runs this
+# file's code object, which this process compiled and marshalled into an unlinked temporary file it
+# hands over by descriptor (the same interpreter writes and reads it, so the marshal format agrees;
+# nothing is left on disk or goes stale, python -B and read-only directories are no obstacle).
+# `ps` shows LEAN_START, then the file, the descriptor (":module" after it for -m) and the options given.
 
-STATEMENT_LOADER_ENV = "RPYC_IKERNEL_SERVER_LOADER"
 PROCESS_TITLE = "rpyc_ikernel board server"
 PROCESS_NAME = "rpyc_ikernel"  # Linux's short name of the process (/proc/PID/comm: top, pgrep NAME)
-STATEMENT_LOADER = """
-from __future__ import annotations  # compile() passes it on to each statement, as this file has it
-import os
-import sys
-
-CONTINUED = ("else", "elif", "except", "finally", ")", "]", "}", "#", " ", "\\t", "\\r", "\\n")
+LEAN_START = (
+    "import marshal,sys;_LEAN_CODE=sys.argv.pop(2);f=open(int(_LEAN_CODE.partition(':')[0]),'rb');"
+    "c=marshal.load(f);f.close();exec(c)  # %s:" % PROCESS_TITLE
+)
 
 
-def next_start(lines, after):
-    return next((i for i in range(after + 1, len(lines)) if not lines[i].startswith(CONTINUED)), len(lines))
+def start_lean() -> None:
+    """Replace this process by LEAN_START (see above); in that process, set what Python sets for a
+    program (argv, __file__, __spec__, sys.path) as the first process had it.
+
+    Returns at once in the lean process, and where the restart is not possible: not POSIX, no
+    temporary file, or the interpreter's own options (-u, -X ..., -W ...) cannot be known, so could
+    not be kept.
+    """
+    if "_LEAN_CODE" in globals():
+        _finish_lean_start()
+        return
+    if os.name != "posix" or not sys.executable:
+        return
+    options = _interpreter_options()
+    if options is None:
+        return
+    path = os.path.abspath(__file__)
+    spec = globals().get("__spec__")
+    try:
+        with _marshalled_code(path) as code:
+            lean = [LEAN_START, path, str(code.fileno()) + (":" + spec.name if spec is not None else "")]
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(sys.executable, [sys.executable, *options, "-c", *lean, *sys.argv[1:]])
+    except (OSError, SyntaxError, ValueError):
+        return  # carry on in this process
 
 
-def run_in_statements(path, module):
+def _marshalled_code(path: str):
+    """An unlinked temporary file holding path's code object, marshalled, its descriptor kept open
+    across exec (until the file object is closed)."""
+    import marshal
+    import tempfile
+
+    with open(path, "rb") as handle:
+        code = compile(handle.read(), path, "exec", dont_inherit=True)
+    holder = tempfile.TemporaryFile()
+    holder.write(marshal.dumps(code))
+    holder.seek(0)  # the descriptor's offset, which the next process starts reading at
+    os.set_inheritable(holder.fileno(), True)
+    return holder
+
+
+def _finish_lean_start() -> None:
     main = sys.modules["__main__"]
+    for name in ("f", "c"):  # LEAN_START's own names
+        main.__dict__.pop(name, None)
+    path, module = sys.argv.pop(1), main._LEAN_CODE.partition(":")[2]
+    sys.argv[0] = path
     main.__file__ = path
-    main._STATEMENT_LOADED = True  # start_lean() does nothing then
     if module:  # as python -m module
         from importlib.machinery import ModuleSpec
 
         main.__spec__ = ModuleSpec(module, None, origin=path)
     elif sys.path and sys.path[0] == "":  # as python file.py: imports look beside the file first
-        sys.path[0] = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
-    start = 0
-    while start < len(lines):
-        end = start
-        while True:  # the lines up to the next one that can start a statement, or more if needed
-            end = next_start(lines, end)
-            try:
-                code = compile("\\n" * start + "".join(lines[start:end]), path, "exec")
-                break
-            except SyntaxError:  # cut inside a statement (a string, a decorator...): take more lines
-                if end == len(lines):
-                    raise
-        lines[start:end] = [""] * (end - start)  # compiled: its text is not needed while it runs (~0.1 MB)
-        exec(code, main.__dict__)
-        start = end
-
-
-sys.argv[:2] = sys.argv[1:2]
-run_in_statements(sys.argv[0], MODULE)
-"""
-
-
-def start_lean() -> None:
-    """Replace this process by one that compiles this file statement by statement (see above).
-
-    Returns only where that is done already (this is that process) or not possible: not POSIX, or
-    the interpreter's own options (-u, -X ..., -W ...) cannot be known, so could not be kept.
-    """
-    if globals().get("_STATEMENT_LOADED") or os.name != "posix" or not sys.executable:
-        return
-    options = _interpreter_options()
-    if options is None:
-        return
-    spec = globals().get("__spec__")
-    loader = STATEMENT_LOADER.replace("MODULE", repr(spec.name if spec is not None else None))
-    # ps and `pgrep -af rpyc_ikernel` show this program, then the file and the options given
-    program = "import os; exec(os.environ.pop(%r))  # %s:" % (STATEMENT_LOADER_ENV, PROCESS_TITLE)
-    environment = dict(os.environ)
-    environment[STATEMENT_LOADER_ENV] = loader
-    arguments = [sys.executable, *options, "-c", program, os.path.abspath(__file__), *sys.argv[1:]]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        os.execve(sys.executable, arguments, environment)
-    except OSError:
-        return  # carry on in this process
+        sys.path[0] = os.path.dirname(path)
 
 
 def _interpreter_options() -> list | None:

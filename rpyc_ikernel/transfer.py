@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import rpyc
 from rpyc.core import consts
 
+from .agent.wire import PSEUDO_FILE_LIMIT
 from .board import Board
 from .errors import BoardConnectionLost, BoardError, describe_socket_error
 from .link import CALL_TIMEOUT, call, close_connection
@@ -39,7 +40,6 @@ CHUNK_SIZE = 256 * 1024  # bytes per request: small for a 256 MB board, big enou
 WINDOW = 4 * 1024 * 1024  # bytes of requests on their way at once: covers 100 Mbit/s at 300 ms RTT
 OPENING_WINDOW = WINDOW // 4  # ... until the board accepted the transfer (a refusal wastes little)
 PROGRESS_INTERVAL = 0.2  # seconds between progress updates in the cell
-PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes in all)
 
@@ -132,8 +132,8 @@ def download(
     """Copy a board file here (a local directory, or no local path, keeps the file's name).
 
     The local name comes from the caller's paths only, never from the board's answer, and the file's
-    mode is the board's masked (no setuid/setgid/sticky, no world-write) under this process's umask
-    (issue 20.4). overwrite: True replaces an existing file, False never does; None (the default)
+    mode is the board's masked (no setuid/setgid/sticky, no world-write) under this process's umask.
+    overwrite: True replaces an existing file, False never does; None (the default)
     replaces it only when local_path names the file itself, not when the name was taken from
     remote_path (no local path, or a local directory).
     """

@@ -97,16 +97,19 @@ def test_the_agent_adds_little_to_a_fresh_board_server(kernelspec_prefix):
 STARTED = (
     "import os, sys\n"
     "main = sys.modules['__main__']\n"
-    "(getattr(main, '_STATEMENT_LOADED', False), getattr(main.__spec__, 'name', None), sys.argv[0],"
-    " sys.warnoptions, 'argparse' in sys.modules, 'RPYC_IKERNEL_SERVER_LOADER' in os.environ)"
+    "('_LEAN_CODE' in vars(main), getattr(main.__spec__, 'name', None), sys.argv[0],"
+    " sys.warnoptions, 'argparse' in sys.modules,"
+    " [n for n in ('f', 'c') if n in vars(main)]"
+    " + [p for p in (os.path.realpath('/proc/self/fd/' + d) for d in os.listdir('/proc/self/fd'))"
+    " if p.endswith('(deleted)')])"
 )
 
 
 @pytest.mark.parametrize("how", ["script", "module"])
-def test_the_server_restarts_itself_compiled_statement_by_statement(kernelspec_prefix, tmp_path, how):
-    """Run as a program, the server re-executes once into its statement loader (server.py, "a lean
-    start"): same interpreter options and arguments, how it was started kept, argparse gone after
-    parsing, and the loader's program not left in the environment of what the board runs."""
+def test_the_server_restarts_itself_into_its_compiled_code(kernelspec_prefix, tmp_path, how):
+    """Run as a program, the server re-executes once into LEAN_START, which runs its marshalled code
+    (server.py, "a lean start"): same interpreter options and arguments, how it was started kept,
+    argparse gone after parsing, and neither LEAN_START's names nor its code file left behind."""
     if how == "script":  # as copied alone to a board
         shutil.copy(SERVER_FILE, tmp_path / "server.py")
         command = [sys.executable, "-W", "ignore::ResourceWarning", "server.py", "--host", "127.0.0.1"]
@@ -132,5 +135,5 @@ def test_the_server_restarts_itself_compiled_statement_by_statement(kernelspec_p
     assert Path(program).resolve() == expected.resolve()
     assert warnoptions == ["ignore::ResourceWarning"]
     assert argparse_loaded is False
-    assert leaked is False
+    assert leaked == []
     assert "listening on 127.0.0.1:" in board.output()

@@ -285,3 +285,66 @@ def test_the_hello_is_a_valid_rpyc_ping(board):
         assert brine.load(payload[1:]) == (HANDSHAKE_SEQ, (1, b"rpyc_ikernel hello 2 " + b"cd" * 16))
     finally:
         plain.stop()
+
+
+def test_the_rpyc_facts_the_server_spells_out_are_rpyc_s():
+    """server.py writes rpyc's message codes and brine's tags out (it may not import rpyc early); here
+    they meet the installed rpyc, and both wires' layouts meet what rpyc 5 and rpyc 6 send."""
+    from rpyc.core import brine, consts
+
+    from rpyc_ikernel import server
+
+    assert (server.MSG_REQUEST, server.MSG_REPLY, server.MSG_EXCEPTION) == (
+        consts.MSG_REQUEST,
+        consts.MSG_REPLY,
+        consts.MSG_EXCEPTION,
+    )
+    assert (server.HANDLE_PING, server.LABEL_VALUE) == (consts.HANDLE_PING, consts.LABEL_VALUE)
+    assert bytes((server.BRINE_TUPLE2, server.BRINE_TUPLE3)) == brine.TAG_TUP2 + brine.TAG_TUP3
+    assert bytes((server.BRINE_SMALL_INT,)) == brine.dump(0)
+    args = (consts.HANDLE_PING, (consts.LABEL_VALUE, (b"hi",)))
+    wire5 = brine.dump((consts.MSG_REQUEST, 9, args))  # rpyc 5's Connection._send
+    wire6 = brine.I1.pack(consts.MSG_REQUEST) + brine.dump((9, args))  # rpyc 6's
+    assert server.encode_message(5, consts.MSG_REQUEST, 9, args) == wire5
+    assert server.encode_message(6, consts.MSG_REQUEST, 9, args) == wire6
+    assert server.decode_message(wire5) == (5, consts.MSG_REQUEST, 9, args)
+    assert server.decode_message(wire6) == (6, consts.MSG_REQUEST, 9, args)
+    from rpyc_ikernel import compat
+
+    assert compat.wire6_to_wire5(wire6) == wire5
+    assert compat.wire5_to_wire6(wire5) == wire6
+    from rpyc.core.channel import Channel
+
+    from rpyc_ikernel.server import encode_frame
+
+    assert encode_frame(b"abc") == Channel.FRAME_HEADER.pack(3, 0) + b"abc" + Channel.FLUSHER
+
+
+def test_each_protocol_fact_has_one_owner():
+    """rpyc's message codes, brine's tags, the message layout and the pseudo-file limit are assigned
+    in one module each; the others import them."""
+    import re
+
+    from helpers import REPO
+
+    owners = {}
+    assignment = re.compile(
+        r"^\s*((?:_?(?:MSG_REQUEST|MSG_REPLY|MSG_EXCEPTION|HANDLE_PING|LABEL_VALUE|[A-Z_]*TUPLE[23][A-Z_]*"
+        r"|[A-Z_]*SMALL_INT[A-Z_]*|PSEUDO_FILE_LIMIT)\s*,?\s*)+)=",
+        re.MULTILINE,
+    )
+    for path in sorted((REPO / "rpyc_ikernel").rglob("*.py")):
+        for names in assignment.findall(path.read_text(encoding="utf-8")):
+            for name in re.findall(r"[A-Z_0-9]+", names):
+                owners.setdefault(name.lstrip("_"), []).append(path.relative_to(REPO).as_posix())
+    assert owners == {
+        "MSG_REQUEST": ["rpyc_ikernel/server.py"],
+        "MSG_REPLY": ["rpyc_ikernel/server.py"],
+        "MSG_EXCEPTION": ["rpyc_ikernel/server.py"],
+        "HANDLE_PING": ["rpyc_ikernel/server.py"],
+        "LABEL_VALUE": ["rpyc_ikernel/server.py"],
+        "BRINE_TUPLE2": ["rpyc_ikernel/server.py"],
+        "BRINE_TUPLE3": ["rpyc_ikernel/server.py"],
+        "BRINE_SMALL_INT": ["rpyc_ikernel/server.py"],
+        "PSEUDO_FILE_LIMIT": ["rpyc_ikernel/agent/wire.py"],
+    }

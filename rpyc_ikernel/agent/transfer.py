@@ -18,8 +18,9 @@ import stat as _stat
 import tempfile
 import time
 
+from .wire import PSEUDO_FILE_LIMIT
+
 TRANSFER_IDLE_LIMIT = 600.0  # seconds after which an abandoned transfer is closed and cleaned up
-PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes read at most from a file that reports size 0 (/proc, /sys)
 TRANSFERS = {}
 
 

@@ -48,6 +48,9 @@ FRAME_SAME = "same"  # the kernel already shows this frame; payload b""
 FRAME_MESSAGE = "message"  # no frame; payload is one line saying why
 IMAGE_MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 
+# Files: what a transfer reads at most of a file that reports size 0 (/proc, /sys), at either end.
+PSEUDO_FILE_LIMIT = 1024 * 1024  # bytes
+
 STREAM = "stream"
 DISPLAY_DATA = "display_data"
 UPDATE_DISPLAY_DATA = "update_display_data"
