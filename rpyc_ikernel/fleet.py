@@ -30,7 +30,7 @@ from .board import DEFAULT_PORT, Address, Board, CellOutcome, Credentials, Input
 from .checks import host_name, port_number
 from .errors import BoardError
 from .frames import FramePump, Publisher, frame_interval
-from .magics import to_board_code
+from .ipython_syntax import to_board_code
 from .outputs import BadOutput, check_bundle, check_error, check_event
 
 MAGIC = re.compile(r"[ \t]*%%boards(?=[ \t\n]|$)(?P<names>[^\n]*)")
