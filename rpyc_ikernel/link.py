@@ -181,18 +181,6 @@ def tune_socket(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
-def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
-    """Make a side connection fit for bulk data: compression as asked, no Nagle delay on the board.
-
-    rpyc compresses large messages by default; zlib costs more than it saves for binary data on a
-    fast link (see DESIGN.md's measurements), so transfers turn it off on their own connection.
-    The main link keeps rpyc's defaults.
-    """
-    conn._channel.compress = compress
-    board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
-    call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
-
-
 def tune_for_frames(conn: rpyc.Connection, agent) -> bool:
     """Turn off rpyc's zlib compression at both ends of conn, and let the agent make the board's end
     read each request in one call; False if the board refused (slower, but frames still flow)."""
