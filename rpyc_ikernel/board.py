@@ -89,10 +89,13 @@ class BoardLike(Protocol):
     to it through its connector.
     """
 
-    address: object  # str() of it names the board in messages ("HOST:PORT", "adb device ...")
     trusted: bool  # the board's script and active HTML are published as they come (outputs.py)
     running_cell_id: str | None  # the cell an interrupt is meant for
     warm_side_link: bool  # open the link for interrupts ahead, after each connect
+
+    @property
+    def address(self) -> object:
+        """str() of it names the board in messages ("HOST:PORT", "adb device SERIAL port N")."""
 
     @property
     def problem(self) -> str | None:

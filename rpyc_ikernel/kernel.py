@@ -26,7 +26,7 @@ from .agent import wire
 from .board import Board, BoardLike, CellOutcome, InputRequest, Notice
 from .checks import host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code, without_secrets
-from .connector import Address, Connector, MisconfiguredConnector
+from .connector import Address, Connector, MisconfiguredConnector, connect_timeout
 from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
@@ -169,6 +169,7 @@ class RPycKernel(IPythonKernel):
             )
         host = None if host is None else host_name(host, "host")
         port = None if port is None else port_number(port, "port")
+        timeout = connect_timeout(timeout)  # a bad value fails before any board is looked for
         if forward is not None:
             parse_forward(forward)  # a bad value fails here, in one line
         announced = _announced_board(host)
