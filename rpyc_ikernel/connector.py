@@ -192,13 +192,13 @@ class Connector:
         try:
             if early:
                 conn = early[0]
-                stream = conn._channel.stream  # made before the round trip was known; the handshake's
+                stream = conn.stream  # made before the round trip was known; the handshake's
                 stream.silence_limit = silence_limit(shake.rtt)  # reads left the socket's timeout short
                 stream.sock.settimeout(stream.silence_limit)
             else:
                 stream = BoardStream(shake.sock, shake.early, silence_limit(shake.rtt))
                 conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, shake.wire)
-            conn._config["sync_request_timeout"] = max(0.5, deadline - time.monotonic())
+            conn.set_call_timeout(max(0.5, deadline - time.monotonic()))
         except Exception as exc:
             shake.sock.close()
             raise self.not_rpyc(exc) from None
@@ -207,7 +207,7 @@ class Connector:
         except Exception as exc:
             close_connection(conn, dead=True)
             raise self.not_rpyc(exc) from None
-        conn._config["sync_request_timeout"] = CALL_TIMEOUT
+        conn.set_call_timeout(CALL_TIMEOUT)
         return conn, attached
 
     def _open_socket(self, limit: float | None, after_proof: Callable | None = None) -> Handshake:

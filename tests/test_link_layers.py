@@ -119,3 +119,16 @@ def test_the_kernel_uses_a_board_only_through_board_like() -> None:
     assert used <= members, f"kernel.py uses {sorted(used - members)} of a board beyond BoardLike"
     instance_attributes = {"trusted", "running_cell_id", "warm_side_link"}  # set in Board.__init__
     assert all(hasattr(Board, name) or name in instance_attributes for name in members)
+
+
+def test_rpyc_private_attributes_are_touched_in_one_adapter_only() -> None:
+    """rpyc's _channel and _config (private, changed between its versions) are used by
+    bootstrap.BoardConnection alone on the laptop side; the board side (server.py, agent/) is apart."""
+    touching = set()
+    for path in PACKAGE.glob("*.py"):
+        if path.name == "server.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("_channel", "_config"):
+                touching.add(path.name)
+    assert touching == {"bootstrap.py"}
