@@ -3,8 +3,8 @@
 Sipeed MaixPy/Lichee and Android-like boards often have no usable network, but they have adb over
 USB. ``adb forward tcp:LOCAL tcp:PORT`` makes a port of this machine lead to a port of the board,
 so the kernel dials 127.0.0.1:LOCAL and talks rpyc as with any other board. :class:`AdbForward` is
-the Board's tunnel: made before the board is dialled, removed when the link closes, and made again
-on a reconnect (adb drops its forwards when the device is unplugged).
+the board's tunnel (connector.Tunnel): made before the board is dialled, removed when the link
+closes, and made again on a reconnect (adb drops its forwards when the device is unplugged).
 
 Every adb call is bounded in time and every failure is one line that says what to do.
 """
@@ -20,7 +20,8 @@ import threading
 from dataclasses import dataclass, field
 
 from . import settings
-from .board import DEFAULT_PORT, Address, Board
+from .board import Board
+from .connector import DEFAULT_PORT, Address, Connector
 from .errors import BoardUnreachable
 from .handshake import BOARD_TOKEN_FILE, BoardToken
 from .server import TokenError, check_token
@@ -206,14 +207,14 @@ class AdbForward:
         return done.stdout
 
 
-class AdbBoard(Board):
-    """A Board whose tunnel is an adb forward; only its "nothing answered" message differs.
+class AdbConnector(Connector):
+    """A Connector whose tunnel is an adb forward; only its "nothing answered" message differs.
 
     adb accepts every connection on the local port and drops it when nothing listens on the
     device's port, so "did not answer" here nearly always means "no board server running there".
     """
 
-    def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
+    def not_rpyc(self, exc: BaseException) -> BoardUnreachable:
         port = self.address.port
         return AdbError(
             f"nothing on {self.address} answered as an rpyc server: start the board server on the board"
@@ -227,14 +228,11 @@ def adb_requested(environ: dict | None = None) -> bool:
     return settings.ADB.read(environ)
 
 
-def adb_board(
-    session_id: str,
-    serial: str | None = None,
-    port: int | None = None,
-    environ: dict | None = None,
-    **board_options,
-) -> Board:
-    """A Board reached through an adb forward.
+def adb_connector(
+    serial: str | None = None, port: int | None = None, environ: dict | None = None, **options
+) -> AdbConnector:
+    """How to reach a board through an adb forward; options are Connector.configured's (timeout=,
+    token=, tls=, ...), over the settings.
 
     serial and port default to the preset's (RPYC_IKERNEL_ADB_SERIAL / RPYC_IKERNEL_PORT, written by
     `install --adb`) when the environment asks for adb, else to the only device and port 18812: a
@@ -247,7 +245,19 @@ def adb_board(
     port = DEFAULT_PORT if port is None else port
     forward = AdbForward(serial, port)
     address = AdbBoardAddress("127.0.0.1", forward.remote_port, forward=forward)
-    return AdbBoard(address, session_id, tunnel=forward, **board_options)
+    return AdbConnector.configured(address, tunnel=forward, **options)
+
+
+def adb_board(
+    session_id: str,
+    serial: str | None = None,
+    port: int | None = None,
+    environ: dict | None = None,
+    trusted: bool | None = None,
+    **options,
+) -> Board:
+    """A Board reached through an adb forward (see adb_connector)."""
+    return Board(adb_connector(serial, port, environ, **options), session_id, trusted=trusted)
 
 
 def _free_local_port() -> int:

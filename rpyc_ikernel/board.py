@@ -1,16 +1,17 @@
-"""The board session: connect, load the agent, run cells, reconnect, interrupt, complete, inspect.
+"""The board session: run cells, reconnect, interrupt, complete, inspect.
 
 One Board keeps one session (namespace) on the board across reconnects. Every call to the board is
 bounded in time: a cell is run as a series of short long-polls (``Session.poll``), so a long cell is
 never cut short, while a link that stays silent when an answer is due (link.SILENCE_LIMIT) is dead.
-A reset or closed link is seen at once (link.BoardStream). rpyc-level helpers are in link.py, connections
-beside the main link in sidelink.py, the errors in errors.py.
+A reset or closed link is seen at once (link.BoardStream). How the board is reached (address,
+credentials, tunnel, deadlines, the wording of a failed connect) is its Connector's (connector.py);
+connections beside the main link are in sidelink.py, rpyc-level helpers in link.py, the errors in
+errors.py. What the kernel uses of a board is :class:`BoardLike`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -20,28 +21,18 @@ from typing import Protocol
 
 import rpyc
 
-from . import bootstrap, compat, settings
+from . import bootstrap
 from .agent import wire
+from .connector import CONNECT_TIMEOUT, Address, Connector, Tunnel
+from .connector import DEFAULT_HOST as DEFAULT_HOST
+from .connector import DEFAULT_PORT as DEFAULT_PORT
 from .errors import BoardConnectionLost, BoardError, BoardMisbehaved, BoardRestarted, BoardUnreachable
 from .errors import describe_socket_error as _describe_socket_error
-from .handshake import BoardHandshake, Credentials, Handshake, connect_budget, is_loopback
-from .link import (
-    CALL_TIMEOUT,
-    WAIT_SLICE,
-    BoardStream,
-    KernelSideService,
-    PendingCall,
-    call,
-    close_connection,
-    link_alive,
-    silence_limit,
-)
+from .handshake import Credentials
+from .link import CALL_TIMEOUT, WAIT_SLICE, PendingCall, call, close_connection, link_alive
 from .outputs import trusted_from_environment
 from .sidelink import SideLink, SideLinkSlot
 
-DEFAULT_HOST = settings.HOST.default
-DEFAULT_PORT = settings.PORT.default
-CONNECT_TIMEOUT = 3.5  # seconds to reach the board and load the agent (more on a slow link, see handshake)
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
 # A cell waits for a silent link (TCP still up: a Wi-Fi stall) up to link.silence_limit (12 s, more
@@ -52,43 +43,6 @@ RECONNECT_WINDOW = 4.0  # seconds a running cell tries to get a dropped link bac
 # An interrupt the board did not answer ends the wait for a link silent this long (+ 2 round trips); one
 # it answered proves the board alive (only slow: a loaded board, a busy loop): the silence limit holds.
 INTERRUPT_GRACE = 2.0
-SLOW_LINK_RTT = 0.02  # seconds of round trip above which work is done ahead while the link is slow
-
-
-@dataclass
-class Address:
-    """Where a board's server listens."""
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @classmethod
-    def from_environment(cls, environ: dict | None = None) -> Address:
-        """RPYC_IKERNEL_HOST / RPYC_IKERNEL_PORT, else this machine's loopback on port 18812."""
-        environ = os.environ if environ is None else environ
-        return cls(settings.HOST.read(environ), settings.PORT.read(environ))
-
-
-class Tunnel(Protocol):
-    """A local end for a board that is not dialled directly (an adb forward, see adb.AdbForward).
-
-    The Board opens it before it connects and closes it with its link, so the tunnel lives exactly
-    as long as the board is in use and is made again on a reconnect.
-    """
-
-    def open(self) -> Address:
-        """Make the tunnel if it is not there; the local address to dial. Idempotent."""
-
-    def close(self) -> None:
-        """Remove the tunnel (connections already made through it may finish)."""
-
-    def describe(self) -> str:
-        """One line for users: what the tunnel connects."""
-
-    # optional: read_token() -> handshake.BoardToken, the board's own token read through the tunnel
 
 
 @dataclass
@@ -125,66 +79,162 @@ class BoardLink:
     methods: dict = field(default_factory=dict)
 
 
+class BoardLike(Protocol):
+    """What the kernel (kernel.py) uses of a board: one Board, or a group of boards standing for one.
+
+    Cells: run_cell yields output events (agent/wire.py dicts), Notice, InputRequest, then one
+    CellOutcome; answer_input answers an InputRequest; interrupt stops the running cell. Lifecycle:
+    connect, close, take_notices. Introspection: complete, inspect, evaluate, debug, status.
+    Live images (frames.py) and file transfers (transfer.py) need one Board: they open side links
+    to it through its connector.
+    """
+
+    trusted: bool  # the board's script and active HTML are published as they come (outputs.py)
+    running_cell_id: str | None  # the cell an interrupt is meant for
+    warm_side_link: bool  # open the link for interrupts ahead, after each connect
+
+    @property
+    def address(self) -> object:
+        """str() of it names the board in messages ("HOST:PORT", "adb device SERIAL port N")."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why the board cannot be used at all (bad settings), else None."""
+
+    @property
+    def security(self) -> str:
+        """What the last handshake established, for status() and the "Connected" line."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def info(self) -> dict:
+        """The board's facts from the last connect (python, platform, boot_id, debugger, ...)."""
+
+    def route(self) -> str | None:
+        """How the board is reached besides its address (an adb forward), or None."""
+
+    def connect(self, deadline: float | None = None) -> object: ...
+
+    def close(self) -> None: ...
+
+    def take_notices(self) -> list[Notice]: ...
+
+    def status(self, samples: int = 5) -> dict: ...
+
+    def run_cell(
+        self,
+        code: str,
+        filename: str,
+        allow_stdin: bool = False,
+        silent: bool = False,
+        count: int | None = None,
+        raw: str | None = None,
+    ) -> Iterator[dict | InputRequest | Notice | CellOutcome]: ...
+
+    def answer_input(self, value: str | None) -> None: ...
+
+    def interrupt(self, cell_id: str | None = None) -> bool: ...
+
+    def complete(self, code: str, cursor_pos: int, beside_cell: bool = False) -> dict: ...
+
+    def inspect(self, code: str, cursor_pos: int, detail_level: int, beside_cell: bool = False) -> dict: ...
+
+    def debug(self, command: str, arguments: dict, beside_cell: bool = False) -> dict: ...
+
+    def evaluate(self, expressions: dict) -> dict: ...
+
+
 class Board:
-    """A board reached through rpyc classic; keeps one session (namespace) on it across reconnects."""
+    """A board reached through rpyc classic; keeps one session (namespace) on it across reconnects.
+
+    `where` is a Connector, or an Address (a Connector is then made of it with credentials,
+    connect_timeout and tunnel).
+    """
 
     def __init__(
         self,
-        address: Address,
+        where: Address | Connector,
         session_id: str,
         credentials: Credentials | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         tunnel: Tunnel | None = None,
         trusted: bool | None = None,
     ) -> None:
-        self.address = address
+        if isinstance(where, Connector):
+            self.connector = where
+        else:
+            self.connector = Connector(where, credentials, connect_timeout, tunnel)
         # publish the board's script and active HTML as they come (see outputs.py); None: the setting
         self.trusted = trusted_from_environment() if trusted is None else bool(trusted)
         self.session_id = session_id
-        self.credentials = credentials if credentials is not None else Credentials.from_environment()
-        self.connect_timeout = connect_timeout
-        self.tunnel = tunnel
-        self.security = "not connected"  # what the last handshake established, for status()
         self._link: BoardLink | None = None
         self._boot_id: str | None = None  # identity of the board process we last talked to
         self._notices: list[Notice] = []
         self._lock = threading.RLock()
-        self._side = SideLinkSlot(self, session_id)  # see _link_beside_cell
+        self._side = SideLinkSlot(self.connector, session_id)  # see _link_beside_cell
         self.warm_side_link = False  # open the side link in the background after each main connect
         self.running_cell_id: str | None = None  # the cell an interrupt is meant for
         self._interrupted: str | None = None  # the running cell's id once the user interrupted it
         self._interrupt_answered = False  # the board answered that interrupt: it is alive
-        self.rtt = 0.0  # the round trip the last connect measured (seconds)
         self._last_seq: int | None = None  # seq of the last cell answer received (see Session.run's ack)
 
-    # ------------------------------------------------------------ connection
+    # ------------------------------------------------------------ how it is reached (the connector's)
     @property
-    def connected(self) -> bool:
-        link = self._link
-        return link is not None and not link.conn.closed
+    def address(self) -> Address:
+        return self.connector.address
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.connector.credentials
+
+    @property
+    def tunnel(self) -> Tunnel | None:
+        return self.connector.tunnel
+
+    @property
+    def problem(self) -> str | None:
+        return self.connector.problem
+
+    @property
+    def security(self) -> str:
+        """What the last handshake established, for status()."""
+        return self.connector.security
+
+    @property
+    def rtt(self) -> float:
+        """The round trip the last connect measured (seconds)."""
+        return self.connector.rtt
 
     @property
     def connect_budget(self) -> float:
         """Seconds a new connection may take: connect_timeout, or more on a link measured as slow."""
-        return connect_budget(self.connect_timeout, self.rtt)
+        return self.connector.connect_budget
 
     @property
     def silence_limit(self) -> float:
         """Seconds the link may stay silent while an answer is due before it is taken for dead."""
-        return silence_limit(self.rtt)
+        return self.connector.silence_limit
 
-    def _hint(self) -> str:
-        port = self.address.port
-        host = self.address.host
-        if host == "localhost" or is_loopback(host):
-            start = f"start the board server there (python3 server.py --port {port})"
-        else:  # without --host the server listens on its own loopback only: this machine cannot reach it
-            start = (
-                f"start the board server there listening on its network (python3 server.py --host 0.0.0.0"
-                f" --port {port}, or --host with the board's own address; without --host it listens on"
-                " 127.0.0.1 only)"
-            )
-        return f'{start}, or pick a board with # exec(self.connect_remote("HOST", port=PORT))'
+    def route(self) -> str | None:
+        return self.connector.route()
+
+    def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
+        """A new connection to this board with the agent loaded: (conn, agent package netref)."""
+        return self.connector.open_connection(deadline)
+
+    def open_attached(
+        self, deadline: float | None = None, session_id: str | None = None, notices: list | None = None
+    ) -> tuple[rpyc.Connection, bootstrap.Attached]:
+        """The connector's open_attached: a Board stands where a Dialer does (SideLink(board))."""
+        return self.connector.open_attached(deadline, session_id, notices)
+
+    # ------------------------------------------------------------ the main link
+    @property
+    def connected(self) -> bool:
+        link = self._link
+        return link is not None and not link.conn.closed
 
     def connect(self, deadline: float | None = None) -> BoardLink:
         """Open the main link (if not open): connect, load the agent, attach our session."""
@@ -192,7 +242,9 @@ class Board:
             if self.connected and link_alive(self._link.conn):
                 return self._link
             self.close()
-            conn, attached, _ = self._open_attached(deadline, self.session_id)
+            said: list[str] = []
+            conn, attached = self.connector.open_attached(deadline, self.session_id, said)
+            self._notices.extend(Notice(text) for text in said)
             info = attached.info
             if self._boot_id is not None:
                 if info.get("boot_id") == self._boot_id:
@@ -215,97 +267,6 @@ class Board:
         notices, self._notices = self._notices, []
         return notices
 
-    def open_connection(self, deadline: float | None = None) -> tuple[rpyc.Connection, object]:
-        """A new connection to this board with the agent loaded: (conn, agent package netref).
-
-        The main link uses one; side jobs that must not wait behind a running cell (interrupt and
-        completion, live images, file transfer) each get one through a SideLink (sidelink.py).
-        """
-        conn, attached, _ = self._open_attached(deadline)
-        return conn, attached.agent
-
-    def open_attached(
-        self, deadline: float | None = None, session_id: str | None = None, notices: bool = True
-    ) -> tuple[rpyc.Connection, bootstrap.Attached]:
-        """A new connection with the agent loaded and session_id (if given) attached, in the fewest
-        round trips (see bootstrap.py). notices=False: the handshake's notices were shown already."""
-        conn, attached, _ = self._open_attached(deadline, session_id, notices)
-        return conn, attached
-
-    def _open_attached(
-        self, limit: float | None, session_id: str | None = None, notices: bool = True
-    ) -> tuple[rpyc.Connection, bootstrap.Attached, float]:
-        """open_attached, and the connect's deadline (scaled by the measured round trip)."""
-        early: list = []  # the rpyc connection made during the handshake, if it was
-
-        def start_rpyc(sock, wire: int) -> None:  # right after the token proof: GETROOT goes with it
-            stream = BoardStream(sock)
-            conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, wire)
-            early.append(conn)
-            conn.request_root()
-
-        try:
-            shake = self._open_socket(limit, notices, start_rpyc)
-        except BaseException:
-            for conn in early:
-                close_connection(conn, dead=True)
-            raise
-        deadline = shake.deadline
-        if shake.rtt >= SLOW_LINK_RTT:  # the agent's bundle is made while the probe travels
-            bootstrap.prepare_shipment()
-        try:
-            if early:
-                conn = early[0]
-                stream = conn._channel.stream  # made before the round trip was known; the handshake's
-                stream.silence_limit = silence_limit(shake.rtt)  # reads left the socket's timeout short
-                stream.sock.settimeout(stream.silence_limit)
-            else:
-                stream = BoardStream(shake.sock, shake.early, silence_limit(shake.rtt))
-                conn = compat.connect(stream, KernelSideService, {"allow_pickle": False}, shake.wire)
-            conn._config["sync_request_timeout"] = max(0.5, deadline - time.monotonic())
-        except Exception as exc:
-            shake.sock.close()
-            raise self._not_rpyc(exc) from None
-        try:
-            attached = bootstrap.attach(conn, session_id, max(0.5, deadline - time.monotonic()))
-        except Exception as exc:
-            close_connection(conn, dead=True)
-            raise self._not_rpyc(exc) from None
-        conn._config["sync_request_timeout"] = CALL_TIMEOUT
-        return conn, attached, deadline
-
-    def _open_socket(
-        self, limit: float | None, notices: bool = True, after_proof: Callable | None = None
-    ) -> Handshake:
-        """TCP connect, TLS, and handshake 2 (handshake.py): a socket ready for rpyc, in the board's wire."""
-        dial = self.tunnel.open() if self.tunnel is not None else self.address
-        far_end = (self.address.host, self.address.port) if self.tunnel is not None else None
-        handshake = BoardHandshake(
-            self.address.host,
-            str(self.address),
-            self.credentials,
-            self._not_rpyc,
-            self._hint(),
-            after_proof,
-            board_token=getattr(self.tunnel, "read_token", None),  # an adb board's own token file
-            far_end=far_end,  # the board server sees our forward's far end, not our local port
-        )
-        result = handshake.open(dial.host, dial.port, self.connect_budget, limit)
-        self.security = result.security
-        self.rtt = result.rtt
-        if notices:
-            self._notices.extend(Notice(text) for text in result.notices)
-        return result
-
-    def _not_rpyc(self, exc: BaseException) -> BoardUnreachable:
-        # rpyc's AsyncResultTimeout is the builtin TimeoutError: keep the handshake's own explanation
-        no_answer = isinstance(exc, BoardConnectionLost) or str(exc) == "result expired"
-        reason = "no answer" if no_answer else f"{type(exc).__name__}: {exc}"
-        return BoardUnreachable(
-            f"board {self.address} accepted the connection but did not answer as an rpyc_ikernel"
-            f" or rpyc classic server ({reason}); check the host and port, or {self._hint()}"
-        )
-
     def close(self) -> None:
         """Close the link; the session and its namespace stay on the board."""
         with self._lock:
@@ -313,8 +274,7 @@ class Board:
         if link is not None:
             close_connection(link.conn)
         self._side.close()
-        if self.tunnel is not None:
-            self.tunnel.close()
+        self.connector.close()
 
     def _link_beside_cell(self) -> SideLink:
         """A second link to the same session, for requests made while a cell runs.

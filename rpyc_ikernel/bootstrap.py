@@ -136,6 +136,25 @@ class BoardConnection(Connection):
     _root_request = None  # the GETROOT request on its way (request_root)
     agent_loader = None  # see attach()
 
+    # rpyc's private attributes (_channel, _config) are touched in this class only: the rest of
+    # the kernel tunes and closes its connections through these.
+    @property
+    def stream(self):
+        """The stream under rpyc's channel (link.BoardStream for every connection the kernel opens)."""
+        return self._channel.stream
+
+    def set_compression(self, compress: bool) -> None:
+        """Whether this end compresses the large messages it sends (rpyc's default: yes)."""
+        self._channel.compress = compress
+
+    def set_call_timeout(self, seconds: float) -> None:
+        """How long rpyc's own synchronous requests (attribute look-ups on netrefs) may wait."""
+        self._config["sync_request_timeout"] = seconds
+
+    def close_channel(self) -> None:
+        """Close the socket at once, without rpyc's goodbye (which a dead link never answers)."""
+        self._channel.close()
+
     def request_root(self) -> None:
         """Send GETROOT now without waiting for the answer (root takes it)."""
         if self._remote_root is None and self._root_request is None:

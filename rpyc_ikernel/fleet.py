@@ -26,10 +26,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .board import DEFAULT_PORT, Address, Board, CellOutcome, Credentials, InputRequest, Notice
+from .board import Board, CellOutcome, InputRequest, Notice
 from .checks import host_name, port_number
+from .connector import DEFAULT_PORT, Address
 from .errors import BoardError
 from .frames import FramePump, Publisher, frame_interval
+from .handshake import Credentials
 from .ipython_syntax import to_board_code
 from .outputs import BadOutput, check_bundle, check_error, check_event
 

@@ -1,7 +1,8 @@
 """RPycKernel: a Jupyter kernel whose cells run on a board reached through rpyc.
 
 This module is the Jupyter side only: it turns execute/complete/inspect requests into calls on a
-:class:`~rpyc_ikernel.board.Board` and publishes what comes back with ipykernel's own helpers.
+board (:class:`~rpyc_ikernel.board.BoardLike`: one Board, or a group standing for one) and publishes
+what comes back with ipykernel's own helpers.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from ipykernel.ipkernel import IPythonKernel
 from . import __version__
 from .adb import adb_board, adb_requested
 from .agent import wire
-from .board import Address, Board, CellOutcome, Credentials, InputRequest, Notice
-from .checks import MAX_SECONDS, host_name, port_number, seconds
+from .board import Board, BoardLike, CellOutcome, InputRequest, Notice
+from .checks import host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code, without_secrets
+from .connector import Address, Connector, MisconfiguredConnector, connect_timeout
 from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .fleet import Fleet
@@ -67,7 +69,7 @@ class RPycKernel(IPythonKernel):
     def banner(self) -> str:
         """What `jupyter console` shows at start (kernel_info): the board cells will run on."""
         board = self.board
-        problem = getattr(board, "problem", None)
+        problem = board.problem
         state = board.security if board.connected else "connects at the first cell"
         where = f"none usable: {problem}" if problem else f"{board.address} ({state})"
         return (
@@ -79,7 +81,7 @@ class RPycKernel(IPythonKernel):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session_id = uuid.uuid4().hex
-        self.board = _default_board(self.session_id)
+        self.board: BoardLike = _default_board(self.session_id)
         self.board.warm_side_link = True  # the first interrupt must not wait for a connect
         self.local_namespace: dict = {"self": self}
         self._cell_running = threading.Event()
@@ -176,7 +178,7 @@ class RPycKernel(IPythonKernel):
             )
         host = None if host is None else host_name(host, "host")
         port = None if port is None else port_number(port, "port")
-        options = _timeout_option(timeout)
+        timeout = connect_timeout(timeout)  # a bad value fails before any board is looked for
         if forward is not None:
             parse_forward(forward)  # a bad value fails here, in one line
         announced = _announced_board(host)
@@ -185,7 +187,9 @@ class RPycKernel(IPythonKernel):
             tls = tls if tls is not None or announced.tls != "yes" else True
         default = Address.from_environment() if host is None or port is None else None
         address = Address(host or default.host, port or default.port)
-        credentials = Credentials.from_environment().overridden(
+        connector = Connector.configured(
+            address,
+            timeout,
             token=token,
             tls=tls,
             ca=ca,
@@ -194,7 +198,7 @@ class RPycKernel(IPythonKernel):
             allow_open=allow_open,
             forward=forward,
         )
-        self._switch_board(Board(address, self.session_id, credentials, trusted=trusted, **options))
+        self._switch_board(Board(connector, self.session_id, trusted=trusted))
 
     def boards(self, wait: float = 2.0) -> None:
         """Show the boards that announce themselves on the network (the table of `install --discover`)."""
@@ -235,20 +239,22 @@ class RPycKernel(IPythonKernel):
         for one gets its own, read through adb (said once in the cell).
         """
         port = None if port is None else port_number(port, "port")
-        credentials = Credentials.from_environment().overridden(
-            token=token, tls=tls, ca=ca, certfile=certfile, keyfile=keyfile, allow_open=allow_open
-        )
         board = adb_board(
             self.session_id,
             serial,
             port,
-            credentials=credentials,
             trusted=trusted,
-            **_timeout_option(timeout),
+            timeout=timeout,
+            token=token,
+            tls=tls,
+            ca=ca,
+            certfile=certfile,
+            keyfile=keyfile,
+            allow_open=allow_open,
         )
         self._switch_board(board, route=lambda: f" (adb forward from 127.0.0.1:{board.tunnel.local_port})")
 
-    def _switch_board(self, board: Board, route: Callable[[], str] = str) -> None:
+    def _switch_board(self, board: BoardLike, route: Callable[[], str] = str) -> None:
         """Connect `board` and make it the kernel's board from now on, closing the one before.
 
         On failure the previous board stays selected and the new one is closed (with any tunnel made
@@ -279,8 +285,7 @@ class RPycKernel(IPythonKernel):
             facts = self.board.status()
         except BoardError as exc:
             error = str(exc)
-        tunnel = self.board.tunnel.describe() if self.board.tunnel is not None else None
-        rows = status_lines(str(self.board.address), tunnel, facts, error, self.board.security)
+        rows = status_lines(str(self.board.address), self.board.route(), facts, error, self.board.security)
         print(format_rows(rows))
 
     def upload(self, local_path: str, remote_path: str | None = None, compress: bool = False) -> None:
@@ -682,22 +687,9 @@ def _default_board(session_id: str) -> Board:
     try:
         if adb_requested():
             return adb_board(session_id)
-        return Board(Address.from_environment(), session_id, Credentials.from_environment())
+        return Board(Address.from_environment(), session_id)
     except BoardError as exc:
-        return MisconfiguredBoard(str(exc), session_id)
-
-
-class MisconfiguredBoard(Board):
-    """Stands in for the default board when the settings are wrong: each use fails with the reason."""
-
-    def __init__(self, problem: str, session_id: str) -> None:
-        # trusted=False: the setting Board would read for it may be the one that is wrong
-        super().__init__(Address(), session_id, Credentials(), trusted=False)
-        self.problem = problem
-
-    def _open_attached(self, limit: float | None, session_id: str | None = None, notices: bool = True):
-        """Every connection (main link and side links) goes through here: each says what to fix."""
-        raise BoardError(f'{self.problem}; or pick a board with # exec(self.connect_remote("HOST"))')
+        return Board(MisconfiguredConnector(str(exc)), session_id, trusted=False)
 
 
 def _announced_board(host: str | None):
@@ -714,13 +706,6 @@ def _announced_board(host: str | None):
         if host.lower().rstrip(".").endswith(".local"):
             return None  # not one of ours: the system's resolver (avahi/nss-mdns) may still know it
         raise BoardError(str(exc)) from None
-
-
-def _timeout_option(timeout: object) -> dict:
-    """Board keyword arguments for connect_remote's timeout= (None: the default)."""
-    if timeout is None:
-        return {}
-    return {"connect_timeout": seconds(timeout, "timeout", example=5, minimum=0.1, maximum=MAX_SECONDS)}
 
 
 def _transfer_summary(verb: str, source: str, destination: str, result: TransferResult) -> str:

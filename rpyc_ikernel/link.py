@@ -156,7 +156,7 @@ def silence_limit(rtt: float) -> float:
     return max(SILENCE_LIMIT, SILENCE_RTT_FACTOR * rtt)
 
 
-def link_alive(conn: rpyc.Connection) -> bool:
+def link_alive(conn: BoardConnection) -> bool:
     """False if the board closed or reset this idle connection (no round trip: what already arrived).
 
     A board server that restarted between cells closed its end; finding out before a cell is sent
@@ -181,22 +181,10 @@ def tune_socket(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
-def tune_for_bulk(conn: rpyc.Connection, agent, compress: bool = False) -> None:
-    """Make a side connection fit for bulk data: compression as asked, no Nagle delay on the board.
-
-    rpyc compresses large messages by default; zlib costs more than it saves for binary data on a
-    fast link (see DESIGN.md's measurements), so transfers turn it off on their own connection.
-    The main link keeps rpyc's defaults.
-    """
-    conn._channel.compress = compress
-    board_end = call(conn, conn.root.getconn, timeout=CALL_TIMEOUT)  # the board's own Connection
-    call(conn, agent.tune_link, board_end, compress, timeout=CALL_TIMEOUT)
-
-
-def tune_for_frames(conn: rpyc.Connection, agent) -> bool:
+def tune_for_frames(conn: BoardConnection, agent) -> bool:
     """Turn off rpyc's zlib compression at both ends of conn, and let the agent make the board's end
     read each request in one call; False if the board refused (slower, but frames still flow)."""
-    conn._channel.compress = False
+    conn.set_compression(False)
     try:
         agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
     except (AttributeError, TypeError, ValueError):
@@ -204,26 +192,26 @@ def tune_for_frames(conn: rpyc.Connection, agent) -> bool:
     return True
 
 
-def close_connection(conn: rpyc.Connection, dead: bool = False) -> None:
+def close_connection(conn: BoardConnection, dead: bool = False) -> None:
     """Close without hanging: rpyc's close() waits for the peer's answer, which a dead link never sends."""
     try:
         if dead:
-            conn._channel.close()
-        conn._config["sync_request_timeout"] = 1.0
+            conn.close_channel()
+        conn.set_call_timeout(1.0)
         conn.close()
     except Exception:
         pass
 
 
-def call(conn: rpyc.Connection, method: Callable, *args, timeout: float):
+def call(conn: BoardConnection, method: Callable, *args, timeout: float):
     """Call a remote method; the link is taken for dead (BoardConnectionLost) when nothing arrives on
     it for `timeout` seconds. A large answer still arriving is never cut short."""
     return PendingCall(conn, method, *args).result(timeout)
 
 
-def _lost(conn: rpyc.Connection, exc: BaseException) -> BoardConnectionLost:
+def _lost(conn: BoardConnection, exc: BaseException) -> BoardConnectionLost:
     close_connection(conn, dead=True)
-    exc = getattr(getattr(conn._channel, "stream", None), "failure", None) or exc  # rpyc may have hidden it
+    exc = getattr(conn.stream, "failure", None) or exc  # rpyc may have hidden it
     if isinstance(exc, BoardProtocolError):
         return BoardMisbehaved(str(exc))
     if not isinstance(exc, (EOFError, OSError)):  # rpyc failed on what the board sent
@@ -236,7 +224,7 @@ def _lost(conn: rpyc.Connection, exc: BaseException) -> BoardConnectionLost:
 class PendingCall:
     """A remote call already sent; `result` waits for its answer (link problems become BoardError)."""
 
-    def __init__(self, conn: rpyc.Connection, method: Callable, *args) -> None:
+    def __init__(self, conn: BoardConnection, method: Callable, *args) -> None:
         self._conn = conn
         self.sent = time.monotonic()
         try:
@@ -257,7 +245,7 @@ class PendingCall:
 
         Bytes of any answer count: a large answer trickling in over a slow link is not silence.
         """
-        heard = getattr(self._conn._channel.stream, "last_heard", 0.0)
+        heard = getattr(self._conn.stream, "last_heard", 0.0)
         return time.monotonic() - max(self.sent + expected, heard)
 
     def wait(self, timeout: float) -> bool:

@@ -14,38 +14,30 @@ import rpyc
 from rpyc.core import consts
 
 from .errors import BoardConnectionLost
-from .link import CALL_TIMEOUT, close_connection, link_alive, tune_for_bulk, tune_for_frames
+from .link import CALL_TIMEOUT, close_connection, link_alive, tune_for_frames
 
 if TYPE_CHECKING:
-    from .board import Board
+    from .connector import Dialer
 
 
 class SideLink:
-    """A connection of its own to `board`, with the agent loaded, tuned for its job.
+    """A connection of its own to a board, with the agent loaded, tuned for its job.
 
-    compress=None keeps rpyc's defaults (small requests: interrupt, completion); True/False sets
-    compression at both ends and turns off Nagle on the board (file transfer); for_frames tunes it
-    for live images (uncompressed, one read per request). With session_id, the kernel's agent
-    session is attached in the same round trip, and its methods are in `methods`. A setup that fails
-    (this, or a subclass's prepare()) closes the connection; nothing is left open.
+    `board` opens it: a Connector (connector.py), or a Board, which passes on to its own. for_frames
+    tunes it for live images (uncompressed, one read per request); otherwise rpyc's defaults hold
+    (small requests: interrupt, completion; a transfer sets compression itself). With session_id,
+    the kernel's agent session is attached in the same round trip, and its methods are in `methods`.
+    A setup that fails (this, or a subclass's prepare()) closes the connection; nothing is left open.
     """
 
-    def __init__(
-        self,
-        board: Board,
-        compress: bool | None = None,
-        for_frames: bool = False,
-        session_id: str | None = None,
-    ) -> None:
-        self.board = board
+    def __init__(self, board: Dialer, for_frames: bool = False, session_id: str | None = None) -> None:
+        self.board = board  # what opened it: the live-image pump tells a board's links by it
         self.tuned = False  # the board's end reads each frames request in one call
         self._board_end = None  # see board_end()
-        self.conn, self.attached = board.open_attached(session_id=session_id, notices=False)
+        self.conn, self.attached = board.open_attached(session_id=session_id)
         try:
             if for_frames:
                 self.tuned = tune_for_frames(self.conn, self.agent)
-            elif compress is not None:
-                tune_for_bulk(self.conn, self.agent, compress)
             self.prepare()
         except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:  # a plain netref look-up failed
             close_connection(self.conn, dead=True)
@@ -105,8 +97,8 @@ class SideLinkSlot:
 
     OPEN_WAIT = 120.0  # seconds get() waits for a background open at most (the connect bounds it anyway)
 
-    def __init__(self, board: Board, session_id: str) -> None:
-        self.board = board
+    def __init__(self, dialer: Dialer, session_id: str) -> None:
+        self.dialer = dialer  # the board's Connector
         self.session_id = session_id
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()  # one synchronous open at a time
@@ -135,7 +127,7 @@ class SideLinkSlot:
     def _open_in_background(self, opening: threading.Event, generation: int) -> None:
         link = None
         try:
-            link = SideLink(self.board, session_id=self.session_id)
+            link = SideLink(self.dialer, session_id=self.session_id)
             link.board_end()  # transfers tune the board's end through it: fetched now, not then
         except Exception:  # get() opens it again and reports the problem to whoever needs the link
             if link is not None:
@@ -163,7 +155,7 @@ class SideLinkSlot:
                 if self.ready:
                     return self._link
                 generation = self._generation
-            link = SideLink(self.board, session_id=self.session_id)
+            link = SideLink(self.dialer, session_id=self.session_id)
             with self._lock:
                 if generation == self._generation and not self.ready:
                     self._link = link

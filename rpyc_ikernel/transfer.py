@@ -225,7 +225,7 @@ class _BoardTransfer:
 
     def open(self, name: str, *args) -> None:
         """Send the opening call; it also tunes the board's end of the link (see agent/transfer.py)."""
-        self.conn._channel.compress = self.compress
+        self.conn.set_compression(self.compress)
         try:
             board_end = self.link.board_end()
         except (EOFError, OSError, rpyc.AsyncResultTimeout) as exc:

@@ -141,7 +141,7 @@ def test_a_missing_adb_binary_is_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_no_server_on_the_device_port_says_so_and_removes_the_forward(fake_adb):
-    adb = adb_board(uuid.uuid4().hex, port=free_port(), connect_timeout=2)
+    adb = adb_board(uuid.uuid4().hex, port=free_port(), timeout=2)
     started = time.monotonic()
     with pytest.raises(BoardUnreachable) as raised:
         adb.connect()

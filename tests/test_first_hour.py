@@ -148,9 +148,9 @@ def test_a_missing_token_names_the_board_s_token_file_and_how_to_show_it(kernels
 )
 def test_refused_advice_says_host_0_0_0_0_for_a_board_elsewhere(host, advice):
     """The advice of 'connection refused' (no dialling here: only the text for that address)."""
-    from rpyc_ikernel.board import Address, Board
+    from rpyc_ikernel.connector import Address, Connector
 
-    hint = Board(Address(host, 18812), "session")._hint()
+    hint = Connector(Address(host, 18812)).hint()
     assert advice in hint
     assert ("--host" in hint) == (host not in ("127.0.0.1", "localhost"))
 
