@@ -10,18 +10,17 @@ board's memory low: boot.py compiles one top-level statement at a time, and the 
 grows with the size of what it compiles.
 """
 
-import ast
 import builtins
 import contextlib
 import json
-import linecache
 import os
 import sys
 import threading
 import time
-import traceback
 
 from . import wire
+from .compiling import compile_cell, last_statement_silenced, run_compiled
+from .errors import _hidden_files, format_error  # noqa: F401 - debugger.py takes _hidden_files from here
 from .formatters import format_bundle
 from .history import CellHistory
 from .iostream import (
@@ -35,127 +34,6 @@ from .iostream import (
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
-AGENT_FILES = os.path.dirname(__file__)  # tracebacks leave out frames of files in here
-
-
-class UsageError(Exception):
-    """A magic used wrongly or not available on the board: shown as one line, like IPython's."""
-
-
-UsageError.__module__ = "builtins"  # tracebacks say "UsageError: ..."
-
-
-# --------------------------------------------------------------------------- compiling and errors
-
-
-def compile_cell(source, filename):
-    """(statements, last expression or None) compiled like IPython does a cell; registers the
-    source with linecache so tracebacks show the lines."""
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    tree = ast.parse(source, filename, "exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec", TOP_LEVEL_AWAIT, dont_inherit=True)
-    tail = compile(last, filename, "eval", TOP_LEVEL_AWAIT, dont_inherit=True) if last is not None else None
-    return body, tail
-
-
-TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)  # Python 3.8+: `await` in a cell
-CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the code of a cell that awaits
-
-
-def run_compiled(code, namespace):
-    """Run a code object of compile_cell; a cell with top-level `await` runs on an asyncio loop, as
-    IPython's autoawait does (one loop per board process, kept between cells)."""
-    value = eval(code, namespace)
-    if code.co_flags & CO_COROUTINE:
-        value = _event_loop().run_until_complete(value)
-    return value
-
-
-_loop = []
-
-
-def _event_loop():
-    import asyncio
-
-    if not _loop or _loop[0].is_closed():
-        _loop[:] = [asyncio.new_event_loop()]
-    return _loop[0]
-
-
-def last_statement_silenced(code):
-    """IPython hides the result when the cell's last code line ends with ';'."""
-    for line in reversed(code.splitlines()):
-        stripped = line.split("#", 1)[0].strip() if "#" in line else line.strip()
-        if stripped:
-            return stripped.endswith(";")
-    return False
-
-
-def format_error(exc_type, exc, tb):
-    """ename/evalue/traceback with only the user's frames, like IPython shows a cell's error."""
-    if isinstance(exc, UsageError):
-        lines = ["UsageError: %s" % exc]
-    else:
-        report = traceback.TracebackException(exc_type, exc, tb)
-        _keep_user_frames(report, exc, tb)
-        lines = list(report.format())
-    return {
-        "status": "error",
-        "ename": exc_type.__name__,
-        "evalue": str(exc),
-        "traceback": [line.rstrip("\n") for line in lines],
-    }
-
-
-def _keep_user_frames(report, exc, tb):
-    """Remove the agent's and the server's frames from a TracebackException and its chained ones.
-
-    Hidden are frames of the agent's files, of our server's file (its interrupt signal handler
-    raises KeyboardInterrupt on top of the user's frame), and frames whose function sets
-    ``__tracebackhide__ = True`` (IPython's and pytest's convention).
-    """
-    hidden_files = _hidden_files()
-    pending = [(report, exc, tb)]
-    seen = set()
-    while pending:
-        item, error, error_tb = pending.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        frames = [frame for frame, _ in traceback.walk_tb(error_tb)]
-        if len(frames) == len(item.stack):  # one summary per frame, in order: the frames can be asked
-            kept = [s for s, f in zip(item.stack, frames) if not _hidden_frame(f, hidden_files)]
-        else:
-            kept = [s for s in item.stack if not _hidden_file(s.filename, hidden_files)]
-        item.stack = traceback.StackSummary.from_list(kept)
-        for chained in ("__cause__", "__context__"):
-            inner = getattr(error, chained, None)
-            pending.append((getattr(item, chained), inner, getattr(inner, "__traceback__", None)))
-
-
-def _hidden_files():
-    """The files of our own code running in this process: the agent's directory and our server."""
-    files = set()
-    executor = sys.modules.get(wire.EXECUTOR_MODULE)
-    submit = getattr(executor, "submit", None)
-    code = getattr(getattr(submit, "__func__", submit), "__code__", None)
-    if code is not None:
-        files.add(code.co_filename)
-    return files
-
-
-def _hidden_file(filename, hidden_files):
-    return filename.startswith(AGENT_FILES + "/") or filename in hidden_files
-
-
-def _hidden_frame(frame, hidden_files):
-    code = frame.f_code
-    if _hidden_file(code.co_filename, hidden_files):
-        return True
-    return "__tracebackhide__" in code.co_varnames and bool(frame.f_locals.get("__tracebackhide__"))
 
 
 def show_figures(skip=None):

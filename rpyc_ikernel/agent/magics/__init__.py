@@ -9,7 +9,7 @@ are grouped by topic as IPython's are; this package loads when a cell first call
 
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
 from .execution import ExecutionMagics
 from .namespace import NamespaceMagics
 from .osm import OSMagics
@@ -89,7 +89,7 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
 
     def object_inspect(self, oname, detail_level=0):
         """What `oname?` shows, as IPython's shell answers it: found, name and the help text."""
-        from ..completer import MISSING, resolve
+        from ..names import MISSING, resolve
         from ..oinspect import describe
 
         obj = resolve(self.user_ns, oname)

@@ -7,7 +7,8 @@ import re
 import sys
 import time
 
-from ..session import UsageError, compile_cell, run_compiled
+from ..compiling import compile_cell, run_compiled
+from ..errors import UsageError
 
 
 def format_time(seconds, precision=3):

@@ -1,9 +1,9 @@
 """Your variables on the board: %who, %who_ls, %whos, %reset, and `obj?` inside a cell (%pinfo)."""
 
-from ..completer import MISSING, resolve
+from ..errors import UsageError
 from ..formatters import plain_text
+from ..names import MISSING, resolve
 from ..oinspect import describe
-from ..session import UsageError
 
 
 class NamespaceMagics(object):

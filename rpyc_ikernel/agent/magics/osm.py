@@ -3,7 +3,7 @@
 import os
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
 
 
 class OSMagics(object):

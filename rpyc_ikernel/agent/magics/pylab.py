@@ -3,7 +3,7 @@
 import ast
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
 
 
 class PylabMagics(object):

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from ..session import UsageError
+from ..errors import UsageError
 
 SHELL_ALIASES = {
     "ls": "ls",
