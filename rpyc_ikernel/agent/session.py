@@ -5,9 +5,9 @@ the kernel can reattach. A cell (CellRun) runs on the main thread of our server 
 a thread of its own on a plain rpyc server; the kernel's run/poll calls take its output in batches
 and return JSON (wire.py describes the answer), which rpyc sends by value.
 
-Session and CellRun are assembled from small classes, one concern each. That also keeps a small
-board's memory low: boot.py compiles one top-level statement at a time, and the compiler's peak
-grows with the size of what it compiles.
+A Session is composed of parts that own their state (output, stdin, queries, debugging); a CellRun
+is an Interruptible with its code. Small classes also keep a small board's memory low: boot.py
+compiles one top-level statement at a time, and the compiler's peak grows with what it compiles.
 """
 
 import builtins
@@ -60,7 +60,7 @@ class Interruptible(object):
 
     @contextlib.contextmanager
     def waiting_inside_agent(self):
-        """Mark a wait that checks for interrupts itself (check_interrupt), so Session.interrupt sets a
+        """Mark a wait that checks for interrupts itself (check_interrupt), so interrupt() sets a
         flag instead of a signal or an injected exception, which could land inside a lock."""
         self.waiting += 1
         try:
@@ -81,6 +81,26 @@ class Interruptible(object):
             self.waiting -= 1
         if self.interruptible:
             self.check_interrupt()
+
+    def interrupt(self):
+        """Stop this cell with KeyboardInterrupt; True when it got a flag it checks itself (then the
+        session wakes its waits).
+
+        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
+        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
+        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
+        into the cell's thread (stops Python code; a blocking C call ends first).
+        """
+        if self.waiting or not self.interruptible:
+            self.interrupt_event.set()
+            return True
+        executor = sys.modules.get(wire.EXECUTOR_MODULE)
+        if self.main_thread_mode and executor is not None:
+            if not executor.interrupt(self):
+                self.interrupt_event.set()
+        elif self.thread_ident is not None:
+            _raise_in_thread(self.thread_ident, KeyboardInterrupt)
+        return False
 
     def check_interrupt(self):
         """Raise KeyboardInterrupt once for an interrupt that arrived while the cell was waiting."""
@@ -187,124 +207,118 @@ def clear_output(wait=False):
     return clear(wait)
 
 
-class SessionOutput(object):
-    """A session's output: written by its cell's thread (shielded from interrupts), batched for the kernel."""
+class Output(object):
+    """A session's output part: its batch of events for the kernel, written by the cell's thread
+    (shielded from interrupts) and by other threads (kept up to MAX_ORPHAN while no cell runs)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.cond = session.cond
+        self.batch = OutputBatch(session.cond)
 
     def _own_cell(self):
         """The running cell if the caller is its thread (then locked work must be shielded)."""
-        cell = self.cell
+        cell = self.session.cell
         if cell is not None and cell.thread_ident == threading.get_ident():
             return cell
         return None
 
     def write_stream(self, name, text, block):
+        """Text of stdout/stderr; block: wait while the kernel is behind (the cell's own writes)."""
         if not text:
             return
         cell = self._own_cell()
         if cell is None:
-            return self._write_stream(name, text, block)
+            return self.write_unshielded(name, text, block)
         # cell.shielded(), written out: this runs twice for every print() of a cell
         cell.waiting += 1
         try:
             drain_fd_output()  # a child's output written before this text shows before it
-            self._write_stream(name, text, block)
+            self.write_unshielded(name, text, block)
         finally:
             cell.waiting -= 1
         if cell.interruptible:
             cell.check_interrupt()
 
-    def _write_stream(self, name, text, block):
-        with self._cond:
+    def write_unshielded(self, name, text, block):
+        with self.cond:
             if block:
-                while self._output.size > MAX_PENDING and self.cell is not None:
-                    self._cond.wait(0.1)
-            elif self._output.size > MAX_ORPHAN:
+                while self.batch.size > MAX_PENDING and self.session.cell is not None:
+                    self.cond.wait(0.1)
+            elif self.batch.size > MAX_ORPHAN:
                 return
-            self._output.add_stream(name, text)
+            self.batch.add_stream(name, text)
 
     def emit(self, event, urgent=False):
         """Queue an output event (wire.display_event, ...) for the kernel; urgent: send it at once."""
         cell = self._own_cell()
         if cell is None:
-            with self._cond:
-                return self._output.add_event(event, urgent)
+            with self.cond:
+                return self.batch.add_event(event, urgent)
         with cell.shielded():
             drain_fd_output()
-            with self._cond:
-                self._output.add_event(event, urgent)
+            with self.cond:
+                self.batch.add_event(event, urgent)
 
 
-class SessionInput(object):
-    """input() and getpass() in a session's cell, answered by the kernel's stdin channel."""
+class Stdin(object):
+    """A session's stdin part: input() and getpass() in its cell, answered by the kernel's stdin channel."""
+
+    def __init__(self, session):
+        self.session = session
+        self.cond = session.cond
+        self.waiting = False  # a cell waits for an answer (the kernel's poll returns at once then)
+        self.prompt = None  # {"prompt", "password"} until a poll took it to the kernel
+        self.answer = None  # {"value", "eof"} from provide_input
 
     def request_input(self, prompt, password):
         """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
-        cell = self.cell
+        cell = self.session.cell
         if cell is None or not cell.allow_stdin:
             what = "getpass()" if password else "input()"
             raise StdinNotImplementedError(
                 "%s was called, but this frontend does not support input requests (allow_stdin is off)" % what
             )
-        with cell.waiting_inside_agent(), self._cond:
-            self._input_answer = None
-            self._input_prompt = {"prompt": prompt, "password": password}
-            self._input_waiting = True
-            self._cond.notify_all()
+        with cell.waiting_inside_agent(), self.cond:
+            self.answer = None
+            self.prompt = {"prompt": prompt, "password": password}
+            self.waiting = True
+            self.cond.notify_all()
             try:
-                while self._input_answer is None:
+                while self.answer is None:
                     cell.check_interrupt()
-                    self._cond.wait(0.05)
+                    self.cond.wait(0.05)
                 # An interrupt beats an answer that came with it: on Ctrl-C the kernel interrupts, then
                 # ends its stdin request with "no input" (EOF); both may be here before this thread
                 # wakes up (a busy board), and the user asked for KeyboardInterrupt, not EOFError.
                 cell.check_interrupt()
-                answer = self._input_answer
+                answer = self.answer
             finally:
-                self._input_waiting = False
-                self._input_prompt = None
-                self._input_answer = None
+                self.waiting = False
+                self.prompt = None
+                self.answer = None
         if answer.get("eof"):
             raise EOFError("EOF when reading a line")
         return answer.get("value", "")
 
     def provide_input(self, value, eof=False):
-        with self._cond:
-            self._input_answer = {"value": value, "eof": eof}
-            self._cond.notify_all()
+        with self.cond:
+            self.answer = {"value": value, "eof": eof}
+            self.cond.notify_all()
+
+    def take_prompt(self):
+        """The prompt of a waiting input() for the kernel, once (caller holds cond); else None."""
+        if not self.waiting or self.prompt is None:
+            return None
+        prompt, self.prompt = self.prompt, None
+        return prompt
 
 
-class SessionInterrupt(object):
-    """Stopping a session's running cell, from the kernel's interrupt request."""
+class Queries(object):
+    """A session's queries part: completion, inspection and user_expressions, on its namespace."""
 
-    def interrupt(self, cell_id=None):
-        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
-
-        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
-
-        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
-        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
-        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
-        into the cell's thread (stops Python code; a blocking C call ends first).
-        """
-        cell = self.cell
-        if cell is None or (cell_id is not None and cell_id != self.cell_id):
-            return False
-        if cell.waiting or not cell.interruptible:
-            cell.interrupt_event.set()
-            with self._cond:
-                self._cond.notify_all()
-            return True
-        executor = sys.modules.get(wire.EXECUTOR_MODULE)
-        if cell.main_thread_mode and executor is not None:
-            if not executor.interrupt(cell):
-                cell.interrupt_event.set()
-        elif cell.thread_ident is not None:
-            _raise_in_thread(cell.thread_ident, KeyboardInterrupt)
-        return True
-
-
-class SessionQueries(object):
-    """The kernel's questions about a session's namespace: completion, inspection, user_expressions."""
+    def __init__(self, namespace):
+        self.namespace = namespace
 
     def complete(self, code, cursor_pos):
         from .completer import complete
@@ -329,19 +343,29 @@ class SessionQueries(object):
         return json.dumps(results)
 
 
-class SessionDebug(object):
-    """The kernel's debug requests (DAP bodies, see debugger.py), served beside the running cell."""
+class Debugging(object):
+    """A session's debug part: the kernel's debug requests (DAP bodies, see debugger.py), served
+    beside the running cell. The debugger is made on the first request: a session never debugged
+    loads nothing."""
 
-    debugger = None  # made on the first request: a session never debugged loads nothing
+    def __init__(self, session):
+        self.session = session
+        self.debugger = None  # debugger.handle() sets it, through Session.debugger
 
     def debug(self, command, arguments):
         from .debugger import handle
 
-        return handle(self, command, arguments)
+        return handle(self.session, command, arguments)
 
 
-class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, SessionDebug):
-    """One kernel's namespace and output queue on the board; outlives a dropped connection."""
+class Session(object):
+    """One kernel's namespace and cell on the board; outlives a dropped connection.
+
+    The session itself keeps the namespace and the exchange with the kernel (run, poll, the running
+    cell, answers the kernel may have missed); the rest are parts that own their state: `output`,
+    `stdin`, `queries`, `debugging`. A new capability is one more part, and one more name in
+    wire.SESSION_METHODS with a method here that hands the call to it.
+    """
 
     def __init__(self, session_id):
         self.session_id = session_id
@@ -357,20 +381,34 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
         self.payloads = {}  # the running cell's reply payloads by source (set_next_input)
         self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
-        self.cell = None
+        self.cell = None  # the running CellRun
+        self.cond = threading.Condition()  # guards the session's and its parts' state; poll waits on it
         self._shell = None
-        self._cond = threading.Condition()
-        self._output = OutputBatch(self._cond)
         self._reply = None
-        self._input_answer = None
-        self._input_prompt = None
-        self._input_waiting = False
         self.requests = 0  # calls of run/poll: how many round trips cells cost
         self.cell_id = None  # the kernel's id of the current or last cell
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
         self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
+        self.output = Output(self)
+        self.stdin = Stdin(self)
+        self.queries = Queries(self.namespace)
+        self.debugging = Debugging(self)
+        # what iostream.py, display() and the magics call, bound straight to the part: print() is hot
+        self.write_stream = self.output.write_stream
+        self._write_stream = self.output.write_unshielded
+        self.emit = self.output.emit
+        self.request_input = self.stdin.request_input
+
+    @property
+    def debugger(self):
+        """The session's BoardDebugger, or None before the first debug request (see debugger.py)."""
+        return self.debugging.debugger
+
+    @debugger.setter
+    def debugger(self, debugger):
+        self.debugging.debugger = debugger
 
     def get_ipython(self):
         """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
@@ -380,7 +418,36 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             self._shell = BoardShell(self)
         return self._shell
 
-    # ------------------------------------------------------------ the kernel's calls
+    # ------------------------------------------------------------ the kernel's calls, handed to parts
+    def provide_input(self, value, eof=False):
+        return self.stdin.provide_input(value, eof)
+
+    def complete(self, code, cursor_pos):
+        return self.queries.complete(code, cursor_pos)
+
+    def inspect(self, code, cursor_pos, detail_level=0):
+        return self.queries.inspect(code, cursor_pos, detail_level)
+
+    def evaluate(self, expressions):
+        return self.queries.evaluate(expressions)
+
+    def debug(self, command, arguments):
+        return self.debugging.debug(command, arguments)
+
+    def interrupt(self, cell_id=None):
+        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
+
+        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
+        """
+        cell = self.cell
+        if cell is None or (cell_id is not None and cell_id != self.cell_id):
+            return False
+        if cell.interrupt():
+            with self.cond:
+                self.cond.notify_all()
+        return True
+
+    # ------------------------------------------------------------ the kernel's calls: running a cell
     def run(
         self,
         code,
@@ -405,7 +472,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         as "earlier" instead of being dropped.
         """
         self.requests += 1
-        with self._cond:
+        with self.cond:
             if cell_id is not None and cell_id == self.cell_id:
                 return self._poll(wait, None)
             if self.cell is not None:
@@ -424,11 +491,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             executor.submit(cell)
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
-        with self._cond:
+        with self.cond:
             return self._poll(wait, None)
 
     def _missed_by_kernel(self, ack):
-        """The previous cell's output and reply the kernel never received, or None (caller holds _cond)."""
+        """The previous cell's output and reply the kernel never received, or None (caller holds cond)."""
         if ack is None:
             return None
         events, reply = [], None
@@ -438,7 +505,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             events.extend(earlier.get("events", []) + lost.get("events", []))
             reply = lost.get("reply")
         if self._reply is not None or events:  # what came after the last answer belongs to that cell too
-            events.extend(self._output.take())
+            events.extend(self.output.batch.take())
             reply = self._reply if self._reply is not None else reply
         if not events and reply is None:
             return None
@@ -451,7 +518,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         answer was lost with a dropped connection and is sent again, so no output is ever lost.
         """
         self.requests += 1
-        with self._cond:
+        with self.cond:
             return self._poll(wait, ack)
 
     def _poll(self, wait, ack):
@@ -459,12 +526,12 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             return self._unacked[1]
         self._polls += 1
         mine = self._polls
-        self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
+        self.cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
-        while self._reply is None and not self._input_waiting and self._polls == mine:
+        while self._reply is None and not self.stdin.waiting and self._polls == mine:
             now = time.monotonic()
-            if self._output.events:
-                due = self._output.due_at()
+            if self.output.batch.events:
+                due = self.output.batch.due_at()
                 if now >= due:
                     break
                 timeout = min(due, deadline) - now
@@ -472,11 +539,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
                 timeout = deadline - now
             if timeout <= 0:
                 break
-            self._cond.wait(timeout)
+            self.cond.wait(timeout)
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self._output.take()
+        events = self.output.batch.take()
         done = self._reply is not None
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
@@ -485,24 +552,25 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         if done:
             message["reply"] = self._reply
             self._reply = None
-        elif self._input_waiting and self._input_prompt is not None:
-            message["input"] = self._input_prompt
-            self._input_prompt = None
-        self._cond.notify_all()
+        else:
+            prompt = self.stdin.take_prompt()
+            if prompt is not None:
+                message["input"] = prompt
+        self.cond.notify_all()
         text = json.dumps(message)
         self._unacked = (self._seq, text)
         return text
 
     def finish(self, cell, reply):
-        with self._cond:
+        with self.cond:
             if self.cell is cell:
                 self.cell = None
             self._reply = reply or {"status": "ok"}
             if self.payloads:
                 self._reply["payload"] = list(self.payloads.values())
                 self.payloads = {}
-            self._input_waiting = False
-            self._cond.notify_all()
+            self.stdin.waiting = False
+            self.cond.notify_all()
 
 
 def _raise_in_thread(thread_ident, exc_type):
