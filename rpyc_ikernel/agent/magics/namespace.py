@@ -4,9 +4,10 @@ from ..errors import UsageError
 from ..formatters import plain_text
 from ..names import MISSING, resolve
 from ..oinspect import describe
+from .base import Magics
 
 
-class NamespaceMagics(object):
+class NamespaceMagics(Magics):
     def _user_names(self, type_names=()):
         hidden = self.session.hidden_names
         names = []

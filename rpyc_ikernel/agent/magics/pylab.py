@@ -4,9 +4,10 @@ import ast
 import re
 
 from ..errors import UsageError
+from .base import Magics
 
 
-class PylabMagics(object):
+class PylabMagics(Magics):
     def line_matplotlib(self, line):
         """'%matplotlib inline' (the default here): figures show in the notebook as PNG."""
         gui = line.strip() or "inline"
