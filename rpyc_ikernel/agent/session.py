@@ -122,6 +122,7 @@ class CellRun(Interruptible):
         self.silent = silent
         self.count = count  # the execution count when the cell is stored in the history, else None
         self.raw = code if raw is None else raw  # as the user typed it (magics not rewritten)
+        self.payloads = {}  # its reply's payloads by source (set_next_input)
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -140,7 +141,7 @@ class CellRun(Interruptible):
             if captured:
                 capture.end(self.session)
             state.sinks.pop(self.thread_ident, None)
-            self.session.finish(self, reply)
+            self.session.exchange.finish(self, reply)
 
     def _execute(self):
         ns = self.session.namespace
@@ -212,13 +213,13 @@ class Output(object):
     (shielded from interrupts) and by other threads (kept up to MAX_ORPHAN while no cell runs)."""
 
     def __init__(self, session):
-        self.session = session
+        self.exchange = session.exchange  # its cell is the one running
         self.cond = session.cond
         self.batch = OutputBatch(session.cond)
 
     def _own_cell(self):
         """The running cell if the caller is its thread (then locked work must be shielded)."""
-        cell = self.session.cell
+        cell = self.exchange.cell
         if cell is not None and cell.thread_ident == threading.get_ident():
             return cell
         return None
@@ -243,7 +244,7 @@ class Output(object):
     def write_unshielded(self, name, text, block):
         with self.cond:
             if block:
-                while self.batch.size > MAX_PENDING and self.session.cell is not None:
+                while self.batch.size > MAX_PENDING and self.exchange.cell is not None:
                     self.cond.wait(0.1)
             elif self.batch.size > MAX_ORPHAN:
                 return
@@ -265,7 +266,7 @@ class Stdin(object):
     """A session's stdin part: input() and getpass() in its cell, answered by the kernel's stdin channel."""
 
     def __init__(self, session):
-        self.session = session
+        self.exchange = session.exchange  # its cell is the one running
         self.cond = session.cond
         self.waiting = False  # a cell waits for an answer (the kernel's poll returns at once then)
         self.prompt = None  # {"prompt", "password"} until a poll took it to the kernel
@@ -273,7 +274,7 @@ class Stdin(object):
 
     def request_input(self, prompt, password):
         """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
-        cell = self.session.cell
+        cell = self.exchange.cell
         if cell is None or not cell.allow_stdin:
             what = "getpass()" if password else "input()"
             raise StdinNotImplementedError(
@@ -358,81 +359,25 @@ class Debugging(object):
         return handle(self.session, command, arguments)
 
 
-class Session(object):
-    """One kernel's namespace and cell on the board; outlives a dropped connection.
+class Exchange(object):
+    """A session's exchange part: the kernel's run and poll calls, and the cell they start.
 
-    The session itself keeps the namespace and the exchange with the kernel (run, poll, the running
-    cell, answers the kernel may have missed); the rest are parts that own their state: `output`,
-    `stdin`, `queries`, `debugging`. A new capability is one more part, and one more name in
-    wire.SESSION_METHODS with a method here that hands the call to it.
+    run starts a cell (on the server's main thread, or a thread of its own) and poll hands the
+    kernel the cell's output in numbered answers; an answer the kernel did not acknowledge is sent
+    again, and what it missed of the cell before comes with the next one, so no output is lost.
     """
 
-    def __init__(self, session_id):
-        self.session_id = session_id
-        self.namespace = {
-            "__name__": "__main__",
-            "__builtins__": builtins,
-            "display": display,
-            "update_display": update_display,
-            "clear_output": clear_output,
-            "get_ipython": self.get_ipython,
-        }
-        self.history = CellHistory(self.namespace)
-        self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
-        self.payloads = {}  # the running cell's reply payloads by source (set_next_input)
-        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
+    def __init__(self, session):
+        self.session = session
+        self.cond = session.cond
         self.cell = None  # the running CellRun
-        self.cond = threading.Condition()  # guards the session's and its parts' state; poll waits on it
-        self._shell = None
-        self._reply = None
-        self.requests = 0  # calls of run/poll: how many round trips cells cost
         self.cell_id = None  # the kernel's id of the current or last cell
+        self.requests = 0  # calls of run/poll: how many round trips cells cost
+        self._reply = None  # the finished cell's reply until a poll takes it
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
         self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
-        self.output = Output(self)
-        self.stdin = Stdin(self)
-        self.queries = Queries(self.namespace)
-        self.debugging = Debugging(self)
-        # what iostream.py, display() and the magics call, bound straight to the part: print() is hot
-        self.write_stream = self.output.write_stream
-        self._write_stream = self.output.write_unshielded
-        self.emit = self.output.emit
-        self.request_input = self.stdin.request_input
-
-    @property
-    def debugger(self):
-        """The session's BoardDebugger, or None before the first debug request (see debugger.py)."""
-        return self.debugging.debugger
-
-    @debugger.setter
-    def debugger(self, debugger):
-        self.debugging.debugger = debugger
-
-    def get_ipython(self):
-        """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
-        if self._shell is None:
-            from .magics import BoardShell
-
-            self._shell = BoardShell(self)
-        return self._shell
-
-    # ------------------------------------------------------------ the kernel's calls, handed to parts
-    def provide_input(self, value, eof=False):
-        return self.stdin.provide_input(value, eof)
-
-    def complete(self, code, cursor_pos):
-        return self.queries.complete(code, cursor_pos)
-
-    def inspect(self, code, cursor_pos, detail_level=0):
-        return self.queries.inspect(code, cursor_pos, detail_level)
-
-    def evaluate(self, expressions):
-        return self.queries.evaluate(expressions)
-
-    def debug(self, command, arguments):
-        return self.debugging.debug(command, arguments)
 
     def interrupt(self, cell_id=None):
         """Stop the running cell with KeyboardInterrupt; True when a cell was running.
@@ -447,7 +392,6 @@ class Session(object):
                 self.cond.notify_all()
         return True
 
-    # ------------------------------------------------------------ the kernel's calls: running a cell
     def run(
         self,
         code,
@@ -481,10 +425,9 @@ class Session(object):
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
-            cell = CellRun(self, code, filename, allow_stdin, silent, count, raw)
-            self.payloads = {}
+            cell = CellRun(self.session, code, filename, allow_stdin, silent, count, raw)
             self.cell = cell
-        process_state().last_session = self
+        process_state().last_session = self.session
         executor = sys.modules.get(wire.EXECUTOR_MODULE)
         if executor is not None:
             cell.main_thread_mode = True
@@ -505,7 +448,7 @@ class Session(object):
             events.extend(earlier.get("events", []) + lost.get("events", []))
             reply = lost.get("reply")
         if self._reply is not None or events:  # what came after the last answer belongs to that cell too
-            events.extend(self.output.batch.take())
+            events.extend(self.session.output.batch.take())
             reply = self._reply if self._reply is not None else reply
         if not events and reply is None:
             return None
@@ -528,10 +471,10 @@ class Session(object):
         mine = self._polls
         self.cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
-        while self._reply is None and not self.stdin.waiting and self._polls == mine:
+        while self._reply is None and not self.session.stdin.waiting and self._polls == mine:
             now = time.monotonic()
-            if self.output.batch.events:
-                due = self.output.batch.due_at()
+            if self.session.output.batch.events:
+                due = self.session.output.batch.due_at()
                 if now >= due:
                     break
                 timeout = min(due, deadline) - now
@@ -543,7 +486,7 @@ class Session(object):
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self.output.batch.take()
+        events = self.session.output.batch.take()
         done = self._reply is not None
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
@@ -553,7 +496,7 @@ class Session(object):
             message["reply"] = self._reply
             self._reply = None
         else:
-            prompt = self.stdin.take_prompt()
+            prompt = self.session.stdin.take_prompt()
             if prompt is not None:
                 message["input"] = prompt
         self.cond.notify_all()
@@ -566,11 +509,82 @@ class Session(object):
             if self.cell is cell:
                 self.cell = None
             self._reply = reply or {"status": "ok"}
-            if self.payloads:
-                self._reply["payload"] = list(self.payloads.values())
-                self.payloads = {}
-            self.stdin.waiting = False
+            if cell.payloads:
+                self._reply["payload"] = list(cell.payloads.values())
+            self.session.stdin.waiting = False
             self.cond.notify_all()
+
+
+class Session(object):
+    """One kernel's namespace and cell on the board; outlives a dropped connection.
+
+    The session keeps the namespace; parts own the rest, each its own state: `exchange` (run, poll,
+    interrupt: the running cell), `output`, `stdin`, `queries`, `debugging`. The kernel calls the
+    names of wire.SESSION_METHODS on the session, which are the parts' methods. A new capability is
+    one more part, and one more name there bound to it below.
+    """
+
+    def __init__(self, session_id):
+        self.session_id = session_id
+        self.namespace = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "display": display,
+            "update_display": update_display,
+            "clear_output": clear_output,
+            "get_ipython": self.get_ipython,
+        }
+        self.history = CellHistory(self.namespace)
+        self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
+        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
+        self.cond = threading.Condition()  # guards the parts' state; poll waits on it
+        self._shell = None
+        self.exchange = Exchange(self)
+        self.output = Output(self)
+        self.stdin = Stdin(self)
+        self.queries = Queries(self.namespace)
+        self.debugging = Debugging(self)
+        # The kernel's calls (wire.SESSION_METHODS) a part answers, and what iostream.py, display()
+        # and the magics call: the parts' own methods, so no call pays a hop (print() is hot).
+        self.run = self.exchange.run
+        self.poll = self.exchange.poll
+        self.interrupt = self.exchange.interrupt
+        self.provide_input = self.stdin.provide_input
+        self.complete = self.queries.complete
+        self.inspect = self.queries.inspect
+        self.evaluate = self.queries.evaluate
+        self.debug = self.debugging.debug
+        self.write_stream = self.output.write_stream
+        self._write_stream = self.output.write_unshielded
+        self.emit = self.output.emit
+        self.request_input = self.stdin.request_input
+
+    @property
+    def cell(self):
+        """The running CellRun, or None."""
+        return self.exchange.cell
+
+    @property
+    def requests(self):
+        """Calls of run and poll so far: how many round trips cells cost."""
+        return self.exchange.requests
+
+    @property
+    def debugger(self):
+        """The session's BoardDebugger, or None before the first debug request (see debugger.py)."""
+        return self.debugging.debugger
+
+    @debugger.setter
+    def debugger(self, debugger):
+        self.debugging.debugger = debugger
+
+    def get_ipython(self):
+        """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
+        if self._shell is None:
+            from .magics import BoardShell
+
+            self._shell = BoardShell(self)
+        return self._shell
 
 
 def _raise_in_thread(thread_ident, exc_type):

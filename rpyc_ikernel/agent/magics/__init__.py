@@ -117,8 +117,13 @@ class BoardShell(object):
 
         As IPython's: one per cell, the last call wins (%load uses it with replace=True).
         """
-        payload = {"source": "set_next_input", "text": text, "replace": bool(replace)}
-        self.session.payloads["set_next_input"] = payload
+        cell = self.session.cell
+        if cell is not None:
+            cell.payloads["set_next_input"] = {
+                "source": "set_next_input",
+                "text": text,
+                "replace": bool(replace),
+            }
 
     def object_inspect(self, oname, detail_level=0):
         """What `oname?` shows, as IPython's shell answers it: found, name and the help text."""
