@@ -315,50 +315,6 @@ class Stdin(object):
         return prompt
 
 
-class Queries(object):
-    """A session's queries part: completion, inspection and user_expressions, on its namespace."""
-
-    def __init__(self, namespace):
-        self.namespace = namespace
-
-    def complete(self, code, cursor_pos):
-        from .completer import complete
-
-        return json.dumps(complete(self.namespace, code, cursor_pos))
-
-    def inspect(self, code, cursor_pos, detail_level=0):
-        from .oinspect import inspect_object
-
-        return json.dumps(inspect_object(self.namespace, code, cursor_pos, detail_level))
-
-    def evaluate(self, expressions):
-        """user_expressions of an execute_request: each evaluated in the namespace, as bundles."""
-        results = {}
-        for name, source in json.loads(expressions).items():
-            try:
-                data, metadata = format_bundle(eval(source, self.namespace))
-                results[name] = {"status": "ok", "data": data, "metadata": metadata}
-            except Exception:
-                exc_type, exc, tb = sys.exc_info()
-                results[name] = format_error(exc_type, exc, None)
-        return json.dumps(results)
-
-
-class Debugging(object):
-    """A session's debug part: the kernel's debug requests (DAP bodies, see debugger.py), served
-    beside the running cell. The debugger is made on the first request: a session never debugged
-    loads nothing."""
-
-    def __init__(self, session):
-        self.session = session
-        self.debugger = None  # debugger.handle() sets it, through Session.debugger
-
-    def debug(self, command, arguments):
-        from .debugger import handle
-
-        return handle(self.session, command, arguments)
-
-
 class Exchange(object):
     """A session's exchange part: the kernel's run and poll calls, and the cell they start.
 
@@ -519,9 +475,10 @@ class Session(object):
     """One kernel's namespace and cell on the board; outlives a dropped connection.
 
     The session keeps the namespace; parts own the rest, each its own state: `exchange` (run, poll,
-    interrupt: the running cell), `output`, `stdin`, `queries`, `debugging`. The kernel calls the
-    names of wire.SESSION_METHODS on the session, which are the parts' methods. A new capability is
-    one more part, and one more name there bound to it below.
+    interrupt: the running cell), `output`, `stdin`, and `debugger` (debugger.py's, made on the first
+    debug request). The kernel calls the names of wire.SESSION_METHODS on the session: the parts'
+    own methods bound below, or methods that hand the call on (the questions go to queries.py,
+    which loads on the first). A new capability is one more part and one more name there.
     """
 
     def __init__(self, session_id):
@@ -542,22 +499,18 @@ class Session(object):
         self.exchange = Exchange(self)
         self.output = Output(self)
         self.stdin = Stdin(self)
-        self.queries = Queries(self.namespace)
-        self.debugging = Debugging(self)
         # The kernel's calls (wire.SESSION_METHODS) a part answers, and what iostream.py, display()
         # and the magics call: the parts' own methods, so no call pays a hop (print() is hot).
         self.run = self.exchange.run
         self.poll = self.exchange.poll
         self.interrupt = self.exchange.interrupt
         self.provide_input = self.stdin.provide_input
-        self.complete = self.queries.complete
-        self.inspect = self.queries.inspect
-        self.evaluate = self.queries.evaluate
-        self.debug = self.debugging.debug
         self.write_stream = self.output.write_stream
         self._write_stream = self.output.write_unshielded
         self.emit = self.output.emit
         self.request_input = self.stdin.request_input
+
+    debugger = None  # the debug part: debugger.py's BoardDebugger, made on the first debug request
 
     @property
     def cell(self):
@@ -569,15 +522,6 @@ class Session(object):
         """Calls of run and poll so far: how many round trips cells cost."""
         return self.exchange.requests
 
-    @property
-    def debugger(self):
-        """The session's BoardDebugger, or None before the first debug request (see debugger.py)."""
-        return self.debugging.debugger
-
-    @debugger.setter
-    def debugger(self, debugger):
-        self.debugging.debugger = debugger
-
     def get_ipython(self):
         """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
         if self._shell is None:
@@ -585,6 +529,29 @@ class Session(object):
 
             self._shell = BoardShell(self)
         return self._shell
+
+    # ------------------------------------------------------------ the kernel's questions (queries.py)
+    def complete(self, code, cursor_pos):
+        from .queries import complete
+
+        return complete(self.namespace, code, cursor_pos)
+
+    def inspect(self, code, cursor_pos, detail_level=0):
+        from .queries import inspect
+
+        return inspect(self.namespace, code, cursor_pos, detail_level)
+
+    def evaluate(self, expressions):
+        from .queries import evaluate
+
+        return evaluate(self.namespace, expressions)
+
+    def debug(self, command, arguments):
+        """A DAP request for this session's debugger (debugger.py makes it on the first one: a
+        session never debugged loads nothing)."""
+        from .debugger import handle
+
+        return handle(self, command, arguments)
 
 
 def _raise_in_thread(thread_ident, exc_type):
