@@ -20,6 +20,7 @@ FILES = [
     "inline.py",
     "oinspect.py",
     "names.py",
+    "queries.py",
     "errors.py",
     "compiling.py",
     *sorted(str(p.relative_to(AGENT)) for p in (AGENT / "magics").glob("*.py")),
@@ -91,7 +92,7 @@ def _available(name: str, classes, seen=()) -> set[str] | None:
 
 def test_each_class_sets_the_state_it_reads():
     classes = _classes()
-    assert {"Session", "Output", "Stdin", "BoardShell", "OSMagics"} <= set(classes)
+    assert {"Session", "Exchange", "Output", "Stdin", "BoardShell", "OSMagics"} <= set(classes)
     problems = []
     for name, (path, node) in sorted(classes.items()):
         available = _available(name, classes)
