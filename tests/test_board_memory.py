@@ -46,6 +46,8 @@ AGENT_MEMORY_LIMIT = 3 * 2**20  # bytes; the agent and the connection add ~1 MiB
 CORE = [
     "",
     ".boot",
+    ".compiling",
+    ".errors",
     ".formatters",
     ".history",
     ".iostream",

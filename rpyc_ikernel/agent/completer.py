@@ -11,16 +11,13 @@ import builtins
 import inspect
 import keyword
 import re
-import threading
-import time
 
 from .modnames import module_names, submodules, top_level_modules
+from .names import MISSING, Budget, resolve
 from .pathnames import command_matches, path_matches
 
 MAX_TYPED_MATCHES = 200  # beyond this, completions come without types (each costs an attribute lookup)
 MAX_LINE = 4000  # characters before the cursor looked at
-BUDGET = 0.2  # seconds user code may take during one completion; then partial results
-MISSING = object()  # what resolve() returns for a name that is not there
 
 _NAME_CHAIN = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*\.?$")
 _WORD = re.compile(r"[A-Za-z_]\w*$")
@@ -32,60 +29,6 @@ _FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+\(?\s*(?:\w+(?:\s+as\
 _CELL_IMPORT = re.compile(r"^\s*import\s+([\w.]+)(?:\s+as\s+(\w+))?", re.M)
 _CELL_FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+(\w+)(?:\s+as\s+(\w+))?", re.M)
 _CALLEE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
-
-
-def resolve(namespace, dotted):
-    """Look up a dotted name without evaluating arbitrary code (attributes only); MISSING if absent."""
-    parts = dotted.split(".")
-    if parts[0] in namespace:
-        obj = namespace[parts[0]]
-    elif hasattr(builtins, parts[0]):
-        obj = getattr(builtins, parts[0])
-    else:
-        return MISSING
-    for part in parts[1:]:
-        try:
-            obj = getattr(obj, part)
-        except Exception:
-            return MISSING
-    return obj
-
-
-MAX_STUCK = 4  # helper threads still stuck in user code beyond which no more are started
-_stuck = []  # the helper threads that outlived their budget
-
-
-class Budget(object):
-    """The time user code may still take in this request; calls beyond it give their default.
-
-    A call that outlives the budget keeps its thread until the user code returns; with MAX_STUCK
-    of those alive, completion stops calling user code (repeated Tabs on a hanging object must not
-    pile up threads on a small board).
-    """
-
-    def __init__(self, seconds=BUDGET):
-        self.deadline = time.monotonic() + seconds
-
-    def call(self, function, default, *args):
-        """function(*args) in a helper thread, waited for only until the deadline."""
-        left = self.deadline - time.monotonic()
-        _stuck[:] = [t for t in _stuck if t.is_alive()]
-        if left <= 0 or len(_stuck) >= MAX_STUCK:
-            return default
-        box = []
-
-        def run():
-            try:
-                box.append(function(*args))
-            except BaseException:
-                pass
-
-        worker = threading.Thread(target=run, name="rpyc_ikernel completion", daemon=True)
-        worker.start()
-        worker.join(left)
-        if worker.is_alive():
-            _stuck.append(worker)
-        return box[0] if box else default
 
 
 def _kind(obj):
@@ -187,7 +130,7 @@ def _complete_magic(line_before, cursor_pos):
     match = _MAGIC_PREFIX.match(line_before)
     if not match:
         return None
-    from .magics import BoardShell
+    from .magics import BoardShell  # the magics load on the first `%` completion
 
     marks, partial = match.group(1), match.group(2) or ""
     names = ["%" + n for n in BoardShell.list_line_magics()] if marks == "%" else []

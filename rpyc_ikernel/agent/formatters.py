@@ -36,26 +36,44 @@ def _encode(mime, value):
     return str(value)
 
 
-def is_figure(obj):
-    """A matplotlib Figure, recognised without importing matplotlib."""
+_BY_NAME = {}  # (module, class name) -> printer(obj) -> (data, metadata), see for_type_by_name
+
+
+def for_type_by_name(type_module, type_name, printer):
+    """Format instances of the class `type_module.type_name` (or of its subclasses) with printer.
+
+    As IPython's ``for_type_by_name``: the class is named, not imported, so registering costs nothing
+    on a board without it. printer(obj) returns (data, metadata), with bytes for binary data. This
+    is how a module above this one (inline.py: matplotlib figures) adds a format without this one
+    importing it.
+    """
+    _BY_NAME[(type_module, type_name)] = printer
+
+
+def _printer_for(obj):
+    if not _BY_NAME:
+        return None
     try:
         classes = type(obj).__mro__
     except Exception:
-        return False
-    return any(c.__name__ == "Figure" and c.__module__ == "matplotlib.figure" for c in classes)
+        return None
+    for cls in classes:
+        printer = _BY_NAME.get((getattr(cls, "__module__", None), getattr(cls, "__name__", None)))
+        if printer is not None:
+            return printer
+    return None
 
 
 def format_bundle(obj):
     """A Jupyter mime bundle (data, metadata) for obj, like IPython's display formatter."""
     data = {}
     metadata = {}
-    if is_figure(obj):
-        from .inline import figure_png
-
-        png, size = figure_png(obj)
-        data["image/png"] = _encode("image/png", png)
-        if size:
-            metadata["image/png"] = size
+    printer = _printer_for(obj)
+    if printer is not None:
+        produced, extra = printer(obj)
+        for mime, value in produced.items():
+            data[mime] = _encode(mime, value)
+        metadata.update(extra)
     elif not isinstance(obj, type):
         _add_mimebundle(obj, data, metadata)
         for mime, name in MIME_METHODS:

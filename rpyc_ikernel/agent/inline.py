@@ -1,6 +1,8 @@
 """The inline matplotlib backend: figures are drawn on the board and shown in the notebook as PNG.
 
-Loaded when board code imports matplotlib (shim.py selects this backend) or shows a figure.
+Loaded when board code imports matplotlib (shim.py selects this backend, and loads this module at
+attach when matplotlib is already there) or shows a figure. Loading it registers the figure's
+format with formatters.py.
 """
 
 import io
@@ -8,7 +10,7 @@ import os
 import sys
 import traceback
 
-from . import wire
+from . import formatters, wire
 from .iostream import output_session, process_state
 
 MPL_BACKEND = "module://" + wire.MPL_BACKEND_MODULE
@@ -34,6 +36,15 @@ def figure_png(figure):
         height = int.from_bytes(png[20:24], "big")
         size = {"width": width // 2, "height": height // 2}
     return png, size
+
+
+def figure_bundle(figure):
+    """A matplotlib Figure as a result or display(): its PNG, as formatters.py asks a printer."""
+    png, size = figure_png(figure)
+    return {"image/png": png}, ({"image/png": size} if size else {})
+
+
+formatters.for_type_by_name("matplotlib.figure", "Figure", figure_bundle)
 
 
 def show_figures(skip=None, **_ignored):

@@ -8,8 +8,8 @@ import keyword
 import linecache
 import re
 
-from .completer import MISSING, Budget, resolve
 from .formatters import plain_text
+from .names import MISSING, Budget, resolve
 
 MAX_LINE = 4000  # characters around the cursor looked at (a 1 MB line)
 SLOW_REPR = "<its repr took too long>"

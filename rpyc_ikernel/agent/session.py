@@ -5,23 +5,22 @@ the kernel can reattach. A cell (CellRun) runs on the main thread of our server 
 a thread of its own on a plain rpyc server; the kernel's run/poll calls take its output in batches
 and return JSON (wire.py describes the answer), which rpyc sends by value.
 
-Session and CellRun are assembled from small classes, one concern each. That also keeps a small
-board's memory low: boot.py compiles one top-level statement at a time, and the compiler's peak
-grows with the size of what it compiles.
+A Session is composed of parts that own their state (output, stdin, queries, debugging); a CellRun
+is an Interruptible with its code. Small classes also keep a small board's memory low: boot.py
+compiles one top-level statement at a time, and the compiler's peak grows with what it compiles.
 """
 
-import ast
 import builtins
 import contextlib
 import json
-import linecache
 import os
 import sys
 import threading
 import time
-import traceback
 
 from . import wire
+from .compiling import compile_cell, last_statement_silenced, run_compiled
+from .errors import _hidden_files, format_error  # noqa: F401 - debugger.py takes _hidden_files from here
 from .formatters import format_bundle
 from .history import CellHistory
 from .iostream import (
@@ -35,127 +34,6 @@ from .iostream import (
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
-AGENT_FILES = os.path.dirname(__file__)  # tracebacks leave out frames of files in here
-
-
-class UsageError(Exception):
-    """A magic used wrongly or not available on the board: shown as one line, like IPython's."""
-
-
-UsageError.__module__ = "builtins"  # tracebacks say "UsageError: ..."
-
-
-# --------------------------------------------------------------------------- compiling and errors
-
-
-def compile_cell(source, filename):
-    """(statements, last expression or None) compiled like IPython does a cell; registers the
-    source with linecache so tracebacks show the lines."""
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    tree = ast.parse(source, filename, "exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    body = compile(tree, filename, "exec", TOP_LEVEL_AWAIT, dont_inherit=True)
-    tail = compile(last, filename, "eval", TOP_LEVEL_AWAIT, dont_inherit=True) if last is not None else None
-    return body, tail
-
-
-TOP_LEVEL_AWAIT = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)  # Python 3.8+: `await` in a cell
-CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE: the code of a cell that awaits
-
-
-def run_compiled(code, namespace):
-    """Run a code object of compile_cell; a cell with top-level `await` runs on an asyncio loop, as
-    IPython's autoawait does (one loop per board process, kept between cells)."""
-    value = eval(code, namespace)
-    if code.co_flags & CO_COROUTINE:
-        value = _event_loop().run_until_complete(value)
-    return value
-
-
-_loop = []
-
-
-def _event_loop():
-    import asyncio
-
-    if not _loop or _loop[0].is_closed():
-        _loop[:] = [asyncio.new_event_loop()]
-    return _loop[0]
-
-
-def last_statement_silenced(code):
-    """IPython hides the result when the cell's last code line ends with ';'."""
-    for line in reversed(code.splitlines()):
-        stripped = line.split("#", 1)[0].strip() if "#" in line else line.strip()
-        if stripped:
-            return stripped.endswith(";")
-    return False
-
-
-def format_error(exc_type, exc, tb):
-    """ename/evalue/traceback with only the user's frames, like IPython shows a cell's error."""
-    if isinstance(exc, UsageError):
-        lines = ["UsageError: %s" % exc]
-    else:
-        report = traceback.TracebackException(exc_type, exc, tb)
-        _keep_user_frames(report, exc, tb)
-        lines = list(report.format())
-    return {
-        "status": "error",
-        "ename": exc_type.__name__,
-        "evalue": str(exc),
-        "traceback": [line.rstrip("\n") for line in lines],
-    }
-
-
-def _keep_user_frames(report, exc, tb):
-    """Remove the agent's and the server's frames from a TracebackException and its chained ones.
-
-    Hidden are frames of the agent's files, of our server's file (its interrupt signal handler
-    raises KeyboardInterrupt on top of the user's frame), and frames whose function sets
-    ``__tracebackhide__ = True`` (IPython's and pytest's convention).
-    """
-    hidden_files = _hidden_files()
-    pending = [(report, exc, tb)]
-    seen = set()
-    while pending:
-        item, error, error_tb = pending.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        frames = [frame for frame, _ in traceback.walk_tb(error_tb)]
-        if len(frames) == len(item.stack):  # one summary per frame, in order: the frames can be asked
-            kept = [s for s, f in zip(item.stack, frames) if not _hidden_frame(f, hidden_files)]
-        else:
-            kept = [s for s in item.stack if not _hidden_file(s.filename, hidden_files)]
-        item.stack = traceback.StackSummary.from_list(kept)
-        for chained in ("__cause__", "__context__"):
-            inner = getattr(error, chained, None)
-            pending.append((getattr(item, chained), inner, getattr(inner, "__traceback__", None)))
-
-
-def _hidden_files():
-    """The files of our own code running in this process: the agent's directory and our server."""
-    files = set()
-    executor = sys.modules.get(wire.EXECUTOR_MODULE)
-    submit = getattr(executor, "submit", None)
-    code = getattr(getattr(submit, "__func__", submit), "__code__", None)
-    if code is not None:
-        files.add(code.co_filename)
-    return files
-
-
-def _hidden_file(filename, hidden_files):
-    return filename.startswith(AGENT_FILES + "/") or filename in hidden_files
-
-
-def _hidden_frame(frame, hidden_files):
-    code = frame.f_code
-    if _hidden_file(code.co_filename, hidden_files):
-        return True
-    return "__tracebackhide__" in code.co_varnames and bool(frame.f_locals.get("__tracebackhide__"))
 
 
 def show_figures(skip=None):
@@ -182,7 +60,7 @@ class Interruptible(object):
 
     @contextlib.contextmanager
     def waiting_inside_agent(self):
-        """Mark a wait that checks for interrupts itself (check_interrupt), so Session.interrupt sets a
+        """Mark a wait that checks for interrupts itself (check_interrupt), so interrupt() sets a
         flag instead of a signal or an injected exception, which could land inside a lock."""
         self.waiting += 1
         try:
@@ -204,6 +82,26 @@ class Interruptible(object):
         if self.interruptible:
             self.check_interrupt()
 
+    def interrupt(self):
+        """Stop this cell with KeyboardInterrupt; True when it got a flag it checks itself (then the
+        session wakes its waits).
+
+        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
+        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
+        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
+        into the cell's thread (stops Python code; a blocking C call ends first).
+        """
+        if self.waiting or not self.interruptible:
+            self.interrupt_event.set()
+            return True
+        executor = sys.modules.get(wire.EXECUTOR_MODULE)
+        if self.main_thread_mode and executor is not None:
+            if not executor.interrupt(self):
+                self.interrupt_event.set()
+        elif self.thread_ident is not None:
+            _raise_in_thread(self.thread_ident, KeyboardInterrupt)
+        return False
+
     def check_interrupt(self):
         """Raise KeyboardInterrupt once for an interrupt that arrived while the cell was waiting."""
         if self.interrupt_event.is_set():
@@ -224,6 +122,7 @@ class CellRun(Interruptible):
         self.silent = silent
         self.count = count  # the execution count when the cell is stored in the history, else None
         self.raw = code if raw is None else raw  # as the user typed it (magics not rewritten)
+        self.payloads = {}  # its reply's payloads by source (set_next_input)
 
     def __call__(self):
         self.thread_ident = threading.get_ident()
@@ -242,7 +141,7 @@ class CellRun(Interruptible):
             if captured:
                 capture.end(self.session)
             state.sinks.pop(self.thread_ident, None)
-            self.session.finish(self, reply)
+            self.session.exchange.finish(self, reply)
 
     def _execute(self):
         ns = self.session.namespace
@@ -309,200 +208,146 @@ def clear_output(wait=False):
     return clear(wait)
 
 
-class SessionOutput(object):
-    """A session's output: written by its cell's thread (shielded from interrupts), batched for the kernel."""
+class Output(object):
+    """A session's output part: its batch of events for the kernel, written by the cell's thread
+    (shielded from interrupts) and by other threads (kept up to MAX_ORPHAN while no cell runs)."""
+
+    def __init__(self, session):
+        self.exchange = session.exchange  # its cell is the one running
+        self.cond = session.cond
+        self.batch = OutputBatch(session.cond)
 
     def _own_cell(self):
         """The running cell if the caller is its thread (then locked work must be shielded)."""
-        cell = self.cell
+        cell = self.exchange.cell
         if cell is not None and cell.thread_ident == threading.get_ident():
             return cell
         return None
 
     def write_stream(self, name, text, block):
+        """Text of stdout/stderr; block: wait while the kernel is behind (the cell's own writes)."""
         if not text:
             return
         cell = self._own_cell()
         if cell is None:
-            return self._write_stream(name, text, block)
+            return self.write_unshielded(name, text, block)
         # cell.shielded(), written out: this runs twice for every print() of a cell
         cell.waiting += 1
         try:
             drain_fd_output()  # a child's output written before this text shows before it
-            self._write_stream(name, text, block)
+            self.write_unshielded(name, text, block)
         finally:
             cell.waiting -= 1
         if cell.interruptible:
             cell.check_interrupt()
 
-    def _write_stream(self, name, text, block):
-        with self._cond:
+    def write_unshielded(self, name, text, block):
+        with self.cond:
             if block:
-                while self._output.size > MAX_PENDING and self.cell is not None:
-                    self._cond.wait(0.1)
-            elif self._output.size > MAX_ORPHAN:
+                while self.batch.size > MAX_PENDING and self.exchange.cell is not None:
+                    self.cond.wait(0.1)
+            elif self.batch.size > MAX_ORPHAN:
                 return
-            self._output.add_stream(name, text)
+            self.batch.add_stream(name, text)
 
     def emit(self, event, urgent=False):
         """Queue an output event (wire.display_event, ...) for the kernel; urgent: send it at once."""
         cell = self._own_cell()
         if cell is None:
-            with self._cond:
-                return self._output.add_event(event, urgent)
+            with self.cond:
+                return self.batch.add_event(event, urgent)
         with cell.shielded():
             drain_fd_output()
-            with self._cond:
-                self._output.add_event(event, urgent)
+            with self.cond:
+                self.batch.add_event(event, urgent)
 
 
-class SessionInput(object):
-    """input() and getpass() in a session's cell, answered by the kernel's stdin channel."""
+class Stdin(object):
+    """A session's stdin part: input() and getpass() in its cell, answered by the kernel's stdin channel."""
+
+    def __init__(self, session):
+        self.exchange = session.exchange  # its cell is the one running
+        self.cond = session.cond
+        self.waiting = False  # a cell waits for an answer (the kernel's poll returns at once then)
+        self.prompt = None  # {"prompt", "password"} until a poll took it to the kernel
+        self.answer = None  # {"value", "eof"} from provide_input
 
     def request_input(self, prompt, password):
         """Ask the user through the kernel's stdin channel; wait for the answer (interruptible)."""
-        cell = self.cell
+        cell = self.exchange.cell
         if cell is None or not cell.allow_stdin:
             what = "getpass()" if password else "input()"
             raise StdinNotImplementedError(
                 "%s was called, but this frontend does not support input requests (allow_stdin is off)" % what
             )
-        with cell.waiting_inside_agent(), self._cond:
-            self._input_answer = None
-            self._input_prompt = {"prompt": prompt, "password": password}
-            self._input_waiting = True
-            self._cond.notify_all()
+        with cell.waiting_inside_agent(), self.cond:
+            self.answer = None
+            self.prompt = {"prompt": prompt, "password": password}
+            self.waiting = True
+            self.cond.notify_all()
             try:
-                while self._input_answer is None:
+                while self.answer is None:
                     cell.check_interrupt()
-                    self._cond.wait(0.05)
+                    self.cond.wait(0.05)
                 # An interrupt beats an answer that came with it: on Ctrl-C the kernel interrupts, then
                 # ends its stdin request with "no input" (EOF); both may be here before this thread
                 # wakes up (a busy board), and the user asked for KeyboardInterrupt, not EOFError.
                 cell.check_interrupt()
-                answer = self._input_answer
+                answer = self.answer
             finally:
-                self._input_waiting = False
-                self._input_prompt = None
-                self._input_answer = None
+                self.waiting = False
+                self.prompt = None
+                self.answer = None
         if answer.get("eof"):
             raise EOFError("EOF when reading a line")
         return answer.get("value", "")
 
     def provide_input(self, value, eof=False):
-        with self._cond:
-            self._input_answer = {"value": value, "eof": eof}
-            self._cond.notify_all()
+        with self.cond:
+            self.answer = {"value": value, "eof": eof}
+            self.cond.notify_all()
+
+    def take_prompt(self):
+        """The prompt of a waiting input() for the kernel, once (caller holds cond); else None."""
+        if not self.waiting or self.prompt is None:
+            return None
+        prompt, self.prompt = self.prompt, None
+        return prompt
 
 
-class SessionInterrupt(object):
-    """Stopping a session's running cell, from the kernel's interrupt request."""
+class Exchange(object):
+    """A session's exchange part: the kernel's run and poll calls, and the cell they start.
 
-    def interrupt(self, cell_id=None):
-        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
+    run starts a cell (on the server's main thread, or a thread of its own) and poll hands the
+    kernel the cell's output in numbered answers; an answer the kernel did not acknowledge is sent
+    again, and what it missed of the cell before comes with the next one, so no output is lost.
+    """
 
-        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
-
-        A cell that waits inside the agent (input(), a shell command, sleep on a plain server) or has
-        not started its user code yet gets a flag it checks itself. Otherwise our server signals its
-        main thread (stops sleeps and blocking I/O too); on a plain server the exception is injected
-        into the cell's thread (stops Python code; a blocking C call ends first).
-        """
-        cell = self.cell
-        if cell is None or (cell_id is not None and cell_id != self.cell_id):
-            return False
-        if cell.waiting or not cell.interruptible:
-            cell.interrupt_event.set()
-            with self._cond:
-                self._cond.notify_all()
-            return True
-        executor = sys.modules.get(wire.EXECUTOR_MODULE)
-        if cell.main_thread_mode and executor is not None:
-            if not executor.interrupt(cell):
-                cell.interrupt_event.set()
-        elif cell.thread_ident is not None:
-            _raise_in_thread(cell.thread_ident, KeyboardInterrupt)
-        return True
-
-
-class SessionQueries(object):
-    """The kernel's questions about a session's namespace: completion, inspection, user_expressions."""
-
-    def complete(self, code, cursor_pos):
-        from .completer import complete
-
-        return json.dumps(complete(self.namespace, code, cursor_pos))
-
-    def inspect(self, code, cursor_pos, detail_level=0):
-        from .oinspect import inspect_object
-
-        return json.dumps(inspect_object(self.namespace, code, cursor_pos, detail_level))
-
-    def evaluate(self, expressions):
-        """user_expressions of an execute_request: each evaluated in the namespace, as bundles."""
-        results = {}
-        for name, source in json.loads(expressions).items():
-            try:
-                data, metadata = format_bundle(eval(source, self.namespace))
-                results[name] = {"status": "ok", "data": data, "metadata": metadata}
-            except Exception:
-                exc_type, exc, tb = sys.exc_info()
-                results[name] = format_error(exc_type, exc, None)
-        return json.dumps(results)
-
-
-class SessionDebug(object):
-    """The kernel's debug requests (DAP bodies, see debugger.py), served beside the running cell."""
-
-    debugger = None  # made on the first request: a session never debugged loads nothing
-
-    def debug(self, command, arguments):
-        from .debugger import handle
-
-        return handle(self, command, arguments)
-
-
-class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, SessionDebug):
-    """One kernel's namespace and output queue on the board; outlives a dropped connection."""
-
-    def __init__(self, session_id):
-        self.session_id = session_id
-        self.namespace = {
-            "__name__": "__main__",
-            "__builtins__": builtins,
-            "display": display,
-            "update_display": update_display,
-            "clear_output": clear_output,
-            "get_ipython": self.get_ipython,
-        }
-        self.history = CellHistory(self.namespace)
-        self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
-        self.payloads = {}  # the running cell's reply payloads by source (set_next_input)
-        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
-        self.cell = None
-        self._shell = None
-        self._cond = threading.Condition()
-        self._output = OutputBatch(self._cond)
-        self._reply = None
-        self._input_answer = None
-        self._input_prompt = None
-        self._input_waiting = False
-        self.requests = 0  # calls of run/poll: how many round trips cells cost
+    def __init__(self, session):
+        self.session = session
+        self.cond = session.cond
+        self.cell = None  # the running CellRun
         self.cell_id = None  # the kernel's id of the current or last cell
+        self.requests = 0  # calls of run/poll: how many round trips cells cost
+        self._reply = None  # the finished cell's reply until a poll takes it
         self._seq = 0  # numbers the answers to run/poll
         self._unacked = None  # (seq, answer) until the kernel acknowledges it
         self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
-    def get_ipython(self):
-        """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
-        if self._shell is None:
-            from .magics import BoardShell
+    def interrupt(self, cell_id=None):
+        """Stop the running cell with KeyboardInterrupt; True when a cell was running.
 
-            self._shell = BoardShell(self)
-        return self._shell
+        With cell_id, only that cell: an interrupt that arrives late never hits the next cell.
+        """
+        cell = self.cell
+        if cell is None or (cell_id is not None and cell_id != self.cell_id):
+            return False
+        if cell.interrupt():
+            with self.cond:
+                self.cond.notify_all()
+        return True
 
-    # ------------------------------------------------------------ the kernel's calls
     def run(
         self,
         code,
@@ -527,7 +372,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         as "earlier" instead of being dropped.
         """
         self.requests += 1
-        with self._cond:
+        with self.cond:
             if cell_id is not None and cell_id == self.cell_id:
                 return self._poll(wait, None)
             if self.cell is not None:
@@ -536,21 +381,20 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             self._reply = None
             self._unacked = None
             self.cell_id = cell_id
-            cell = CellRun(self, code, filename, allow_stdin, silent, count, raw)
-            self.payloads = {}
+            cell = CellRun(self.session, code, filename, allow_stdin, silent, count, raw)
             self.cell = cell
-        process_state().last_session = self
+        process_state().last_session = self.session
         executor = sys.modules.get(wire.EXECUTOR_MODULE)
         if executor is not None:
             cell.main_thread_mode = True
             executor.submit(cell)
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
-        with self._cond:
+        with self.cond:
             return self._poll(wait, None)
 
     def _missed_by_kernel(self, ack):
-        """The previous cell's output and reply the kernel never received, or None (caller holds _cond)."""
+        """The previous cell's output and reply the kernel never received, or None (caller holds cond)."""
         if ack is None:
             return None
         events, reply = [], None
@@ -560,7 +404,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             events.extend(earlier.get("events", []) + lost.get("events", []))
             reply = lost.get("reply")
         if self._reply is not None or events:  # what came after the last answer belongs to that cell too
-            events.extend(self._output.take())
+            events.extend(self.session.output.batch.take())
             reply = self._reply if self._reply is not None else reply
         if not events and reply is None:
             return None
@@ -573,7 +417,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         answer was lost with a dropped connection and is sent again, so no output is ever lost.
         """
         self.requests += 1
-        with self._cond:
+        with self.cond:
             return self._poll(wait, ack)
 
     def _poll(self, wait, ack):
@@ -581,12 +425,12 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             return self._unacked[1]
         self._polls += 1
         mine = self._polls
-        self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
+        self.cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
-        while self._reply is None and not self._input_waiting and self._polls == mine:
+        while self._reply is None and not self.session.stdin.waiting and self._polls == mine:
             now = time.monotonic()
-            if self._output.events:
-                due = self._output.due_at()
+            if self.session.output.batch.events:
+                due = self.session.output.batch.due_at()
                 if now >= due:
                     break
                 timeout = min(due, deadline) - now
@@ -594,11 +438,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
                 timeout = deadline - now
             if timeout <= 0:
                 break
-            self._cond.wait(timeout)
+            self.cond.wait(timeout)
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self._output.take()
+        events = self.session.output.batch.take()
         done = self._reply is not None
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
@@ -607,24 +451,107 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         if done:
             message["reply"] = self._reply
             self._reply = None
-        elif self._input_waiting and self._input_prompt is not None:
-            message["input"] = self._input_prompt
-            self._input_prompt = None
-        self._cond.notify_all()
+        else:
+            prompt = self.session.stdin.take_prompt()
+            if prompt is not None:
+                message["input"] = prompt
+        self.cond.notify_all()
         text = json.dumps(message)
         self._unacked = (self._seq, text)
         return text
 
     def finish(self, cell, reply):
-        with self._cond:
+        with self.cond:
             if self.cell is cell:
                 self.cell = None
             self._reply = reply or {"status": "ok"}
-            if self.payloads:
-                self._reply["payload"] = list(self.payloads.values())
-                self.payloads = {}
-            self._input_waiting = False
-            self._cond.notify_all()
+            if cell.payloads:
+                self._reply["payload"] = list(cell.payloads.values())
+            self.session.stdin.waiting = False
+            self.cond.notify_all()
+
+
+class Session(object):
+    """One kernel's namespace and cell on the board; outlives a dropped connection.
+
+    The session keeps the namespace; parts own the rest, each its own state: `exchange` (run, poll,
+    interrupt: the running cell), `output`, `stdin`, and `debugger` (debugger.py's, made on the first
+    debug request). The kernel calls the names of wire.SESSION_METHODS on the session: the parts'
+    own methods bound below, or methods that hand the call on (the questions go to queries.py,
+    which loads on the first). A new capability is one more part and one more name there.
+    """
+
+    def __init__(self, session_id):
+        self.session_id = session_id
+        self.namespace = {
+            "__name__": "__main__",
+            "__builtins__": builtins,
+            "display": display,
+            "update_display": update_display,
+            "clear_output": clear_output,
+            "get_ipython": self.get_ipython,
+        }
+        self.history = CellHistory(self.namespace)
+        self.hidden_names = frozenset(self.namespace)  # what %who and %reset leave alone
+        self.figure_format = "png"  # or "retina" (%config InlineBackend.figure_format)
+        self.cond = threading.Condition()  # guards the parts' state; poll waits on it
+        self._shell = None
+        self.exchange = Exchange(self)
+        self.output = Output(self)
+        self.stdin = Stdin(self)
+        # The kernel's calls (wire.SESSION_METHODS) a part answers, and what iostream.py, display()
+        # and the magics call: the parts' own methods, so no call pays a hop (print() is hot).
+        self.run = self.exchange.run
+        self.poll = self.exchange.poll
+        self.interrupt = self.exchange.interrupt
+        self.provide_input = self.stdin.provide_input
+        self.write_stream = self.output.write_stream
+        self._write_stream = self.output.write_unshielded
+        self.emit = self.output.emit
+        self.request_input = self.stdin.request_input
+
+    debugger = None  # the debug part: debugger.py's BoardDebugger, made on the first debug request
+
+    @property
+    def cell(self):
+        """The running CellRun, or None."""
+        return self.exchange.cell
+
+    @property
+    def requests(self):
+        """Calls of run and poll so far: how many round trips cells cost."""
+        return self.exchange.requests
+
+    def get_ipython(self):
+        """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
+        if self._shell is None:
+            from .magics import BoardShell
+
+            self._shell = BoardShell(self)
+        return self._shell
+
+    # ------------------------------------------------------------ the kernel's questions (queries.py)
+    def complete(self, code, cursor_pos):
+        from .queries import complete
+
+        return complete(self.namespace, code, cursor_pos)
+
+    def inspect(self, code, cursor_pos, detail_level=0):
+        from .queries import inspect
+
+        return inspect(self.namespace, code, cursor_pos, detail_level)
+
+    def evaluate(self, expressions):
+        from .queries import evaluate
+
+        return evaluate(self.namespace, expressions)
+
+    def debug(self, command, arguments):
+        """A DAP request for this session's debugger (debugger.py makes it on the first one: a
+        session never debugged loads nothing)."""
+        from .debugger import handle
+
+        return handle(self, command, arguments)
 
 
 def _raise_in_thread(thread_ident, exc_type):

@@ -123,6 +123,8 @@ def install_import_hooks():
         module = sys.modules.get(name)
         if module is not None and not getattr(module, "rpyc_ikernel_shim", False):
             route_ipython_display(module)
+    if "matplotlib" in sys.modules:  # imported before this hook: inline.py registers the figure format
+        from . import inline  # noqa: F401
 
 
 def route_ipython_display(module):

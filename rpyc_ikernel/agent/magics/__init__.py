@@ -4,12 +4,14 @@ The kernel rewrites `!cmd`, `x = !cmd`, `%magic args` and `%%magic` cells with I
 transformer into calls like ``get_ipython().system('cmd')``; BoardShell is the object those calls
 reach. It runs against the session's namespace on the board. Magics that only make sense in the
 kernel process, or that this small shim does not have, fail with one UsageError line. The magics
-are grouped by topic as IPython's are; this package loads when a cell first calls get_ipython().
+are grouped by topic as IPython's are, each group an object of the shell that keeps its own state
+(base.py); this package loads when a cell first calls get_ipython().
 """
 
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
+from .base import Magics
 from .execution import ExecutionMagics
 from .namespace import NamespaceMagics
 from .osm import OSMagics
@@ -26,12 +28,27 @@ RAW_CELL_MAGICS = {
 }
 
 
-class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, PylabMagics):
-    """The board's stand-in for IPython's shell; `line_NAME` / `cell_NAME` methods are the magics."""
+class BasicMagics(Magics):
+    def line_lsmagic(self, line):
+        """List the magics the board supports."""
+        print("Line magics (run on the board): " + " ".join("%" + n for n in BoardShell.list_line_magics()))
+        print("Cell magics (run on the board): " + " ".join("%%" + n for n in BoardShell.list_cell_magics()))
+        print("!command runs in the board's shell; x = !command keeps its output lines.")
+
+
+MAGIC_GROUPS = (ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, PylabMagics, BasicMagics)
+
+
+class BoardShell(object):
+    """The board's stand-in for IPython's shell: the calls rewritten `!` and `%` lines make, and the
+    magics of its groups (MAGIC_GROUPS, each with its own state), found by name."""
 
     def __init__(self, session):
         self.session = session
-        self._previous_dir = None
+        self.script = ScriptMagics(self)  # `!cmd`: system() and getoutput()
+        self.magic_groups = [self.script] + [
+            group(self) for group in MAGIC_GROUPS if group is not ScriptMagics
+        ]
 
     def get_ipython(self):
         """The board's stand-in for IPython's shell (what `!` and `%` lines call)."""
@@ -40,6 +57,14 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
     @property
     def user_ns(self):
         return self.session.namespace
+
+    def system(self, command):
+        """`!cmd`: run it in the board's shell, its output streamed into the cell; sets _exit_code."""
+        return self.script.system(command)
+
+    def getoutput(self, command, split=True):
+        """`x = !cmd` / `!!cmd`: the command's output (stdout and stderr) as a list of lines."""
+        return self.script.getoutput(command, split)
 
     def var_expand(self, command):
         """IPython's expansion: {expression} and $name from the namespace; $$ is a literal $."""
@@ -60,10 +85,18 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
         command = re.sub(r"(?<!\$)\$([A-Za-z_]\w*)", name, command)
         return command.replace("$$", "$")
 
+    def find_magic(self, kind, name):
+        """The method of magic `name` of kind "line" or "cell", or None."""
+        for group in self.magic_groups:
+            method = getattr(group, kind + "_" + name, None)
+            if method is not None:
+                return method
+        return None
+
     def run_line_magic(self, name, line, _stack_depth=1):
         if name in SHELL_ALIASES:
             return self.system(("%s %s" % (SHELL_ALIASES[name], line)).strip())
-        method = getattr(self, "line_" + name, None)
+        method = self.find_magic("line", name)
         if method is None:
             raise UsageError(self._not_here("%" + name))
         return method(line)
@@ -74,7 +107,7 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
 
             display({RAW_CELL_MAGICS[name]: cell, "text/plain": "<%s>" % name}, raw=True)
             return None
-        method = getattr(self, "cell_" + name, None)
+        method = self.find_magic("cell", name)
         if method is None:
             raise UsageError(self._not_here("%%" + name))
         return method(line, cell)
@@ -84,12 +117,17 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
 
         As IPython's: one per cell, the last call wins (%load uses it with replace=True).
         """
-        payload = {"source": "set_next_input", "text": text, "replace": bool(replace)}
-        self.session.payloads["set_next_input"] = payload
+        cell = self.session.cell
+        if cell is not None:
+            cell.payloads["set_next_input"] = {
+                "source": "set_next_input",
+                "text": text,
+                "replace": bool(replace),
+            }
 
     def object_inspect(self, oname, detail_level=0):
         """What `oname?` shows, as IPython's shell answers it: found, name and the help text."""
-        from ..completer import MISSING, resolve
+        from ..names import MISSING, resolve
         from ..oinspect import describe
 
         obj = resolve(self.user_ns, oname)
@@ -104,12 +142,11 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
 
     @classmethod
     def list_line_magics(cls):
-        names = [n[5:] for n in dir(cls) if n.startswith("line_")] + list(SHELL_ALIASES)
-        return sorted(set(names))
+        return sorted(set(_names(MAGIC_GROUPS, "line_") + list(SHELL_ALIASES)))
 
     @classmethod
     def list_cell_magics(cls):
-        return sorted(set([n[5:] for n in dir(cls) if n.startswith("cell_")] + list(RAW_CELL_MAGICS)))
+        return sorted(set(_names(MAGIC_GROUPS, "cell_") + list(RAW_CELL_MAGICS)))
 
     def _not_here(self, magic):
         return (
@@ -117,8 +154,7 @@ class BoardShell(ScriptMagics, ExecutionMagics, NamespaceMagics, OSMagics, Pylab
             " a '# exec(...)' line runs Python in the kernel instead" % magic
         )
 
-    def line_lsmagic(self, line):
-        """List the magics the board supports."""
-        print("Line magics (run on the board): " + " ".join("%" + n for n in self.list_line_magics()))
-        print("Cell magics (run on the board): " + " ".join("%%" + n for n in self.list_cell_magics()))
-        print("!command runs in the board's shell; x = !command keeps its output lines.")
+
+def _names(groups, prefix):
+    """The magic names the groups define with prefix ("line_" or "cell_")."""
+    return [n[len(prefix) :] for group in groups for n in dir(group) if n.startswith(prefix)]

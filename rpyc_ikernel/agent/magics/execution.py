@@ -7,7 +7,9 @@ import re
 import sys
 import time
 
-from ..session import UsageError, compile_cell, run_compiled
+from ..compiling import compile_cell, run_compiled
+from ..errors import UsageError
+from .base import Magics
 
 
 def format_time(seconds, precision=3):
@@ -56,7 +58,7 @@ def _timeit_options(line):
         rest = rest[match.end() :]
 
 
-class ExecutionMagics(object):
+class ExecutionMagics(Magics):
     def line_time(self, line, cell=None):
         """Time one run of a statement (or the cell), print CPU and wall time, return its value."""
         source = line if cell is None else cell
@@ -166,7 +168,7 @@ class ExecutionMagics(object):
             raise UsageError("File `%s` not found on the board." % words[-1])
         with open(path, encoding="utf-8", errors="replace") as handle:
             contents = handle.read()
-        self.set_next_input("# %%load %s\n" % line.strip() + contents, replace=True)
+        self.shell.set_next_input("# %%load %s\n" % line.strip() + contents, replace=True)
 
     def line_history(self, line):
         """'%history [-n] [-t] [-l [N]] [-g PATTERN] [RANGE]': this session's inputs on the board."""

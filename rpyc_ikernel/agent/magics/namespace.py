@@ -1,12 +1,13 @@
 """Your variables on the board: %who, %who_ls, %whos, %reset, and `obj?` inside a cell (%pinfo)."""
 
-from ..completer import MISSING, resolve
+from ..errors import UsageError
 from ..formatters import plain_text
+from ..names import MISSING, resolve
 from ..oinspect import describe
-from ..session import UsageError
+from .base import Magics
 
 
-class NamespaceMagics(object):
+class NamespaceMagics(Magics):
     def _user_names(self, type_names=()):
         hidden = self.session.hidden_names
         names = []

@@ -3,10 +3,15 @@
 import os
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
+from .base import Magics
 
 
-class OSMagics(object):
+class OSMagics(Magics):
+    def __init__(self, shell):
+        Magics.__init__(self, shell)
+        self._previous_dir = None  # where '%cd -' goes back to
+
     def line_pwd(self, line):
         """The board process's current directory."""
         return os.getcwd()
@@ -37,7 +42,7 @@ class OSMagics(object):
             return dict(os.environ)
         match = re.match(r"^([^\s=]+)\s*(?:=\s*|\s+)(.*)$", line)
         if match:
-            name, value = match.group(1), self.var_expand(match.group(2))
+            name, value = match.group(1), self.shell.var_expand(match.group(2))
             os.environ[name] = value
             print("env: %s=%s" % (name, value))
             return None

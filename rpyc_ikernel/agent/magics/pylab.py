@@ -3,10 +3,11 @@
 import ast
 import re
 
-from ..session import UsageError
+from ..errors import UsageError
+from .base import Magics
 
 
-class PylabMagics(object):
+class PylabMagics(Magics):
     def line_matplotlib(self, line):
         """'%matplotlib inline' (the default here): figures show in the notebook as PNG."""
         gui = line.strip() or "inline"

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from ..session import UsageError
+from ..errors import UsageError
+from .base import Magics
 
 SHELL_ALIASES = {
     "ls": "ls",
@@ -43,15 +44,15 @@ class ShellOutput(list):
         return list(self)
 
 
-class ScriptMagics(object):
+class ScriptMagics(Magics):
     def system(self, command):
         """`!cmd`: run it in the board's shell, its output streamed into the cell; sets _exit_code."""
-        self.user_ns["_exit_code"] = self._run(self.var_expand(command), shell=True)
+        self.user_ns["_exit_code"] = self._run(self.shell.var_expand(command), shell=True)
 
     def getoutput(self, command, split=True):
         """`x = !cmd` / `!!cmd`: the command's output (stdout and stderr) as a list of lines."""
         chunks = []
-        self.user_ns["_exit_code"] = self._run(self.var_expand(command), shell=True, sink=chunks.append)
+        self.user_ns["_exit_code"] = self._run(self.shell.var_expand(command), shell=True, sink=chunks.append)
         text = "".join(chunks)
         return ShellOutput(text.splitlines()) if split else text
 
