@@ -20,9 +20,6 @@ PACKAGE = PACKAGE_DIR.name
 # after merging. Each entry is one cycle as find_cycles() reports it (its modules, the first one the
 # smallest name, in import order).
 KNOWN_CYCLES: set[tuple[str, ...]] = {
-    # board.py <-> sidelink.py: a board opens side links, a side link borrows the board's connect
-    # (to be broken by the connector work, which owns both files).
-    ("rpyc_ikernel.board", "rpyc_ikernel.sidelink"),
     # agent/debugger.py takes _hidden_files from session.py, which loads the debugger on the first debug
     # request: it now lives in agent/errors.py, and `from .errors import _hidden_files` in
     # debugger.py breaks this (the debugger work owns that file).
