@@ -1,16 +1,54 @@
 """JupyterLab's debugger on board code: DAP requests on the control channel, answered by the board.
 
 Real board server, real kernel through jupyter_client; the requests are the ones JupyterLab sends.
+Each test runs on two boards: this Python (bdb and sys.settrace below 3.12) and the pyenv-3.12 test
+board (sys.monitoring), which scripts/boards.py builds (`python3 scripts/boards.py build pyenv-3.12`;
+unbuilt, those tests skip, or fail under RPYC_IKERNEL_BOARDS_REQUIRED as in `make test`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import pytest
 from dap import debug, set_breakpoints, variables_of, wait_event, wait_reply
+from helpers import REPO, start_board
 
 pytestmark = pytest.mark.timeout(120)
+
+MONITORING_BOARD = "pyenv-3.12"
+
+
+@pytest.fixture(scope="module", params=["this-python", MONITORING_BOARD])
+def board_command(request) -> list[str]:
+    """How to start the board server: ours on this Python, or server.py alone on the 3.12 test board."""
+    if request.param == "this-python":
+        return [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+    sys.path.insert(0, str(REPO / "scripts"))
+    import boards  # scripts/boards.py
+
+    board = boards.board_named(request.param)
+    if not board.built():
+        why = f"board {board.name} is not built (python3 scripts/boards.py build {board.name})"
+        if os.environ.get("RPYC_IKERNEL_BOARDS_REQUIRED"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return [board.python_exe, str(REPO / "rpyc_ikernel" / "server.py"), "--host", "127.0.0.1"]
+
+
+def board_env() -> dict:
+    """The board's environment: this run's (its token file), without our source on PYTHONPATH."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+@pytest.fixture(scope="module")
+def board(board_command):
+    """This module's board server (overrides conftest's): see board_command."""
+    server = start_board(command=board_command, env=board_env())
+    yield server
+    server.stop()
 
 
 @pytest.fixture()
@@ -252,10 +290,10 @@ def test_debugger_on_the_plain_rpyc_board(plain):
         debug(plain, "disconnect", {"restart": False})
 
 
-def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kernelspec_prefix):
-    from helpers import KernelSession, start_board
+def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kernelspec_prefix, board_command):
+    from helpers import KernelSession
 
-    server = start_board()
+    server = start_board(command=board_command, env=board_env())
     kernel = KernelSession.start(board_port=server.port)
     try:
         assert debug(kernel, "initialize", {"clientID": "test", "adapterID": ""})["success"]
@@ -265,7 +303,7 @@ def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kerne
         msg_id = kernel.client.execute(code)
         wait_event(kernel, "stopped")
         server.stop()  # the board dies while the cell is stopped
-        server = start_board(port=server.port)
+        server = start_board(command=board_command, port=server.port, env=board_env())
         reply = wait_reply(kernel, msg_id, timeout=60)
         assert reply["status"] == "error" and len(reply["traceback"]) == 1, reply
         assert debug(kernel, "debugInfo")["body"]["stoppedThreads"] == []
