@@ -9,6 +9,7 @@ unbuilt, those tests skip, or fail under RPYC_IKERNEL_BOARDS_REQUIRED as in `mak
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -36,6 +37,14 @@ def board_command(request) -> list[str]:
             pytest.fail(why)
         pytest.skip(why)
     return [board.python_exe, str(REPO / "rpyc_ikernel" / "server.py"), "--host", "127.0.0.1"]
+
+
+@pytest.fixture(scope="module")
+def monitoring(board_command) -> bool:
+    """Whether the board's Python has sys.monitoring (3.12+): the debugger uses it there, not bdb's trace."""
+    probe = "import sys; print(hasattr(sys, 'monitoring'))"
+    out = subprocess.run([board_command[0], "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
 
 
 def board_env() -> dict:
@@ -250,7 +259,7 @@ def test_output_before_the_stop_is_shown_before_it(debugging):
     assert wait_reply(debugging, msg_id)["status"] == "ok"
 
 
-def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board):
+def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board, tmp_path):
     from helpers import KernelSession
 
     other = KernelSession.start(board_port=board.port)
@@ -264,6 +273,21 @@ def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board):
         wait_event(debugging, "stopped")
         debug(debugging, "continue", {"threadId": 1})
         assert wait_reply(debugging, msg_id)["status"] == "ok"
+        # one module file on the board, imported by both: a breakpoint in it is the first kernel's only
+        module = tmp_path / "shared_module.py"
+        module.write_text("def work(n):\n    doubled = n * 2\n    return doubled\n")
+        load = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport shared_module\n"
+        assert debugging.run(load).status == "ok" and other.run(load).status == "ok"
+        source = {"source": {"path": str(module)}, "breakpoints": [{"line": 2}]}
+        assert debug(debugging, "setBreakpoints", source)["success"]
+        assert other.run("seen = shared_module.work(1)").status == "ok"  # not stopped
+        msg_id = debugging.client.execute("seen = shared_module.work(2)")
+        assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+        frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert (frames[0]["name"], frames[0]["source"]["path"]) == ("work", str(module))
+        debug(debugging, "continue", {"threadId": 1})
+        assert wait_reply(debugging, msg_id)["status"] == "ok"
+        assert other.run("seen").result == {"text/plain": "2"}
     finally:
         other.stop()
 
@@ -373,3 +397,47 @@ def test_top_level_await_runs_while_debugging_and_stops_at_a_breakpoint(debuggin
     assert debug(debugging, "continue", {"threadId": 1})["success"]
     assert wait_reply(debugging, msg_id)["status"] == "ok"
     assert debugging.run("await asyncio.sleep(0, result=answer)").result == {"text/plain": "42"}
+
+
+def test_raised_exceptions_stop_in_any_user_code_on_sys_monitoring(debugging, monitoring):
+    """With sys.monitoring (3.12+) "Raised Exceptions" stops in user code without breakpoints too;
+    exceptions raised and caught inside the standard library do not stop (as debugpy's justMyCode)."""
+    if not monitoring:
+        pytest.skip("bdb boards stop on raised exceptions in traced code only (README, Debugging)")
+    assert debug(debugging, "setExceptionBreakpoints", {"filters": ["raised"]})["success"]
+    code = (
+        "import os\nthere = os.path.exists('/no/such/file')\n"  # raises and catches OSError inside
+        "def lookup(d):\n    try:\n        return d['missing']\n    except KeyError:\n        return None\n"
+        "\nfound = lookup({})\n"
+    )
+    msg_id = debugging.client.execute(code)
+    stopped = wait_event(debugging, "stopped")
+    assert stopped["body"]["reason"] == "exception" and "KeyError" in stopped["body"]["text"]
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("lookup", 5)
+    debug(debugging, "next", {"threadId": 1})  # stepping goes on from the stop
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("lookup", 6)
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("there, found").result == {"text/plain": "(False, None)"}
+
+
+def test_the_trace_hook_is_installed_only_while_a_debugged_cell_runs(debugging, monitoring):
+    """sys.monitoring's tool on 3.12+ (no sys.settrace), sys.settrace below; nothing once disconnected."""
+    set_breakpoints(debugging, "elsewhere = 1\n", 1)
+    probe = (
+        "import sys\nmonitor = getattr(sys, 'monitoring', None)\n"
+        "hooks = (sys.gettrace() is not None, monitor and [monitor.get_tool(n) for n in range(6)])\n"
+    )
+    assert debugging.run(probe).status == "ok"
+    traced, tools = eval(debugging.run("hooks").result["text/plain"])
+    if monitoring:
+        assert not traced and "rpyc_ikernel debugger" in tools
+    else:
+        assert traced and not tools
+    assert debug(debugging, "disconnect", {"restart": False})["success"]
+    assert debugging.run(probe).status == "ok"
+    traced, tools = eval(debugging.run("hooks").result["text/plain"])
+    assert not traced and not any(tools or [])
