@@ -166,6 +166,23 @@ def test_inspect_variables_while_not_stopped(debugging):
     assert rich["body"]["data"] == {"text/plain": "'board'"}
 
 
+def test_breakpoint_set_while_the_cell_runs_stops_it(debugging):
+    set_breakpoints(debugging, "unrelated = 1\n", 1)  # the debugger is on; nothing to hit yet
+    code = "done = False\nspins = 0\nwhile not done:\n    spins += 1\n"
+    path = debug(debugging, "dumpCell", {"code": code})["body"]["sourcePath"]
+    msg_id = debugging.client.execute(code)
+    time.sleep(1.0)  # the loop runs: its frame started before the breakpoint exists
+    source = {"source": {"path": path}, "breakpoints": [{"line": 4}]}
+    assert debug(debugging, "setBreakpoints", source)["success"]
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["line"], frames[0]["source"]["path"]) == (4, path)
+    debug(debugging, "setBreakpoints", {"source": {"path": path}, "breakpoints": []})
+    debug(debugging, "evaluate", {"expression": "done = True", "frameId": frames[0]["id"], "context": "repl"})
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
 def test_conditional_breakpoint(debugging):
     code = "hits = []\nfor i in range(10):\n    hits.append(i)\n"
     path = debug(debugging, "dumpCell", {"code": code})["body"]["sourcePath"]

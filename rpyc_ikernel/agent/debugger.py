@@ -358,8 +358,22 @@ class BoardDebugger(bdb.Bdb):
             named[path] = named[key] = lines
         self.lines = named
         self.files = frozenset(named)
-        self._changed(frames_with_breakpoints=True)
+        if self.monitor is not None:
+            self._changed(frames_with_breakpoints=True)
+        elif lines:
+            self._trace_running_frames(path, key)
         return {"breakpoints": answer}
+
+    def _trace_running_frames(self, *names):
+        """A breakpoint set while the cell runs in that file hits (its frames' calls are past the hook)."""
+        cell = self.cell
+        if cell is None:
+            return
+        frame = sys._current_frames().get(cell.thread_ident)
+        while frame is not None and frame is not self.botframe:
+            if frame.f_code.co_filename in names and frame.f_trace is None:
+                frame.f_trace = self.trace_dispatch
+            frame = frame.f_back
 
     def do_setExceptionBreakpoints(self, arguments):
         self.exception_filters = tuple(arguments.get("filters") or ())
