@@ -221,6 +221,23 @@ def test_step_in_and_step_out(debugging):
     assert wait_reply(debugging, msg_id)["status"] == "ok"
 
 
+def test_next_out_of_a_function_that_raises_stops_in_the_caller(debugging):
+    code = (
+        "def fail():\n    raise ValueError('no')\n\ntry:\n    fail()\nexcept ValueError:\n"
+        "    handled = True\n"
+    )
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    debug(debugging, "next", {"threadId": 1})  # fail() leaves by the exception: as debugpy, stop in <module>
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "step"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["name"] == "<module>" and frames[0]["line"] in (5, 6)
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("handled").result == {"text/plain": "True"}
+
+
 def test_pause_stops_a_running_loop(debugging):
     set_breakpoints(debugging, "unrelated = 1\n", 1)  # the debugger is on; nothing to hit in the loop
     msg_id = debugging.client.execute("done = False\nspins = 0\nwhile not done:\n    spins += 1\n")

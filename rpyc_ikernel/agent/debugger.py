@@ -663,6 +663,7 @@ class _Monitor(object):
             (events.PY_RETURN, self.on_return),
             (events.PY_YIELD, self.on_return),
             (events.RAISE, self.on_raise),
+            (events.PY_UNWIND, self.on_unwind),
         )
 
     def end(self):
@@ -697,6 +698,8 @@ class _Monitor(object):
             wanted = events.PY_START | events.PY_RESUME
             if "raised" in debugger.exception_filters and debugger.started:
                 wanted |= events.RAISE
+            if debugger.stepping:  # a frame left by an exception: bdb's return event (global only)
+                wanted |= events.PY_UNWIND
             if frames_with_breakpoints or debugger.stepping:
                 frame = sys._current_frames().get(self.thread)
                 while frame is not None and frame is not debugger.botframe:
@@ -759,6 +762,11 @@ class _Monitor(object):
             return None
         debugger.dispatch_return(sys._getframe(1), value)
         return None
+
+    def on_unwind(self, code, offset, exception):
+        debugger = self.debugger
+        if debugger.stepping and get_ident() == self.thread and code in self.codes:
+            debugger.dispatch_return(sys._getframe(1), None)
 
     def on_raise(self, code, offset, exception):
         debugger = self.debugger
