@@ -475,3 +475,24 @@ def test_the_trace_hook_is_installed_only_while_a_debugged_cell_runs(debugging, 
     assert debugging.run(probe).status == "ok"
     traced, tools = eval(debugging.run("hooks").result["text/plain"])
     assert not traced and not any(tools or [])
+
+
+def test_only_code_of_files_with_breakpoints_gets_line_events(debugging, monitoring):
+    """Item 5's cost on 3.12+, without timing: other code objects get no local (line) events."""
+    if not monitoring:
+        pytest.skip("bdb boards: sys.settrace's call hook decides per call (see the benchmark)")
+    marked = "def marked():\n    return 2\n"
+    path = debug(debugging, "dumpCell", {"code": marked})["body"]["sourcePath"]
+    source = {"source": {"path": path}, "breakpoints": [{"line": 2, "condition": "False"}]}
+    assert debug(debugging, "setBreakpoints", source)["success"]
+    assert debugging.run(marked).status == "ok"
+    probe = (
+        "import sys\nM = sys.monitoring\n"
+        "tool = [M.get_tool(n) for n in range(6)].index('rpyc_ikernel debugger')\n"
+        "def plain():\n    return 1\n"
+        "calls = [plain() + marked() for _ in range(3)]\n"
+        "local = (M.get_local_events(tool, plain.__code__), M.get_local_events(tool, marked.__code__))\n"
+    )
+    assert debugging.run(probe).status == "ok"
+    plain_events, marked_events = eval(debugging.run("local").result["text/plain"])
+    assert plain_events == 0 and marked_events != 0
