@@ -216,6 +216,12 @@ BOARDS = [
         pip=("rpyc==6.0.0",),
     ),
     Board("pyenv-3.8", "Python 3.8 with rpyc 5.2, in a venv", python="3.8", pip=("rpyc==5.2.3",)),
+    Board(
+        "pyenv-3.12",
+        "Python 3.12 (the debugger's sys.monitoring path) with rpyc 6.0, in a venv",
+        python="3.12",
+        pip=("rpyc==6.0.2",),
+    ),
 ]
 
 

@@ -1,16 +1,63 @@
 """JupyterLab's debugger on board code: DAP requests on the control channel, answered by the board.
 
 Real board server, real kernel through jupyter_client; the requests are the ones JupyterLab sends.
+Each test runs on two boards: this Python (bdb and sys.settrace below 3.12) and the pyenv-3.12 test
+board (sys.monitoring), which scripts/boards.py builds (`python3 scripts/boards.py build pyenv-3.12`;
+unbuilt, those tests skip, or fail under RPYC_IKERNEL_BOARDS_REQUIRED as in `make test`).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 from dap import debug, set_breakpoints, variables_of, wait_event, wait_reply
+from helpers import REPO, start_board
 
 pytestmark = pytest.mark.timeout(120)
+
+MONITORING_BOARD = "pyenv-3.12"
+
+
+@pytest.fixture(scope="module", params=["this-python", MONITORING_BOARD])
+def board_command(request) -> list[str]:
+    """How to start the board server: ours on this Python, or server.py alone on the 3.12 test board."""
+    if request.param == "this-python":
+        return [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+    sys.path.insert(0, str(REPO / "scripts"))
+    import boards  # scripts/boards.py
+
+    board = boards.board_named(request.param)
+    if not board.built():
+        why = f"board {board.name} is not built (python3 scripts/boards.py build {board.name})"
+        if os.environ.get("RPYC_IKERNEL_BOARDS_REQUIRED"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return [board.python_exe, str(REPO / "rpyc_ikernel" / "server.py"), "--host", "127.0.0.1"]
+
+
+@pytest.fixture(scope="module")
+def monitoring(board_command) -> bool:
+    """Whether the board's Python has sys.monitoring (3.12+): the debugger uses it there, not bdb's trace."""
+    probe = "import sys; print(hasattr(sys, 'monitoring'))"
+    out = subprocess.run([board_command[0], "-c", probe], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+def board_env() -> dict:
+    """The board's environment: this run's (its token file), without our source on PYTHONPATH."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+@pytest.fixture(scope="module")
+def board(board_command):
+    """This module's board server (overrides conftest's): see board_command."""
+    server = start_board(command=board_command, env=board_env())
+    yield server
+    server.stop()
 
 
 @pytest.fixture()
@@ -119,6 +166,23 @@ def test_inspect_variables_while_not_stopped(debugging):
     assert rich["body"]["data"] == {"text/plain": "'board'"}
 
 
+def test_breakpoint_set_while_the_cell_runs_stops_it(debugging):
+    set_breakpoints(debugging, "unrelated = 1\n", 1)  # the debugger is on; nothing to hit yet
+    code = "done = False\nspins = 0\nwhile not done:\n    spins += 1\n"
+    path = debug(debugging, "dumpCell", {"code": code})["body"]["sourcePath"]
+    msg_id = debugging.client.execute(code)
+    time.sleep(1.0)  # the loop runs: its frame started before the breakpoint exists
+    source = {"source": {"path": path}, "breakpoints": [{"line": 4}]}
+    assert debug(debugging, "setBreakpoints", source)["success"]
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["line"], frames[0]["source"]["path"]) == (4, path)
+    debug(debugging, "setBreakpoints", {"source": {"path": path}, "breakpoints": []})
+    debug(debugging, "evaluate", {"expression": "done = True", "frameId": frames[0]["id"], "context": "repl"})
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
 def test_conditional_breakpoint(debugging):
     code = "hits = []\nfor i in range(10):\n    hits.append(i)\n"
     path = debug(debugging, "dumpCell", {"code": code})["body"]["sourcePath"]
@@ -155,6 +219,23 @@ def test_step_in_and_step_out(debugging):
     assert variables_of(debugging, frames[0]["id"], "Globals")["r"]["value"] == "2"
     debug(debugging, "continue", {"threadId": 1})
     assert wait_reply(debugging, msg_id)["status"] == "ok"
+
+
+def test_next_out_of_a_function_that_raises_stops_in_the_caller(debugging):
+    code = (
+        "def fail():\n    raise ValueError('no')\n\ntry:\n    fail()\nexcept ValueError:\n"
+        "    handled = True\n"
+    )
+    set_breakpoints(debugging, code, 2)
+    msg_id = debugging.client.execute(code)
+    wait_event(debugging, "stopped")
+    debug(debugging, "next", {"threadId": 1})  # fail() leaves by the exception: as debugpy, stop in <module>
+    assert wait_event(debugging, "stopped")["body"]["reason"] == "step"
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert frames[0]["name"] == "<module>" and frames[0]["line"] in (5, 6)
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("handled").result == {"text/plain": "True"}
 
 
 def test_pause_stops_a_running_loop(debugging):
@@ -212,7 +293,7 @@ def test_output_before_the_stop_is_shown_before_it(debugging):
     assert wait_reply(debugging, msg_id)["status"] == "ok"
 
 
-def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board):
+def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board, tmp_path):
     from helpers import KernelSession
 
     other = KernelSession.start(board_port=board.port)
@@ -226,6 +307,21 @@ def test_two_kernels_on_one_board_keep_their_own_breakpoints(debugging, board):
         wait_event(debugging, "stopped")
         debug(debugging, "continue", {"threadId": 1})
         assert wait_reply(debugging, msg_id)["status"] == "ok"
+        # one module file on the board, imported by both: a breakpoint in it is the first kernel's only
+        module = tmp_path / "shared_module.py"
+        module.write_text("def work(n):\n    doubled = n * 2\n    return doubled\n")
+        load = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport shared_module\n"
+        assert debugging.run(load).status == "ok" and other.run(load).status == "ok"
+        source = {"source": {"path": str(module)}, "breakpoints": [{"line": 2}]}
+        assert debug(debugging, "setBreakpoints", source)["success"]
+        assert other.run("seen = shared_module.work(1)").status == "ok"  # not stopped
+        msg_id = debugging.client.execute("seen = shared_module.work(2)")
+        assert wait_event(debugging, "stopped")["body"]["reason"] == "breakpoint"
+        frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+        assert (frames[0]["name"], frames[0]["source"]["path"]) == ("work", str(module))
+        debug(debugging, "continue", {"threadId": 1})
+        assert wait_reply(debugging, msg_id)["status"] == "ok"
+        assert other.run("seen").result == {"text/plain": "2"}
     finally:
         other.stop()
 
@@ -252,10 +348,10 @@ def test_debugger_on_the_plain_rpyc_board(plain):
         debug(plain, "disconnect", {"restart": False})
 
 
-def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kernelspec_prefix):
-    from helpers import KernelSession, start_board
+def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kernelspec_prefix, board_command):
+    from helpers import KernelSession
 
-    server = start_board()
+    server = start_board(command=board_command, env=board_env())
     kernel = KernelSession.start(board_port=server.port)
     try:
         assert debug(kernel, "initialize", {"clientID": "test", "adapterID": ""})["success"]
@@ -265,7 +361,7 @@ def test_board_restart_while_stopped_says_so_and_the_breakpoints_come_back(kerne
         msg_id = kernel.client.execute(code)
         wait_event(kernel, "stopped")
         server.stop()  # the board dies while the cell is stopped
-        server = start_board(port=server.port)
+        server = start_board(command=board_command, port=server.port, env=board_env())
         reply = wait_reply(kernel, msg_id, timeout=60)
         assert reply["status"] == "error" and len(reply["traceback"]) == 1, reply
         assert debug(kernel, "debugInfo")["body"]["stoppedThreads"] == []
@@ -335,3 +431,68 @@ def test_top_level_await_runs_while_debugging_and_stops_at_a_breakpoint(debuggin
     assert debug(debugging, "continue", {"threadId": 1})["success"]
     assert wait_reply(debugging, msg_id)["status"] == "ok"
     assert debugging.run("await asyncio.sleep(0, result=answer)").result == {"text/plain": "42"}
+
+
+def test_raised_exceptions_stop_in_any_user_code_on_sys_monitoring(debugging, monitoring):
+    """With sys.monitoring (3.12+) "Raised Exceptions" stops in user code without breakpoints too;
+    exceptions raised and caught inside the standard library do not stop (as debugpy's justMyCode)."""
+    if not monitoring:
+        pytest.skip("bdb boards stop on raised exceptions in traced code only (README, Debugging)")
+    assert debug(debugging, "setExceptionBreakpoints", {"filters": ["raised"]})["success"]
+    code = (
+        "import os\nthere = os.path.exists('/no/such/file')\n"  # raises and catches OSError inside
+        "def lookup(d):\n    try:\n        return d['missing']\n    except KeyError:\n        return None\n"
+        "\nfound = lookup({})\n"
+    )
+    msg_id = debugging.client.execute(code)
+    stopped = wait_event(debugging, "stopped")
+    assert stopped["body"]["reason"] == "exception" and "KeyError" in stopped["body"]["text"]
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("lookup", 5)
+    debug(debugging, "next", {"threadId": 1})  # stepping goes on from the stop
+    wait_event(debugging, "stopped")
+    frames = debug(debugging, "stackTrace", {"threadId": 1})["body"]["stackFrames"]
+    assert (frames[0]["name"], frames[0]["line"]) == ("lookup", 6)
+    debug(debugging, "continue", {"threadId": 1})
+    assert wait_reply(debugging, msg_id)["status"] == "ok"
+    assert debugging.run("there, found").result == {"text/plain": "(False, None)"}
+
+
+def test_the_trace_hook_is_installed_only_while_a_debugged_cell_runs(debugging, monitoring):
+    """sys.monitoring's tool on 3.12+ (no sys.settrace), sys.settrace below; nothing once disconnected."""
+    set_breakpoints(debugging, "elsewhere = 1\n", 1)
+    probe = (
+        "import sys\nmonitor = getattr(sys, 'monitoring', None)\n"
+        "hooks = (sys.gettrace() is not None, monitor and [monitor.get_tool(n) for n in range(6)])\n"
+    )
+    assert debugging.run(probe).status == "ok"
+    traced, tools = eval(debugging.run("hooks").result["text/plain"])
+    if monitoring:
+        assert not traced and "rpyc_ikernel debugger" in tools
+    else:
+        assert traced and not tools
+    assert debug(debugging, "disconnect", {"restart": False})["success"]
+    assert debugging.run(probe).status == "ok"
+    traced, tools = eval(debugging.run("hooks").result["text/plain"])
+    assert not traced and not any(tools or [])
+
+
+def test_only_code_of_files_with_breakpoints_gets_line_events(debugging, monitoring):
+    """Item 5's cost on 3.12+, without timing: other code objects get no local (line) events."""
+    if not monitoring:
+        pytest.skip("bdb boards: sys.settrace's call hook decides per call (see the benchmark)")
+    marked = "def marked():\n    return 2\n"
+    path = debug(debugging, "dumpCell", {"code": marked})["body"]["sourcePath"]
+    source = {"source": {"path": path}, "breakpoints": [{"line": 2, "condition": "False"}]}
+    assert debug(debugging, "setBreakpoints", source)["success"]
+    assert debugging.run(marked).status == "ok"
+    probe = (
+        "import sys\nM = sys.monitoring\n"
+        "tool = [M.get_tool(n) for n in range(6)].index('rpyc_ikernel debugger')\n"
+        "def plain():\n    return 1\n"
+        "calls = [plain() + marked() for _ in range(3)]\n"
+        "local = (M.get_local_events(tool, plain.__code__), M.get_local_events(tool, marked.__code__))\n"
+    )
+    assert debugging.run(probe).status == "ok"
+    plain_events, marked_events = eval(debugging.run("local").result["text/plain"])
+    assert plain_events == 0 and marked_events != 0

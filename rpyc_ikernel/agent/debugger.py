@@ -3,7 +3,9 @@
 The cell runs on its own thread (the server's main thread, or a worker on a plain server). While the
 debugger is started, that thread runs under this Bdb: frames are traced line by line only when their
 file has a breakpoint (or while stepping), so code without breakpoints runs at nearly full speed; with
-the debugger off nothing is installed. At a stop the cell's thread waits here, and the kernel's
+the debugger off nothing is installed. On Python 3.12+ the events come from sys.monitoring instead of
+sys.settrace (see _Monitor): code without breakpoints then costs one event per code object, not one
+per call. At a stop the cell's thread waits here, and the kernel's
 requests (stack, scopes, variables, evaluate, next, continue, ...) are answered from rpyc's serving
 threads, which read the stopped thread's frames. Events (stopped, continued) travel with the cell's
 output, so output printed before a stop is shown before it.
@@ -18,6 +20,9 @@ import os
 import sys
 import threading
 import types
+from _thread import get_ident
+
+MONITORING = getattr(sys, "monitoring", None)  # Python 3.12+: events per code object, see _Monitor
 
 THREAD_ID = 1  # the cell's thread, as the front end knows it
 MAX_REPR = 1000  # characters of a value shown in the Variables panel
@@ -106,9 +111,10 @@ class BoardDebugger(bdb.Bdb):
         bdb.Bdb.__init__(self)
         self.session = session
         self.started = False
-        self.points = {}
-        self.files = frozenset()  # canonic file name -> {line: condition or None}
-        self.files = frozenset()  # the file names of self.points, as code objects have them
+        self.points = {}  # canonic file name -> {line: condition or None}
+        self.lines = {}  # the same, under the file names as code objects have them too
+        self.files = frozenset()  # the file names of self.lines
+        self.monitor = None  # a _Monitor while a cell runs under sys.monitoring (3.12+)
         self.stepping = False  # True from a step or pause until the next continue
         self.exception_filters = ()
         self.refs = References()
@@ -130,16 +136,27 @@ class BoardDebugger(bdb.Bdb):
         self.botframe = frame
         self._set_stopinfo(frame, None, -1)  # run until a breakpoint
         self.stepping = False
-        sys.settrace(self._call_hook)
+        self.monitor = _Monitor.begin(self) if MONITORING is not None else None
+        if self.monitor is None:
+            sys.settrace(self._call_hook)
         try:
             return execute()
         except Exception as exc:
             self._stop_uncaught(exc)
             raise
         finally:
-            sys.settrace(None)
+            self._untrace()
             self.cell = None
             self.stopped_frame = None
+            self._last_exception = None
+
+    def _untrace(self):
+        """Nothing traced on this thread from here on (the cell's end, a disconnect, an uncaught stop)."""
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            monitor.end()
+        else:
+            sys.settrace(None)
 
     def _call_hook(self, frame, event, arg):
         """The thread's trace function, called for each new frame: the cheap test first.
@@ -222,7 +239,7 @@ class BoardDebugger(bdb.Bdb):
         """Break on uncaught exceptions (filter "uncaught"): stop where raised, before the cell ends."""
         if "uncaught" not in self.exception_filters or not self.started:
             return
-        sys.settrace(None)  # nothing runs on from here: the stop only shows the frames
+        self._untrace()  # nothing runs on from here: the stop only shows the frames
         frame = None
         tb = exception.__traceback__
         while tb is not None:
@@ -238,8 +255,8 @@ class BoardDebugger(bdb.Bdb):
             return
         self.reason = "step"
         f = frame
-        while f is not None and f is not self.botframe:  # so that stepping out reaches the callers
-            f.f_trace = self.trace_dispatch
+        while self.monitor is None and f is not None and f is not self.botframe:
+            f.f_trace = self.trace_dispatch  # so that stepping out reaches the callers
             f = f.f_back
         with self._cond:
             self.refs.clear()
@@ -279,11 +296,13 @@ class BoardDebugger(bdb.Bdb):
         else:
             self._set_stopinfo(self.botframe, None, -1)
             if not self.started:
-                sys.settrace(None)
+                self._untrace()
                 f = frame
                 while f is not None and f is not self.botframe:
                     f.f_trace = None
                     f = f.f_back
+        if self.monitor is not None:
+            self.monitor.resumed(frame)
 
     # ------------------------------------------------------------ requests (rpyc serving threads)
     def handle(self, command, arguments):
@@ -301,10 +320,18 @@ class BoardDebugger(bdb.Bdb):
         """Disconnect: breakpoints go, a stopped cell runs on."""
         self.started = False
         self.points = {}
+        self.lines = {}
         self.files = frozenset()
         self.exception_filters = ()
-        self._command_if_stopped("continue")
+        if not self._command_if_stopped("continue"):
+            self._changed()
         return {}
+
+    def _changed(self, frames_with_breakpoints=False):
+        """Breakpoints, filters or stepping changed while a cell runs: sys.monitoring follows."""
+        monitor = self.monitor
+        if monitor is not None:
+            monitor.changed(frames_with_breakpoints)
 
     def do_dumpCell(self, arguments):
         path, code = arguments["path"], arguments["code"]
@@ -324,11 +351,33 @@ class BoardDebugger(bdb.Bdb):
             self.points[key] = lines
         else:
             self.points.pop(key, None)
-        self.files = frozenset(self.points) | frozenset([path] if lines else [])
+        named = dict(self.lines)
+        named.pop(path, None)
+        named.pop(key, None)
+        if lines:
+            named[path] = named[key] = lines
+        self.lines = named
+        self.files = frozenset(named)
+        if self.monitor is not None:
+            self._changed(frames_with_breakpoints=True)
+        elif lines:
+            self._trace_running_frames(path, key)
         return {"breakpoints": answer}
+
+    def _trace_running_frames(self, *names):
+        """A breakpoint set while the cell runs in that file hits (its frames' calls are past the hook)."""
+        cell = self.cell
+        if cell is None:
+            return
+        frame = sys._current_frames().get(cell.thread_ident)
+        while frame is not None and frame is not self.botframe:
+            if frame.f_code.co_filename in names and frame.f_trace is None:
+                frame.f_trace = self.trace_dispatch
+            frame = frame.f_back
 
     def do_setExceptionBreakpoints(self, arguments):
         self.exception_filters = tuple(arguments.get("filters") or ())
+        self._changed()
         return {}
 
     def do_threads(self, arguments):
@@ -531,11 +580,220 @@ class BoardDebugger(bdb.Bdb):
         self.set_step()
         self.stepping = True
         self.reason = "pause"
+        if self.monitor is not None:
+            self._changed()
+            return {}
         while frame is not None and frame is not self.botframe:
             if not self.hidden(frame):
                 frame.f_trace = self.trace_dispatch
             frame = frame.f_back
         return {}
+
+
+_NOT_USER_DIRS = None
+
+
+def _not_user_dirs():
+    """Where code that is not the user's lives: the standard library, site-packages, rpyc (as debugpy's
+    justMyCode, which JupyterLab's kernel uses): a raised exception there does not stop."""
+    global _NOT_USER_DIRS
+    if _NOT_USER_DIRS is None:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        dirs = set(paths.get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib"))
+        dirs.add(os.path.dirname(os.__file__))
+        rpyc = sys.modules.get("rpyc")
+        if rpyc is not None and getattr(rpyc, "__file__", None):
+            dirs.add(os.path.dirname(os.path.abspath(rpyc.__file__)))
+        dirs.add(AGENT_FILES)
+        _NOT_USER_DIRS = tuple(os.path.join(d, "") for d in dirs if d)
+    return _NOT_USER_DIRS
+
+
+class _Monitor(object):
+    """sys.monitoring (Python 3.12+) for one debugged cell: the events bdb would get, but only where needed.
+
+    PY_START (and PY_RESUME) fire once per code object: a code object of a file with breakpoints gets
+    LINE and return events of its own (set_local_events); any other one answers DISABLE and runs at full
+    speed from then on. A LINE event that is not on a breakpoint line answers DISABLE too (not while
+    stepping). Stepping gives the stopped frame's code and its callers' codes local events, and PY_START
+    events of new frames are asked of bdb (stop_here). Every change (breakpoints, filters, a step, a
+    continue) restarts the events, so that no DISABLE outlives the state it was decided in. RAISE (for
+    "raised" exceptions) is global: it stops in any user code, not only in code with breakpoints.
+    Events are process-wide: those of other threads are ignored (the cell's thread is the one debugged).
+    """
+
+    NAME = "rpyc_ikernel debugger"
+
+    def __init__(self, debugger, tool):
+        events = MONITORING.events
+        self.debugger = debugger
+        self.tool = tool
+        self.thread = get_ident()
+        self.codes = set()  # code objects given local events
+        self.local = events.LINE | events.PY_RETURN | events.PY_YIELD
+        self.lock = threading.RLock()  # callbacks of other threads may trace while the cell's ends
+        self.active = True
+        self.user_files = {}
+
+    @classmethod
+    def begin(cls, debugger):
+        """A monitor on a free tool id (DEBUGGER_ID first), or None: then sys.settrace is used."""
+        for tool in (MONITORING.DEBUGGER_ID, 1, 2, 3, 4, 5):
+            if MONITORING.get_tool(tool) is not None:
+                continue
+            try:
+                MONITORING.use_tool_id(tool, cls.NAME)
+            except ValueError:
+                continue
+            monitor = cls(debugger, tool)
+            for event, callback in monitor.callbacks():
+                MONITORING.register_callback(tool, event, callback)
+            monitor.changed()
+            return monitor
+        return None
+
+    def callbacks(self):
+        events = MONITORING.events
+        return (
+            (events.PY_START, self.on_start),
+            (events.PY_RESUME, self.on_start),
+            (events.LINE, self.on_line),
+            (events.PY_RETURN, self.on_return),
+            (events.PY_YIELD, self.on_return),
+            (events.RAISE, self.on_raise),
+            (events.PY_UNWIND, self.on_unwind),
+        )
+
+    def end(self):
+        with self.lock:
+            if not self.active:
+                return
+            self.active = False
+            MONITORING.set_events(self.tool, 0)
+            for code in self.codes:
+                MONITORING.set_local_events(self.tool, code, 0)
+            self.codes = set()
+            for event, _ in self.callbacks():
+                MONITORING.register_callback(self.tool, event, None)
+            MONITORING.free_tool_id(self.tool)
+
+    def trace(self, code):
+        """Local events (lines, returns) for a code object: its frames are seen by bdb."""
+        with self.lock:
+            if self.active and code not in self.codes:
+                self.codes.add(code)
+                MONITORING.set_local_events(self.tool, code, self.local)
+
+    def changed(self, frames_with_breakpoints=False):
+        """Set the global events for the debugger's state and restart every DISABLEd one; with
+        frames_with_breakpoints, the running frames of files that now have breakpoints are traced too
+        (their PY_START is past)."""
+        debugger = self.debugger
+        with self.lock:
+            if not self.active:
+                return
+            events = MONITORING.events
+            wanted = events.PY_START | events.PY_RESUME
+            if "raised" in debugger.exception_filters and debugger.started:
+                wanted |= events.RAISE
+            if debugger.stepping:  # a frame left by an exception: bdb's return event (global only)
+                wanted |= events.PY_UNWIND
+            if frames_with_breakpoints or debugger.stepping:
+                frame = sys._current_frames().get(self.thread)
+                while frame is not None and frame is not debugger.botframe:
+                    if debugger.stepping or frame.f_code.co_filename in debugger.files:
+                        if not debugger.hidden(frame):
+                            self.trace(frame.f_code)
+                    frame = frame.f_back
+            MONITORING.set_events(self.tool, wanted)
+            MONITORING.restart_events()
+
+    def resumed(self, frame):
+        """After a stop (on the cell's thread): a step traces the stopped frame and its callers; a
+        continue leaves local events only on the code of files with breakpoints."""
+        debugger = self.debugger
+        with self.lock:
+            if not self.active:
+                return
+            if debugger.stepping:
+                while frame is not None and frame is not debugger.botframe:
+                    if not debugger.hidden(frame):
+                        self.trace(frame.f_code)
+                    frame = frame.f_back
+            else:
+                for code in [c for c in self.codes if c.co_filename not in debugger.files]:
+                    self.codes.discard(code)
+                    MONITORING.set_local_events(self.tool, code, 0)
+        self.changed()
+
+    # ------------------------------------------------------------ callbacks (any thread)
+    def on_start(self, code, offset):
+        debugger = self.debugger
+        if code.co_filename in debugger.files:
+            self.trace(code)
+            return MONITORING.DISABLE
+        if not debugger.stepping:
+            return MONITORING.DISABLE
+        if get_ident() != self.thread:
+            return None
+        frame = sys._getframe(1)
+        if not debugger.hidden(frame) and debugger.stop_here(frame):
+            self.trace(code)
+        return MONITORING.DISABLE  # decided for this step: the next command restarts the events
+
+    def on_line(self, code, line):
+        debugger = self.debugger
+        if not debugger.stepping:
+            lines = debugger.lines.get(code.co_filename)
+            if not lines or line not in lines:
+                return MONITORING.DISABLE
+        if get_ident() != self.thread:
+            return None
+        debugger.dispatch_line(sys._getframe(1))
+        return None
+
+    def on_return(self, code, offset, value):
+        debugger = self.debugger
+        if not debugger.stepping:
+            return MONITORING.DISABLE
+        if get_ident() != self.thread:
+            return None
+        debugger.dispatch_return(sys._getframe(1), value)
+        return None
+
+    def on_unwind(self, code, offset, exception):
+        debugger = self.debugger
+        if debugger.stepping and get_ident() == self.thread and code in self.codes:
+            debugger.dispatch_return(sys._getframe(1), None)
+
+    def on_raise(self, code, offset, exception):
+        debugger = self.debugger
+        if (
+            get_ident() != self.thread
+            or exception is debugger._last_exception
+            or isinstance(exception, (StopIteration, GeneratorExit))
+            or "raised" not in debugger.exception_filters
+            or not self.user_code(code)
+        ):
+            return
+        frame = sys._getframe(1)
+        if debugger.hidden(frame):
+            return
+        debugger._last_exception = exception
+        debugger._stop(frame, "exception", exception)
+
+    def user_code(self, code):
+        filename = code.co_filename
+        mine = self.user_files.get(filename)
+        if mine is None:
+            if filename.startswith("<"):
+                mine = not filename.startswith("<frozen")
+            else:
+                mine = not os.path.abspath(filename).startswith(_not_user_dirs())
+            self.user_files[filename] = mine
+        return mine
 
 
 def handle(session, command, arguments_json):
