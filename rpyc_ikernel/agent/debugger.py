@@ -175,7 +175,7 @@ class BoardDebugger(bdb.Bdb):
 
     def hidden(self, frame):
         if self._hidden is None:
-            from .session import _hidden_files
+            from .errors import _hidden_files
 
             self._hidden = _hidden_files()
         filename = frame.f_code.co_filename

@@ -20,7 +20,7 @@ import time
 
 from . import wire
 from .compiling import compile_cell, last_statement_silenced, run_compiled
-from .errors import _hidden_files, format_error  # noqa: F401 - debugger.py takes _hidden_files from here
+from .errors import format_error
 from .formatters import format_bundle
 from .history import CellHistory
 from .iostream import (
