@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 _CONFIG_HOME = tempfile.mkdtemp(prefix="rpyc-ikernel-test-config-")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
 os.environ.pop("RPYC_IKERNEL_TOKEN", None)
+# Kernels keep IPython's history in $IPYTHONDIR: one per test process, not the developer's (and kernels
+# started through helpers.launch_kernel get one each: concurrent writers lock SQLite).
+os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="rpyc-ikernel-test-ipython-")
 os.environ.pop("RPYC_IKERNEL_TOKEN_FILE", None)
 
 from helpers import (  # noqa: E402

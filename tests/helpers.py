@@ -170,6 +170,10 @@ def launch_kernel(kernel_name: str, env: dict) -> tuple:
     The client's IOPub may not be subscribed yet: wait_for_ready (or the caller's own check) must see
     an IOPub message before a cell's output can be trusted to arrive.
     """
+    if "IPYTHONDIR" not in env or env["IPYTHONDIR"] == os.environ.get("IPYTHONDIR"):
+        # its own IPython history: kernels writing one SQLite file at once on a busy machine see
+        # "database is locked", and IPython prints that into a cell's output
+        env = dict(env, IPYTHONDIR=tempfile.mkdtemp(prefix="ipython-", dir=os.environ.get("IPYTHONDIR")))
     manager = KernelManager(kernel_name=kernel_name)
     record = new_log(f"kernel-{kernel_name}", alive=lambda: manager.has_kernel and manager.is_alive())
     with record.path.open("w") as handle:  # the kernel's own log: a failing test prints it

@@ -27,15 +27,29 @@ def proxied(kernelspec_prefix, own_board):
     proxy.close()
 
 
-def test_board_killed_mid_cell_gives_clear_error_and_kernel_recovers(kernelspec_prefix, own_board):
+def test_board_killed_mid_cell_gives_clear_error_and_kernel_recovers(kernelspec_prefix, own_board, tmp_path):
     session = KernelSession.start(board_port=own_board.port)
     try:
         assert session.run("before = 1").status == "ok"
-        killer = threading.Timer(1.0, lambda: own_board.process.send_signal(signal.SIGKILL))
+        # kill a second after the board ran the print (however loaded the machine is): output the board
+        # had a second to send must reach the notebook although the cell then dies
+        marker = tmp_path / "printed"
+        killed = []
+
+        def kill_once_printed() -> None:
+            deadline = time.monotonic() + 60
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(1.0)
+            killed.append(time.monotonic())
+            own_board.process.send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_printed, daemon=True)
         killer.start()
-        start = time.monotonic()
-        cell = session.run("import time\nprint('working', flush=True)\ntime.sleep(30)")
-        elapsed = time.monotonic() - start
+        cell = session.run(
+            f"import time\nprint('working', flush=True)\nopen({str(marker)!r}, 'w').close()\ntime.sleep(30)"
+        )
+        elapsed = time.monotonic() - killed[0]
         assert cell.status == "error"
         assert elapsed < 10
         assert "working\n" in cell.stream()

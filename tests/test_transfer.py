@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from helpers import PLAIN_BOARD, KernelSession, start_board
+from helpers import PLAIN_BOARD, KernelSession, reply_to, start_board
 
 from rpyc_ikernel.board import Address, Board
 from rpyc_ikernel.link import call
@@ -168,12 +168,12 @@ def test_an_interrupted_transfer_leaves_no_partial_file_and_the_kernel_goes_on(k
             handle.write(os.urandom(1024 * 1024))
     (tmp_path / "board").mkdir()
     remote = tmp_path / "board" / "big.bin"
-    kernel.client.execute(f"# exec(self.upload({str(big)!r}, {str(remote)!r}, compress=True))")
+    msg_id = kernel.client.execute(f"# exec(self.upload({str(big)!r}, {str(remote)!r}, compress=True))")
     deadline = time.monotonic() + 10
     while not kernel_shows_progress(kernel) and time.monotonic() < deadline:
         time.sleep(0.01)
     kernel.manager.interrupt_kernel()
-    reply = kernel.client.get_shell_msg(timeout=30)["content"]
+    reply = reply_to(kernel.client, msg_id)["content"]
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
     assert not remote.exists()
     deadline = time.monotonic() + 5
