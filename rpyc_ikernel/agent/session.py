@@ -26,6 +26,7 @@ from .formatters import format_bundle
 from .history import CellHistory
 from .iostream import (
     OutputBatch,
+    SentAnswers,
     StdinNotImplementedError,
     drain_fd_output,
     fd_capture,
@@ -35,6 +36,8 @@ from .iostream import (
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
+MAX_ANSWER = 1024 * 1024  # output characters one answer carries (one per poll in flight waits for its ack)
+FIRST_ANSWER = 64 * 1024  # ... and one that starts a stream (it arrives sooner: the next polls leave sooner)
 AGENT_FILES = os.path.dirname(__file__)  # tracebacks leave out frames of files in here
 
 
@@ -490,7 +493,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         self.requests = 0  # calls of run/poll: how many round trips cells cost
         self.cell_id = None  # the kernel's id of the current or last cell
         self._seq = 0  # numbers the answers to run/poll
-        self._unacked = None  # (seq, answer) until the kernel acknowledges it
+        self._answers = SentAnswers()  # answers until the kernel acknowledges them
         self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
@@ -534,7 +537,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
                 return json.dumps({"busy": True, "events": [], "done": False})
             self._earlier = self._missed_by_kernel(ack)
             self._reply = None
-            self._unacked = None
+            self._answers.clear()
             self.cell_id = cell_id
             cell = CellRun(self, code, filename, allow_stdin, silent, count, raw)
             self.payloads = {}
@@ -554,11 +557,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         if ack is None:
             return None
         events, reply = [], None
-        if self._unacked is not None and ack != self._unacked[0]:  # that answer was lost
-            lost = json.loads(self._unacked[1])
+        for text in self._answers.missed(ack):  # answers that were lost
+            lost = json.loads(text)
             earlier = lost.get("earlier") or {}
             events.extend(earlier.get("events", []) + lost.get("events", []))
-            reply = lost.get("reply")
+            reply = lost.get("reply") or reply
         if self._reply is not None or events:  # what came after the last answer belongs to that cell too
             events.extend(self._output.take())
             reply = self._reply if self._reply is not None else reply
@@ -566,24 +569,44 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             return None
         return {"cell_id": self.cell_id, "events": events, "reply": reply}
 
-    def poll(self, wait, ack=None):
+    def poll(self, wait, ack=None, ahead=False, link=None):
         """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON.
 
         `ack` is the seq of the last answer the kernel received; if it is not our last answer, that
         answer was lost with a dropped connection and is sent again, so no output is ever lost.
+        `ahead`: the kernel sent this poll behind another one on the same link (`link`: the kernel's
+        number for it), whose answer it has not received yet: output streams in (iostream.SentAnswers).
         """
         self.requests += 1
         with self._cond:
-            return self._poll(wait, ack)
+            return self._poll(wait, ack, ahead, link)
 
-    def _poll(self, wait, ack):
-        if self._unacked is not None and ack != self._unacked[0]:
-            return self._unacked[1]
-        self._polls += 1
+    def _poll(self, wait, ack, ahead=False, link=None):
+        if ahead and link != self._answers.link:  # late, from a dropped link: a newer one polls now
+            return json.dumps(
+                {"events": [], "done": False, "seq": self._seq, "running": self.cell is not None}
+            )
+        lost = self._answers.resend(ack, ahead)
+        if lost is not None:
+            return lost
+        if not ahead:
+            self._answers.link = link
+            self._polls += 1
+            self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         mine = self._polls
-        self._cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
+        while ahead and self._answers.waiting and self._polls == mine and time.monotonic() < deadline:
+            self._cond.wait(deadline - time.monotonic())  # a board serving requests at once: answers in order
+        self._answers.waiting += 1
+        try:
+            return self._wait_and_answer(deadline, mine, ahead)
+        finally:
+            self._answers.waiting -= 1
+
+    def _wait_and_answer(self, deadline, mine, ahead):
         while self._reply is None and not self._input_waiting and self._polls == mine:
+            if ahead and self.cell is None and not self._output.events:
+                break  # the cell ended with the answer before this one
             now = time.monotonic()
             if self._output.events:
                 due = self._output.due_at()
@@ -598,10 +621,12 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self._output.take()
-        done = self._reply is not None
+        events = self._output.take(MAX_ANSWER if ahead else FIRST_ANSWER)
+        done = self._reply is not None and not self._output.events  # the reply after all output
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
+        if not done and self._output.streaming():
+            message["more"] = True  # output streams in: the kernel keeps a poll on its way ahead
         if self._earlier is not None:
             message["earlier"], self._earlier = self._earlier, None
         if done:
@@ -612,7 +637,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             self._input_prompt = None
         self._cond.notify_all()
         text = json.dumps(message)
-        self._unacked = (self._seq, text)
+        self._answers.add(self._seq, text)
         return text
 
     def finish(self, cell, reply):
