@@ -220,8 +220,8 @@ class OutputBatch(object):
         return 0.0 if self.size >= FLUSH_SIZE else self.first_at + FLUSH_DELAY
 
     def take(self, limit=None):
-        """The events waiting, oldest first: all of them, or about `limit` characters' worth (at least
-        one event or write; the rest stays for the next poll, in order)."""
+        """The events waiting, oldest first: all of them, or `limit` characters' worth (a stream's text
+        is cut there; at least one other event goes; the rest stays for the next poll, in order)."""
         if limit is None or self.size <= limit:
             events, self.events = self.events, []
             self.taken, self.size, self.first_at = self.size, 0, None
@@ -244,20 +244,19 @@ class OutputBatch(object):
                 taken.append(self.events.pop(0))
                 size += FLUSH_SIZE // 4
                 continue
-            pieces = event["content"]["text"]
-            count, part = 0, 0
-            while count < len(pieces) and size + part < limit:
-                part += len(pieces[count])
-                count += 1
-            if count == len(pieces):
+            text = "".join(event["content"]["text"])  # one C loop, however many writes it holds
+            room = limit - size
+            if len(text) <= room:
+                event["content"]["text"] = [text]
                 taken.append(self.events.pop(0))
+                size += len(text)
             else:
-                taken.append(wire.stream_event(event["content"]["name"], pieces[:count]))
-                del pieces[:count]
-            size += part
+                taken.append(wire.stream_event(event["content"]["name"], [text[:room]]))
+                event["content"]["text"] = [text[room:]]
+                size += room
         self.taken, self.size = size, max(0, self.size - size)
         if not self.events:
-            self.first_at = None
+            self.size, self.first_at = 0, None  # (urgent events weigh more than they count here)
         return taken
 
 

@@ -37,7 +37,7 @@ from .iostream import (
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
 MAX_ANSWER = 1024 * 1024  # output characters one answer carries (one per poll in flight waits for its ack)
-FIRST_ANSWER = 64 * 1024  # ... and one that starts a stream (it arrives sooner: the next polls leave sooner)
+FIRST_ANSWER = 64 * 1024  # ... the answer to run (it arrives sooner: polls ahead of a stream leave sooner)
 AGENT_FILES = os.path.dirname(__file__)  # tracebacks leave out frames of files in here
 
 
@@ -550,7 +550,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
         with self._cond:
-            return self._poll(wait, None)
+            return self._poll(wait, None, limit=FIRST_ANSWER)
 
     def _missed_by_kernel(self, ack):
         """The previous cell's output and reply the kernel never received, or None (caller holds _cond)."""
@@ -581,7 +581,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         with self._cond:
             return self._poll(wait, ack, ahead, link)
 
-    def _poll(self, wait, ack, ahead=False, link=None):
+    def _poll(self, wait, ack, ahead=False, link=None, limit=MAX_ANSWER):
         if ahead and link != self._answers.link:  # late, from a dropped link: a newer one polls now
             return json.dumps(
                 {"events": [], "done": False, "seq": self._seq, "running": self.cell is not None}
@@ -599,11 +599,11 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
             self._cond.wait(deadline - time.monotonic())  # a board serving requests at once: answers in order
         self._answers.waiting += 1
         try:
-            return self._wait_and_answer(deadline, mine, ahead)
+            return self._wait_and_answer(deadline, mine, ahead, limit)
         finally:
             self._answers.waiting -= 1
 
-    def _wait_and_answer(self, deadline, mine, ahead):
+    def _wait_and_answer(self, deadline, mine, ahead, limit):
         while self._reply is None and not self._input_waiting and self._polls == mine:
             if ahead and self.cell is None and not self._output.events:
                 break  # the cell ended with the answer before this one
@@ -621,7 +621,7 @@ class Session(SessionOutput, SessionInput, SessionInterrupt, SessionQueries, Ses
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self._output.take(MAX_ANSWER if ahead else FIRST_ANSWER)
+        events = self._output.take(limit)
         done = self._reply is not None and not self._output.events  # the reply after all output
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
