@@ -9,11 +9,13 @@ loses nothing, even with several answers in flight.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 
 import pytest
-from helpers import KernelSession
+from helpers import PLAIN_BOARD, KernelSession, start_board
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.agent.iostream import FLUSH_SIZE, OutputBatch, SentAnswers
@@ -106,8 +108,21 @@ def test_lost_answers_joined_keep_the_reply_and_the_earlier_cell():
 
 
 # ------------------------------------------------------------------ through an emulated slow link
+@pytest.fixture(scope="module")
+def plain_board(kernelspec_prefix, tmp_path_factory):
+    """The README's plain rpyc SlaveService board (it serves a connection's requests in order too)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    server = start_board(
+        command=[sys.executable, str(PLAIN_BOARD)], cwd=tmp_path_factory.mktemp("plain"), env=env
+    )
+    yield server
+    server.stop()
+
+
 @pytest.mark.timeout(240)
-def test_streamed_output_keeps_polls_ahead_over_a_slow_link_in_order(kernelspec_prefix, board):
+@pytest.mark.parametrize("kind", ["ours", "plain"])
+def test_streamed_output_keeps_polls_ahead_over_a_slow_link_in_order(kernelspec_prefix, request, kind):
+    board = request.getfixturevalue("board" if kind == "ours" else "plain_board")
     with LinkEmulator(board.port, rtt=0.1, mbit=100) as link:
         session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
