@@ -11,6 +11,7 @@ errors.py. What the kernel uses of a board is :class:`BoardLike`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -35,6 +36,7 @@ from .sidelink import SideLink, SideLinkSlot
 
 POLL_WAIT = 0.5  # seconds the board may hold a poll open waiting for output
 FIRST_WAIT = 0.25  # how long the first round trip of a cell waits for it to finish
+POLLS_AHEAD = 4  # polls on their way while output streams in: the link carries batches back to back
 # A cell waits for a silent link (TCP still up: a Wi-Fi stall) up to link.silence_limit (12 s, more
 # on a very slow link), saying so in the cell after NOTICE_AFTER; an interrupt stops the wait sooner.
 # A link the board closed or reset is seen at once and reconnected within RECONNECT_WINDOW.
@@ -77,6 +79,10 @@ class BoardLink:
     info: dict = field(default_factory=dict)
     # the session's methods as netrefs fetched once at connect: calling one is a single round trip
     methods: dict = field(default_factory=dict)
+    number: int = field(default_factory=lambda: next(_LINK_NUMBERS))  # polls say which link they came on
+
+
+_LINK_NUMBERS = itertools.count(1)
 
 
 class BoardLike(Protocol):
@@ -363,25 +369,56 @@ class Board:
             )
         if message.get("earlier"):
             yield from _earlier_output(message["earlier"])
+        ahead: list[PendingCall] = []  # polls sent before this answer's output was published
+        poll = lambda link: (link.methods["poll"], POLL_WAIT, self._last_seq, False, link.number)  # noqa: E731
         while True:
             yield from self.take_notices()
+            ahead[:] = [pending for pending in ahead if self._is_current(pending)]  # a dropped link's go
+            if message.get("more") and not message["done"] and "input" not in message:
+                self._send_polls_ahead(ahead)
             yield from message["events"]
             if "input" in message:
                 yield InputRequest(message["input"]["prompt"], message["input"]["password"])
             if message["done"]:
+                for pending in ahead:  # answered at once: the cell has ended
+                    if self._is_current(pending):  # (a dropped link's: the next cell gets what it lost)
+                        answer = yield from self._cell_request(poll, POLL_WAIT, sent=pending)
+                        yield from answer["events"]
                 reply = message["reply"]
                 yield CellOutcome(reply=reply, result=reply.pop("result", None))
                 return
             if not message.get("running", True) and not message["events"]:
                 raise BoardError(f"board {self.address} no longer runs this cell and has no result for it")
-            ack = message["seq"]
-            message = yield from self._cell_request(
-                lambda link, ack=ack: (link.methods["poll"], POLL_WAIT, ack), POLL_WAIT
-            )
+            sent = ahead.pop(0) if ahead else None
+            message = yield from self._cell_request(poll, POLL_WAIT, sent=sent)
 
-    def _cell_request(self, build: Callable, wait: float) -> Iterator[Notice]:
+    def _send_polls_ahead(self, ahead: list[PendingCall]) -> None:
+        """Output streams in: have POLLS_AHEAD polls on their way before publishing this answer's, so
+        the board sends its next batch while this one is published and the link is never idle for a
+        round trip. The first asks as usual, the others go `ahead` of the answers (Session.poll)."""
+        link = self._link if self.connected else None
+        if link is None:
+            return
+        try:
+            while len(ahead) < POLLS_AHEAD:
+                ahead.append(
+                    PendingCall(
+                        link.conn, link.methods["poll"], POLL_WAIT, self._last_seq, bool(ahead), link.number
+                    )
+                )
+        except BoardConnectionLost:
+            ahead.clear()  # the next request reconnects
+
+    def _is_current(self, pending: PendingCall) -> bool:
+        """The call was sent on the link open now (its answer may still come)."""
+        return self._link is not None and pending.conn is self._link.conn and not pending.conn.closed
+
+    def _cell_request(
+        self, build: Callable, wait: float, sent: PendingCall | None = None
+    ) -> Iterator[Notice]:
         """One run/poll call (the board may hold it `wait` s); yields notices, returns the answer.
 
+        `sent`: that call was sent ahead already; on a link since replaced it is asked again.
         On a dropped link: reconnect within the reconnect window and repeat it (the board answers a
         repeated request without losing anything). A silent link ends the cell (see _await_answer).
         """
@@ -389,10 +426,14 @@ class Board:
         while True:
             link = self._link if self.connected else None
             try:
-                if link is None:
-                    link = self._reconnect_for_cell(deadline)
-                method, *args = build(link)
-                pending = PendingCall(link.conn, method, *args)
+                if sent is not None and link is not None and self._is_current(sent):
+                    pending = sent
+                else:
+                    if link is None:
+                        link = self._reconnect_for_cell(deadline)
+                    method, *args = build(link)
+                    pending = PendingCall(link.conn, method, *args)
+                sent = None
                 yield from self._await_answer(pending, wait)
                 answer = json.loads(pending.result(CALL_TIMEOUT))  # in already: returns at once
                 self._last_seq = answer.get("seq", self._last_seq)  # acknowledged with the next cell

@@ -226,6 +226,7 @@ class PendingCall:
 
     def __init__(self, conn: BoardConnection, method: Callable, *args) -> None:
         self._conn = conn
+        self.conn = conn  # the connection it was sent on
         self.sent = time.monotonic()
         try:
             self._result = rpyc.async_(method)(*args)

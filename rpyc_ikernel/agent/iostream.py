@@ -12,6 +12,7 @@ processes (subprocess, os.system) and C code write there reaches the cell too, a
 import builtins
 import codecs
 import io
+import json
 import os
 import sys
 import threading
@@ -192,6 +193,7 @@ class OutputBatch(object):
         self.events = []
         self.size = 0
         self.first_at = None
+        self.taken = 0  # the size of what the last take() took
 
     def add_stream(self, name, text):
         last = self.events[-1] if self.events else None
@@ -217,15 +219,106 @@ class OutputBatch(object):
         """When the batch should go: now if it is full, else FLUSH_DELAY after its first event."""
         return 0.0 if self.size >= FLUSH_SIZE else self.first_at + FLUSH_DELAY
 
-    def take(self):
-        events = self.events
-        self.events = []
-        self.size = 0
-        self.first_at = None
+    def take(self, limit=None):
+        """The events waiting, oldest first: all of them, or `limit` characters' worth (a stream's text
+        is cut there; at least one other event goes; the rest stays for the next poll, in order)."""
+        if limit is None or self.size <= limit:
+            events, self.events = self.events, []
+            self.taken, self.size, self.first_at = self.size, 0, None
+        else:
+            events = self._take_part(limit)
         for event in events:
             if event["msg_type"] == wire.STREAM:
                 event["content"]["text"] = "".join(event["content"]["text"])
         return events
+
+    def streaming(self):
+        """Output comes faster than a batch's delay: the last take, or what is left, was a full batch."""
+        return self.taken >= FLUSH_SIZE or self.size >= FLUSH_SIZE
+
+    def _take_part(self, limit):
+        taken, size = [], 0
+        while self.events and size < limit:
+            event = self.events[0]
+            if event["msg_type"] != wire.STREAM:
+                taken.append(self.events.pop(0))
+                size += FLUSH_SIZE // 4
+                continue
+            text = "".join(event["content"]["text"])  # one C loop, however many writes it holds
+            room = limit - size
+            if len(text) <= room:
+                event["content"]["text"] = [text]
+                taken.append(self.events.pop(0))
+                size += len(text)
+            else:
+                taken.append(wire.stream_event(event["content"]["name"], [text[:room]]))
+                event["content"]["text"] = [text[room:]]
+                size += room
+        self.taken, self.size = size, max(0, self.size - size)
+        if not self.events:
+            self.size, self.first_at = 0, None  # (urgent events weigh more than they count here)
+        return taken
+
+
+class SentAnswers(object):
+    """A session's run/poll answers the kernel has not acknowledged yet, oldest first.
+
+    While a cell's output streams in, the kernel keeps more than one poll on its way ("ahead"), so a
+    slow link carries output back to back instead of one batch per round trip; one answer per poll
+    in flight waits here. A dropped link loses the answers in flight: the kernel's next poll names
+    the last answer it got (`ack`), and the oldest one after it is sent again, then the next.
+    """
+
+    def __init__(self):
+        self.sent = []  # (seq, answer text)
+        self.link = None  # the kernel's number of the link its last poll (not ahead) came on
+        self.waiting = 0  # polls waiting for output now (an ahead poll waits its turn behind them)
+        self.ahead = 0  # polls that came ahead of the answers so far (tests, benchmarks)
+
+    def clear(self):
+        self.sent = []
+
+    def add(self, seq, text):
+        self.sent.append((seq, text))
+
+    def missed(self, ack):
+        """The answers after `ack`: the kernel never got them (None: it does not say)."""
+        if ack is None:
+            return []
+        return [text for seq, text in self.sent if seq > ack]
+
+    def resend(self, ack, ahead):
+        """Forget the answers up to `ack`; those after it, if they were lost, as one answer; else None.
+
+        An ahead poll follows a poll on the same link: answers after `ack` are on their way to the
+        kernel, not lost. Without `ack` (None) every answer kept is taken for lost. All lost answers
+        go at once, so polls sent ahead behind this one never overtake one of them.
+        """
+        if ack is not None:
+            self.sent = [each for each in self.sent if each[0] > ack]
+        self.ahead += bool(ahead)
+        if ahead or not self.sent:
+            return None
+        if len(self.sent) == 1:
+            return self.sent[0][1]
+        return json.dumps(joined_answers([json.loads(text) for _, text in self.sent]))
+
+
+def joined_answers(answers):
+    """Several run/poll answers as one: all their output in order, the cell's state as of the last."""
+    joined = dict(answers[-1])
+    joined["events"] = [event for answer in answers for event in answer["events"]]
+    for answer in answers:
+        if answer.get("done"):
+            joined["done"], joined["reply"] = True, answer.get("reply")
+        if "input" in answer:
+            joined["input"] = answer["input"]
+    if answers[0].get("earlier"):
+        joined["earlier"] = answers[0]["earlier"]
+    if joined.get("done"):
+        joined.pop("input", None)
+        joined.pop("more", None)
+    return joined
 
 
 # --------------------------------------------------------------------------- fd-level output

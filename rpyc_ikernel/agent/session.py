@@ -25,6 +25,7 @@ from .formatters import format_bundle
 from .history import CellHistory
 from .iostream import (
     OutputBatch,
+    SentAnswers,
     StdinNotImplementedError,
     drain_fd_output,
     fd_capture,
@@ -34,6 +35,8 @@ from .iostream import (
 
 MAX_PENDING = 4 * 1024 * 1024  # a cell that prints faster than the link drains waits above this
 MAX_ORPHAN = 1024 * 1024  # output of background threads kept while no cell runs
+MAX_ANSWER = 1024 * 1024  # output characters one answer carries (one per poll in flight waits for its ack)
+FIRST_ANSWER = 64 * 1024  # ... the answer to run (it arrives sooner: polls ahead of a stream leave sooner)
 
 
 def show_figures(skip=None):
@@ -331,7 +334,7 @@ class Exchange(object):
         self.requests = 0  # calls of run/poll: how many round trips cells cost
         self._reply = None  # the finished cell's reply until a poll takes it
         self._seq = 0  # numbers the answers to run/poll
-        self._unacked = None  # (seq, answer) until the kernel acknowledges it
+        self._answers = SentAnswers()  # answers until the kernel acknowledges them
         self._earlier = None  # what the kernel missed of the cell before, for the next answer
         self._polls = 0  # numbers the run/poll calls: only the newest may take output
 
@@ -379,7 +382,7 @@ class Exchange(object):
                 return json.dumps({"busy": True, "events": [], "done": False})
             self._earlier = self._missed_by_kernel(ack)
             self._reply = None
-            self._unacked = None
+            self._answers.clear()
             self.cell_id = cell_id
             cell = CellRun(self.session, code, filename, allow_stdin, silent, count, raw)
             self.cell = cell
@@ -391,18 +394,18 @@ class Exchange(object):
         else:
             threading.Thread(target=cell, name="rpyc_ikernel cell", daemon=True).start()
         with self.cond:
-            return self._poll(wait, None)
+            return self._poll(wait, None, limit=FIRST_ANSWER)
 
     def _missed_by_kernel(self, ack):
         """The previous cell's output and reply the kernel never received, or None (caller holds cond)."""
         if ack is None:
             return None
         events, reply = [], None
-        if self._unacked is not None and ack != self._unacked[0]:  # that answer was lost
-            lost = json.loads(self._unacked[1])
+        for text in self._answers.missed(ack):  # answers that were lost
+            lost = json.loads(text)
             earlier = lost.get("earlier") or {}
             events.extend(earlier.get("events", []) + lost.get("events", []))
-            reply = lost.get("reply")
+            reply = lost.get("reply") or reply
         if self._reply is not None or events:  # what came after the last answer belongs to that cell too
             events.extend(self.session.output.batch.take())
             reply = self._reply if self._reply is not None else reply
@@ -410,24 +413,44 @@ class Exchange(object):
             return None
         return {"cell_id": self.cell_id, "events": events, "reply": reply}
 
-    def poll(self, wait, ack=None):
+    def poll(self, wait, ack=None, ahead=False, link=None):
         """Wait up to `wait` seconds for output worth sending or the cell's end; return them as JSON.
 
         `ack` is the seq of the last answer the kernel received; if it is not our last answer, that
         answer was lost with a dropped connection and is sent again, so no output is ever lost.
+        `ahead`: the kernel sent this poll behind another one on the same link (`link`: the kernel's
+        number for it), whose answer it has not received yet: output streams in (iostream.SentAnswers).
         """
         self.requests += 1
         with self.cond:
-            return self._poll(wait, ack)
+            return self._poll(wait, ack, ahead, link)
 
-    def _poll(self, wait, ack):
-        if self._unacked is not None and ack != self._unacked[0]:
-            return self._unacked[1]
-        self._polls += 1
+    def _poll(self, wait, ack, ahead=False, link=None, limit=MAX_ANSWER):
+        if ahead and link != self._answers.link:  # late, from a dropped link: a newer one polls now
+            return json.dumps(
+                {"events": [], "done": False, "seq": self._seq, "running": self.cell is not None}
+            )
+        lost = self._answers.resend(ack, ahead)
+        if lost is not None:
+            return lost
+        if not ahead:
+            self._answers.link = link
+            self._polls += 1
+            self.cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         mine = self._polls
-        self.cond.notify_all()  # an older poll still waiting lost its link: it gives way to this one
         deadline = time.monotonic() + wait
+        while ahead and self._answers.waiting and self._polls == mine and time.monotonic() < deadline:
+            self.cond.wait(deadline - time.monotonic())  # a board serving requests at once: answers in order
+        self._answers.waiting += 1
+        try:
+            return self._wait_and_answer(deadline, mine, ahead, limit)
+        finally:
+            self._answers.waiting -= 1
+
+    def _wait_and_answer(self, deadline, mine, ahead, limit):
         while self._reply is None and not self.session.stdin.waiting and self._polls == mine:
+            if ahead and self.cell is None and not self.session.output.batch.events:
+                break  # the cell ended with the answer before this one
             now = time.monotonic()
             if self.session.output.batch.events:
                 due = self.session.output.batch.due_at()
@@ -442,10 +465,12 @@ class Exchange(object):
         running = self.cell is not None
         if self._polls != mine:  # a newer poll takes the output; this answer goes to a dead link
             return json.dumps({"events": [], "done": False, "seq": self._seq, "running": running})
-        events = self.session.output.batch.take()
-        done = self._reply is not None
+        events = self.session.output.batch.take(limit)
+        done = self._reply is not None and not self.session.output.batch.events  # the reply after all output
         self._seq += 1
         message = {"events": events, "done": done, "seq": self._seq, "running": running}
+        if not done and self.session.output.batch.streaming():
+            message["more"] = True  # output streams in: the kernel keeps a poll on its way ahead
         if self._earlier is not None:
             message["earlier"], self._earlier = self._earlier, None
         if done:
@@ -457,7 +482,7 @@ class Exchange(object):
                 message["input"] = prompt
         self.cond.notify_all()
         text = json.dumps(message)
-        self._unacked = (self._seq, text)
+        self._answers.add(self._seq, text)
         return text
 
     def finish(self, cell, reply):
