@@ -24,7 +24,7 @@ LINES = 150_000  # about 4.6 MB of numbered lines: several batches, more than th
 PRINT_CELL = f"for i in range({LINES}):\n    print('line %07d' % i, 'x' * 16)"
 EXPECTED = "".join(f"line {i:07d} {'x' * 16}\n" for i in range(LINES))
 COUNT_AHEAD = (
-    "import sys\nsum(s._answers.ahead for s in sys.modules['_rpyc_ikernel_agent'].SESSIONS.values())"
+    "import sys\nsum(s.exchange._answers.ahead for s in sys.modules['_rpyc_ikernel_agent'].SESSIONS.values())"
 )
 
 
