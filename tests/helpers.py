@@ -229,14 +229,21 @@ class KernelSession:
             kernel_env["RPYC_IKERNEL_HOST"] = "127.0.0.1"
             kernel_env["RPYC_IKERNEL_PORT"] = str(board_port)
         kernel_env.update(env or {})
-        manager, client, record = launch_kernel(kernel_name, kernel_env)
-        try:
-            client.wait_for_ready(timeout=60)
-        except RuntimeError:
-            client.stop_channels()
-            manager.shutdown_kernel(now=True)
-            raise RuntimeError(f"kernel {kernel_name} did not answer in 60 s; its log:\n{record.tail()}")
-        return cls(manager, client)
+        for attempt in range(3):
+            manager, client, record = launch_kernel(kernel_name, kernel_env)
+            try:
+                client.wait_for_ready(timeout=60)
+                return cls(manager, client)
+            except RuntimeError:
+                client.stop_channels()
+                manager.shutdown_kernel(now=True)
+                log = record.tail()
+                # jupyter_client picks the kernel's ports before the kernel binds them: on a machine where
+                # other tests open ports at the same moment, one may be taken in between. Start again.
+                if "Address already in use" not in log or attempt == 2:
+                    message = f"kernel {kernel_name} did not answer in 60 s; its log:\n{log}"
+                    raise RuntimeError(message) from None
+        raise AssertionError("unreachable")
 
     def run(
         self, code: str, timeout: float = 60, allow_stdin: bool = False, stdin_hook=None, **kwargs
