@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import queue
 import sys
 import time
@@ -567,6 +568,49 @@ def test_a_camera_loop_lends_the_frames_thread_the_gil_and_stopping_ends_the_tic
         "import time\n_t = time.monotonic(); time.sleep(0.3); print(time.monotonic() - _t >= 0.3)"
     )
     assert reply["status"] == "ok"
+
+
+def board_lends(port: int, token: str | None = None) -> int:
+    """How many times the board's main thread has lent the GIL to a frames thread so far."""
+    from rpyc_ikernel.board import Address, Board
+    from rpyc_ikernel.handshake import Credentials
+    from rpyc_ikernel.link import close_connection
+
+    credentials = Credentials(token=token) if token else None
+    conn, _ = Board(Address("127.0.0.1", port), "probe", credentials).open_connection()
+    try:
+        conn.execute(BOARD_STATE)
+        return conn.eval("getattr(_state, 'lends', 0)")
+    finally:
+        close_connection(conn)
+
+
+def test_a_camera_loop_over_a_tls_link_lends_the_gil_and_frames_arrive_whole_in_order(
+    kernelspec_prefix, board
+):
+    """A paired kernel (TOKEN@sha256:FINGERPRINT) talks TLS: requests the board has decrypted but not
+    read yet are invisible to poll() on the socket, and the lending must see them all the same."""
+    lines = [line.strip() for line in board.output().splitlines() if "@sha256:" in line]
+    assert lines, board.output()
+    pairing = lines[-1].split()[0]
+    if pairing.startswith("TOKEN@"):  # the token was made earlier: the line names its file
+        token = (Path(os.environ["XDG_CONFIG_HOME"]) / "rpyc_ikernel" / "token").read_text().strip()
+        pairing = token + pairing[len("TOKEN") :]
+    session = KernelSession.start(board_port=board.port, env={"RPYC_IKERNEL_TOKEN": pairing})
+    try:
+        frontend = Frontend(session)
+        frontend.kernel.run("1")
+        security = frontend.kernel.run("# exec(print(self.board.security))").stream()
+        assert "TLS (certificate pinned" in security, security
+        before = board_lends(board.port, pairing)
+        updates = camera_frames(frontend, "bytesio")
+        assert board_lends(board.port, pairing) > before, "the main thread never lent the GIL over TLS"
+        assert len(updates) >= 5, "frames should flow while the camera loop runs"
+        numbers = [int.from_bytes(decoded(data, "image/jpeg")[-4:], "big") for data in updates[:-1]]
+        assert numbers == sorted(set(numbers)), "frames arrive once each, in order"
+        assert counter_of(updates[-1]) == 1234
+    finally:
+        session.stop()
 
 
 def test_a_users_own_sigprof_handler_is_kept_and_frames_still_flow(frontend):

@@ -276,7 +276,7 @@ class OneCallSocketStream(object):
         return self.stream.fileno()
 
     def poll(self, timeout):
-        if self.buffer:
+        if self.buffer or _decrypted(self.sock):
             return True
         left = timeout.timeleft() if hasattr(timeout, "timeleft") else timeout
         if left is None:  # serving for good: wait for the next request inside recv itself
@@ -304,7 +304,7 @@ class OneCallSocketStream(object):
 
     def _fill(self):
         while True:
-            if not lending._ready(self.sock):
+            if not (_decrypted(self.sock) or lending._ready(self.sock)):
                 # Wait in poll(), not recv(): the request stays in the socket, where the main
                 # thread's tick sees it (and lends us the GIL) while we wait to get the GIL back.
                 self.lender.parked()
@@ -337,10 +337,26 @@ def prepare_frame_connection(conn):
     channel = conn._channel
     channel.compress = False  # JPEG/PNG do not compress; zlib would only cost board time
     stream = channel.stream
-    if type(stream).__name__ != "SocketStream" or type(getattr(stream, "sock", None)) is not socket.socket:
-        return "uncompressed"  # TLS (an SSLSocket), tunnels, pipes: rpyc's own stream stays
+    sock = getattr(stream, "sock", None)
+    if type(stream).__name__ != "SocketStream" or not (type(sock) is socket.socket or _is_tls(sock)):
+        return "uncompressed"  # tunnels, pipes, other streams: rpyc's own stream stays
     channel.stream = OneCallSocketStream(stream)
-    return "uncompressed, one call per request"
+    return "uncompressed, one call per request" + (" (TLS)" if _is_tls(sock) else "")
+
+
+def _is_tls(sock):
+    """An ssl.SSLSocket, known without touching ssl (the server defers that import: 4 MB)."""
+    return isinstance(sock, socket.socket) and type(sock).__name__ == "SSLSocket" and hasattr(sock, "pending")
+
+
+def _decrypted(sock):
+    """Bytes a TLS socket has decrypted but not handed out yet: poll() on its descriptor misses them.
+
+    Asked by the serving thread only (OpenSSL objects are not to be used from two threads at once);
+    it parks (and lets the main thread poll the descriptor) only once nothing is buffered here.
+    """
+    pending = getattr(sock, "pending", None)
+    return pending is not None and pending() > 0
 
 
 def _sent_on(link_id):
