@@ -158,16 +158,25 @@ def add(sock):
 
 
 def remove(lender):
+    """A frames link closed: with it the last one, the timer stops now (not IDLE_AFTER later), so
+    no tick reaches a SIGPROF handler the user installs next."""
     lender.parked()
-    _state().lenders.discard(lender)
+    state = _state()
+    state.lenders.discard(lender)
+    if not state.lenders:
+        _stop_ticking()
 
 
 def requested():
     """A frame request arrived: tick while they keep coming (the timer stops IDLE_AFTER later)."""
     state = _state()
     state.last_lend_request = time.monotonic()
-    if state.ticking or state.tick_handler is None or getattr(state, "lending_off", False):
+    if state.tick_handler is None or getattr(state, "lending_off", False):
         return  # lending_off: set by benchmarks/frames.py for its same-run baseline
+    if state.ticking:
+        if signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
+            _stop_ticking()  # a cell installed its own handler meanwhile: our ticks are not for it
+        return
     with state.lending_lock:
         if state.ticking or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
             return
@@ -180,8 +189,14 @@ def requested():
 
 def _stop_when_idle():
     state = _state()
-    while time.monotonic() - state.last_lend_request < IDLE_AFTER:
+    while state.ticking and time.monotonic() - state.last_lend_request < IDLE_AFTER:
         state.original_sleep(IDLE_AFTER / 4)
+    _stop_ticking()
+
+
+def _stop_ticking():
+    state = _state()
     with state.lending_lock:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        state.ticking = False
+        if state.ticking:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            state.ticking = False
