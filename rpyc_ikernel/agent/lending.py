@@ -171,11 +171,14 @@ def requested():
     """A frame request arrived: tick while they keep coming (the timer stops IDLE_AFTER later)."""
     state = _state()
     state.last_lend_request = time.monotonic()
-    if state.tick_handler is None or getattr(state, "lending_off", False):
-        return  # lending_off: set by benchmarks/frames.py for its same-run baseline
+    if state.tick_handler is None:
+        return
+    if getattr(state, "lending_off", False) or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
+        # lending_off: set by benchmarks/frames.py for its same-run baseline; another handler: a
+        # cell installed its own meanwhile, and our ticks are not for it
+        _stop_ticking()
+        return
     if state.ticking:
-        if signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
-            _stop_ticking()  # a cell installed its own handler meanwhile: our ticks are not for it
         return
     with state.lending_lock:
         if state.ticking or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
@@ -196,6 +199,8 @@ def _stop_when_idle():
 
 def _stop_ticking():
     state = _state()
+    if not state.ticking:
+        return
     with state.lending_lock:
         if state.ticking:
             signal.setitimer(signal.ITIMER_PROF, 0)
