@@ -142,22 +142,31 @@ class FlightWindow:
     the quickest one lately), the window shrinks at once, and grows again only after answers came
     back without queueing (one per step until the first queueing, then two): the lag stays near one
     round trip plus one frame's transfer, no queue grows, and the latest frame wins.
+
+    One stall (a Wi-Fi hiccup, a board busy for a moment) delays every request on its way at once:
+    it shrinks the window by one, not once per late answer (that took it to 1 from any size, and
+    back up took seconds on a far link). Answers to requests sent before the last shrink are
+    explained by it; a queue that persists shrinks the window again one round trip later.
     """
 
     CALM_ANSWERS = 2  # answers without queueing before the window grows by one
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = 1
+        self.clock = clock
         self._turns: deque = deque()  # (when, seconds from request to answer)
         self._calm = 0
         self._queued_once = False
+        self._shrunk_at = -math.inf  # when the window last shrank
 
     @property
     def quickest(self) -> float:
         return min(turn for _, turn in self._turns) if self._turns else 0.0
 
-    def record(self, turn: float, interval: float) -> None:
-        now = time.monotonic()
+    def record(self, turn: float, interval: float, sent: float | None = None) -> None:
+        """An answer came `turn` seconds after its request left (at `sent`, default now - turn)."""
+        now = self.clock()
+        sent = now - turn if sent is None else sent
         self._turns.append((now, turn))
         while len(self._turns) > 1 and self._turns[0][0] < now - QUICKEST_TURN_MEMORY:
             self._turns.popleft()
@@ -167,8 +176,9 @@ class FlightWindow:
         wanted = min(MAX_IN_FLIGHT, math.ceil(self.quickest / interval) + 1)
         excess = turn - self.quickest
         if excess > interval:
-            self.size, self._calm = max(1, self.size - 1), 0  # answers are queueing: ask less at once
-            self._queued_once = True
+            self._calm = 0
+            if sent >= self._shrunk_at:  # answers are queueing: ask less at once
+                self.size, self._shrunk_at, self._queued_once = max(1, self.size - 1), now, True
         elif excess <= interval / 2:
             self._calm += 1
             if self._calm >= (self.CALM_ANSWERS if self._queued_once else 1):  # a quick start
@@ -327,7 +337,7 @@ class FramePump:
         newest = {}
         for flight in answered:
             answers = flight.call.result(CALL_TIMEOUT)  # already in: returns at once
-            window.record(now - flight.sent, min(s.interval for s in flight.asked))
+            window.record(now - flight.sent, min(s.interval for s in flight.asked), flight.sent)
 
             for stream, answer in zip(flight.asked, answers):
                 self._note(stream, answer)

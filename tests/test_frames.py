@@ -665,3 +665,59 @@ def test_a_tick_arriving_during_a_tick_does_nothing():
         state.lenders.discard(lender)
     assert looks == [1]
     assert not state.in_tick
+
+
+# --------------------------------------------------------------------------- the kernel's window of requests
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_stall_shrinks_the_window_of_requests_once_and_it_comes_back_at_once():
+    """A far link (125 ms round trips, interval 62.5 ms: 3 requests on their way). A stall delays
+    all three answers; that is one event, not three, and the window is whole two answers later."""
+    from rpyc_ikernel.frames import FlightWindow
+
+    clock, interval, rtt = FakeClock(), 1 / 16, 1 / 8  # binary fractions: the sums are exact
+    window = FlightWindow(clock)
+    sent = []
+    for step in range(40):  # steady: a request every interval, each answered one round trip later
+        sent.append(clock.now)
+        clock.now += interval
+        if step >= 1:
+            window.record(clock.now - sent[-2], interval, sent[-2])
+    assert window.size == 3  # ceil(rtt / interval) + 1
+    in_flight = [clock.now - 2 * interval, clock.now - interval, clock.now]
+    clock.now += rtt + 0.25  # the stall: the three answers come together, 250 ms late
+    for when in in_flight:
+        window.record(clock.now - when, interval, when)
+    assert window.size == 2, "one stall shrinks the window by one"
+    for _ in range(2):  # the link is quick again
+        sent_at = clock.now
+        clock.now += rtt
+        window.record(rtt, interval, sent_at)
+    assert window.size == 3
+
+
+def test_a_queue_that_persists_shrinks_the_window_each_round_trip():
+    from rpyc_ikernel.frames import FlightWindow
+
+    clock = FakeClock()
+    window = FlightWindow(clock)
+    for _ in range(20):
+        sent_at = clock.now
+        clock.now += 0.2
+        window.record(0.2, 0.05, sent_at)
+    assert window.size == 5
+    sizes = []
+    for _ in range(6):  # every answer late by a whole second: the link is far slower than the camera
+        sent_at = clock.now
+        clock.now += 1.2
+        window.record(1.2, 0.05, sent_at)
+        sizes.append(window.size)
+    assert sizes == [4, 3, 2, 1, 1, 1]
