@@ -23,6 +23,7 @@ not counted; the stream never sends one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import statistics
@@ -35,6 +36,7 @@ import rpyc
 
 from rpyc_ikernel.board import Address, Board
 from rpyc_ikernel.frames import FrameLink
+from rpyc_ikernel.handshake import Credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
@@ -128,23 +130,44 @@ class CpuMeter:
 class Bench:
     """A board server, a kernel driving it, and this process as the frontend."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, tls: bool = False) -> None:
         self.seconds = seconds
         self.tmp = tempfile.TemporaryDirectory()
         prefix = Path(self.tmp.name)
         install_kernelspec(prefix)
-        # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
-        self.board = start_board(
-            [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", "--no-auth"]
-        )
+        server = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+        self.pairing = None
+        if tls:
+            # A paired board, as off loopback: the server's own certificate (made now, in a config
+            # directory of this run) and its token; every link of the run, baselines too, is TLS.
+            config = dict(os.environ, XDG_CONFIG_HOME=str(prefix / "config"))
+            self.board = start_board(server, env=config)
+            self.pairing = next(
+                line.strip() for line in self.board.output().splitlines() if "@sha256:" in line
+            )
+        else:
+            # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
+            self.board = start_board([*server, "--no-auth"])
         self.port = self.board.port
         self.server = self.board.process
         env = dict(os.environ, RPYC_IKERNEL_HOST="127.0.0.1", RPYC_IKERNEL_PORT=str(self.port))
+        if self.pairing:
+            env["RPYC_IKERNEL_TOKEN"] = self.pairing
         self.manager, self.client, self.kernel_log = launch_kernel("rpyc", env)
         self.client.wait_for_ready(timeout=60)
         self.pids = {"board": self.server.pid, "kernel": self.manager.provisioner.pid, "client": os.getpid()}
         self.run(SETUP)
         self.session_id = self.run("# exec(print(self.session_id))").strip()
+
+    def connect(self) -> rpyc.Connection:
+        """A classic connection to the board: plain rpyc, or over TLS with the pairing string."""
+        if self.pairing is None:
+            return rpyc.classic.connect("127.0.0.1", self.port)
+        return self.board_object("bench").open_connection()[0]
+
+    def board_object(self, session_id: str) -> Board:
+        credentials = Credentials(token=self.pairing) if self.pairing else Credentials()
+        return Board(Address("127.0.0.1", self.port), session_id, credentials)
 
     def close(self) -> None:
         self.client.stop_channels()
@@ -224,7 +247,7 @@ class Bench:
         """Distinct frames/s of `pull` evaluated on a raw uncompressed connection against `producer`."""
         msg_id = self.start_cell(producer)
         time.sleep(0.5)
-        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw = self.connect()
         raw._channel.compress = False
         raw.root.getconn()._channel.compress = False
         try:
@@ -237,7 +260,7 @@ class Bench:
 
     def set_lending(self, on: bool) -> None:
         """Turn the agent's GIL lending off (a baseline in the same run) or back on."""
-        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+        with contextlib.closing(self.connect()) as conn:
             conn.execute(NAMESPACE.format(session_id=self.session_id))  # the agent's state exists
             conn.execute(LENDING_SWITCH % (not on))
 
@@ -246,10 +269,10 @@ class Bench:
         self._wait_for_default_switch_interval()
         msg_id = self.start_cell(f"produce(busy={busy})")
         time.sleep(0.5)
-        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw = self.connect()
         raw._channel.compress = False
         raw.root.getconn()._channel.compress = False
-        naive = rpyc.classic.connect("127.0.0.1", self.port)
+        naive = self.connect()
         try:
             for conn in (raw, naive):
                 conn.execute(NAMESPACE.format(session_id=self.session_id))
@@ -279,7 +302,7 @@ class Bench:
         FrameLink (no Jupyter): this measures the board side alone. Also the board's CPU share
         (1.0 = one core) beyond the no-reader window's, in self.extra_cpu.
         """
-        link = FrameLink(Board(Address("127.0.0.1", self.port), self.session_id))
+        link = FrameLink(self.board_object(self.session_id))
         msg_id = self.start_cell(producer)  # after the link: its tick handler is installed first
         ratios: dict = {interval: [] for interval in intervals}
         extra: dict = {interval: [] for interval in intervals}
@@ -303,7 +326,7 @@ class Bench:
         return {interval: statistics.median(values) for interval, values in ratios.items()}
 
     def _board_eval(self, expression: str):
-        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+        with contextlib.closing(self.connect()) as conn:
             conn.execute(NAMESPACE.format(session_id=self.session_id))
             return conn.eval(expression)
 
@@ -415,8 +438,11 @@ def main() -> int:
     parser.add_argument("--loads", default="idle,busy")
     parser.add_argument("--cameras", default="bytesio,pil,numpy", help="camera-loop variables ('' for none)")
     parser.add_argument("--runs", type=int, default=10, help="stream runs per camera variable and interval")
+    parser.add_argument(
+        "--tls", action="store_true", help="a paired board: every link TLS (the kernel's, the baselines')"
+    )
     args = parser.parse_args()
-    bench = Bench(args.seconds)
+    bench = Bench(args.seconds, tls=args.tls)
     rows, costs, cameras = [], [], []
     try:
         for kind in filter(None, args.cameras.split(",")):
