@@ -164,9 +164,9 @@ class FlightWindow:
         return min(turn for _, turn in self._turns) if self._turns else 0.0
 
     def record(self, turn: float, interval: float, sent: float | None = None) -> None:
-        """An answer came `turn` seconds after its request left (at `sent`, default now - turn)."""
+        """An answer came `turn` seconds after its request left at `sent` (None: not known, and
+        then a late answer always counts as queueing of its own)."""
         now = self.clock()
-        sent = now - turn if sent is None else sent
         self._turns.append((now, turn))
         while len(self._turns) > 1 and self._turns[0][0] < now - QUICKEST_TURN_MEMORY:
             self._turns.popleft()
@@ -177,7 +177,7 @@ class FlightWindow:
         excess = turn - self.quickest
         if excess > interval:
             self._calm = 0
-            if sent >= self._shrunk_at:  # answers are queueing: ask less at once
+            if sent is None or sent >= self._shrunk_at:  # answers are queueing: ask less at once
                 self.size, self._shrunk_at, self._queued_once = max(1, self.size - 1), now, True
         elif excess <= interval / 2:
             self._calm += 1
