@@ -306,16 +306,20 @@ class Bench:
         msg_id = self.start_cell(producer)  # after the link: its tick handler is installed first
         ratios: dict = {interval: [] for interval in intervals}
         extra: dict = {interval: [] for interval in intervals}
+        waits: dict = {interval: [] for interval in intervals}  # the cell's wait per request (lending)
         try:
             for _ in range(rounds):
                 self._wait_for_default_switch_interval()
                 speed, cpu = {}, {}
                 for interval in (None, *intervals):
+                    lent = self._lent_seconds()
                     before, started = self._produced(), time.monotonic()
                     meter = CpuMeter({"board": self.pids["board"]})
                     read_frames_for(link, self.session_id, interval, window)
                     cpu[interval] = meter.shares()["board"]
                     speed[interval] = (self._produced() - before) / (time.monotonic() - started)
+                    if interval:
+                        waits[interval].append((self._lent_seconds() - lent) * interval / window)
                 for interval in ratios:
                     ratios[interval].append(speed[interval] / speed[None])
                     extra[interval].append(cpu[interval] - cpu[None])
@@ -323,6 +327,9 @@ class Bench:
             link.close()
         self.interrupt_and_drain(msg_id)
         self.extra_cpu = {interval: statistics.median(values) for interval, values in extra.items()}
+        self.waits = {
+            interval: statistics.median(values) if values else 0.0 for interval, values in waits.items()
+        }
         return {interval: statistics.median(values) for interval, values in ratios.items()}
 
     def _board_eval(self, expression: str):
@@ -332,6 +339,12 @@ class Bench:
 
     def _produced(self) -> int:
         return self._board_eval("_ns.get('produced', 0)")
+
+    def _lent_seconds(self) -> float:
+        """How long the board's main thread has waited for frames threads so far (GIL lending)."""
+        return self._board_eval(
+            "getattr(__import__('sys').modules['_rpyc_ikernel_state'], 'lent_seconds', 0.0)"
+        )
 
     def _wait_for_default_switch_interval(self) -> None:
         """The agent shortens the GIL switch interval while it serves frames; wait until it is back."""
@@ -399,7 +412,8 @@ def measure_camera(bench: Bench, kind: str, runs: int) -> dict | None:
     print(
         f"camera {kind}: raw pull {row['raw']:.0f}/s; loop speed "
         + ", ".join(f"{row['speed'][i]:.0%} at interval {i}" for i in CAMERA_INTERVALS)
-        + f"; board CPU beyond the loop at interval 0.05: {row['cpu'][0.05]:.0%}",
+        + f"; board CPU beyond the loop at interval 0.05: {row['cpu'][0.05]:.0%}; the loop waits "
+        + ", ".join(f"{bench.waits[i] * 1e3:.2f} ms per request at {i}" for i in CAMERA_INTERVALS),
         flush=True,
     )
     return row

@@ -45,6 +45,7 @@ def _state():
         state.last_lend_request = 0.0
         state.in_tick = False  # the tick handler is running (on the main thread)
         state.lends = 0  # times the main thread waited for a frames thread (tests, benchmarks)
+        state.lent_seconds = 0.0  # how long it waited in all
     return state
 
 
@@ -100,11 +101,15 @@ class Lender(object):
             return  # blocked in a send to a slow link: waiting would only stall the cell
         self.returned.clear()
         self.lent = True
-        _state().lends += 1
+        state = _state()
+        state.lends += 1
+        started = time.perf_counter()
         try:
             self.returned.wait(LEND_LIMIT)
         finally:
             self.lent = False
+            # getattr: the state may come from an older agent version of this process
+            state.lent_seconds = getattr(state, "lent_seconds", 0.0) + time.perf_counter() - started
 
 
 def give_back():
