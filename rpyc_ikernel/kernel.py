@@ -27,8 +27,8 @@ from .checks import MAX_SECONDS, host_name, port_number, seconds
 from .commands import compile_command, find_commands, has_board_code, without_secrets
 from .debugger import DebugAdapter, advertise
 from .errors import BoardError
-from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
+from .liveimage import DEFAULT_INTERVAL, LiveImagePump, image_interval
 from .magics import to_board_code
 from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
@@ -89,7 +89,7 @@ class RPycKernel(IPythonKernel):
         # one ends with the request. Raising KeyboardInterrupt there would lose the request's reply.
         self._in_request = threading.Event()
         self._previous_cell_id: str | None = None
-        self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
+        self.live_images = LiveImagePump(lambda: self.board, self.session_id, self._publish_to_cell)
         self.debug_adapter = DebugAdapter(
             self._debug_on_board,
             self._publish_debug_event,
@@ -234,7 +234,7 @@ class RPycKernel(IPythonKernel):
         """Connect `board` and make it the kernel's board from now on, closing the one before.
 
         On failure the previous board stays selected and the new one is closed (with any tunnel made
-        for it). Live images follow on their own: the FramePump reconnects to whatever self.board is.
+        for it). Live images follow on their own: the LiveImagePump reconnects to whatever self.board is.
         route() adds how the board is reached to the "Connected" line (known once it is connected).
         """
         board.warm_side_link = True
@@ -304,12 +304,12 @@ class RPycKernel(IPythonKernel):
         """
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f'display() takes the name of a board variable, e.g. "img_buffer"; got {name!r}')
-        self.frames.start(name, frame_interval(interval), self.get_parent())
+        self.live_images.start(name, image_interval(interval), self.get_parent())
 
     def stop_display(self, name: str | None = None) -> None:
         """Stop the live image of `name`, or all of them; each display keeps its last frame."""
-        running = self.frames.names
-        stopped = self.frames.stop(name)
+        running = self.live_images.names
+        stopped = self.live_images.stop(name)
         if stopped:
             print("Stopped live image" + ("s " if len(stopped) > 1 else " ") + ", ".join(stopped))
         elif name is None:
@@ -323,7 +323,7 @@ class RPycKernel(IPythonKernel):
         self.session.send(self.iopub_socket, msg_type, content, parent=parent, ident=self._topic(msg_type))
 
     def _stop_displays_on_sigint(self, signum, frame) -> None:
-        threading.Thread(target=self.frames.stop, name="stop live images", daemon=True).start()
+        threading.Thread(target=self.live_images.stop, name="stop live images", daemon=True).start()
 
     # ------------------------------------------------------------ execution
     def pre_handler_hook(self) -> None:
@@ -339,7 +339,7 @@ class RPycKernel(IPythonKernel):
             return  # subshell requests never touched the signal handlers
         self._in_request.clear()
         super().post_handler_hook()
-        if self.frames.names:
+        if self.live_images.names:
             signal.signal(signal.SIGINT, self._stop_displays_on_sigint)
 
     def _on_sigint(self, signum, frame) -> None:
@@ -641,7 +641,7 @@ class RPycKernel(IPythonKernel):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:
-        self.frames.close()
+        self.live_images.close()
         self.board.close()
         return super().do_shutdown(restart)
 

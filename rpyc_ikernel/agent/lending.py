@@ -179,7 +179,7 @@ def requested():
     if state.tick_handler is None:
         return
     if getattr(state, "lending_off", False) or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
-        # lending_off: set by benchmarks/frames.py for its same-run baseline; another handler: a
+        # lending_off: set by benchmarks/liveimage.py for its same-run baseline; another handler: a
         # cell installed its own meanwhile, and our ticks are not for it
         _stop_ticking()
         return

@@ -1,6 +1,6 @@
 """Live images: frames/s that reach a Jupyter client, against raw rpyc pulls, measured in one run.
 
-    .venv/bin/python benchmarks/frames.py [--seconds 3] [--sizes 320x240,640x480]
+    .venv/bin/python benchmarks/liveimage.py [--seconds 3] [--sizes 320x240,640x480]
 
 Everything runs on this machine, on 127.0.0.1: a board server (``python -m rpyc_ikernel.server``),
 the rpyc kernel started through jupyter_client, and this process as the frontend that counts the
@@ -35,8 +35,8 @@ from pathlib import Path
 import rpyc
 
 from rpyc_ikernel.board import Address, Board
-from rpyc_ikernel.frames import FrameLink
 from rpyc_ikernel.handshake import Credentials
+from rpyc_ikernel.liveimage import ImageLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
@@ -299,10 +299,10 @@ class Bench:
         Each round has adjacent windows (no reader, then each interval) within one producer run,
         and each reading is divided by its own round's no-reader window: the machine's other load
         drifts slowly, so this cancels most of it. Frames are read through the kernel's own
-        FrameLink (no Jupyter): this measures the board side alone. Also the board's CPU share
+        ImageLink (no Jupyter): this measures the board side alone. Also the board's CPU share
         (1.0 = one core) beyond the no-reader window's, in self.extra_cpu.
         """
-        link = FrameLink(self.board_object(self.session_id))
+        link = ImageLink(self.board_object(self.session_id))
         msg_id = self.start_cell(producer)  # after the link: its tick handler is installed first
         ratios: dict = {interval: [] for interval in intervals}
         extra: dict = {interval: [] for interval in intervals}
@@ -315,7 +315,7 @@ class Bench:
                     lent = self._lent_seconds()
                     before, started = self._produced(), time.monotonic()
                     meter = CpuMeter({"board": self.pids["board"]})
-                    read_frames_for(link, self.session_id, interval, window)
+                    read_images_for(link, self.session_id, interval, window)
                     cpu[interval] = meter.shares()["board"]
                     speed[interval] = (self._produced() - before) / (time.monotonic() - started)
                     if interval:
@@ -355,7 +355,7 @@ class Bench:
             time.sleep(0.2)
 
 
-def read_frames_for(link: FrameLink, session_id: str, interval: float | None, seconds: float) -> None:
+def read_images_for(link: ImageLink, session_id: str, interval: float | None, seconds: float) -> None:
     """Read img_buffer every `interval` seconds (None: not at all) for `seconds`."""
     digest, started, due = "", time.monotonic(), time.monotonic()
     while time.monotonic() - started < seconds:

@@ -1,6 +1,6 @@
 """Live images: the board's end of the kernel's self.display("name").
 
-One request (read_frames) answers for every variable shown, with the encoded bytes only of frames
+One request (read_images) answers for every variable shown, with the encoded bytes only of frames
 that changed. Loaded on the first frame request.
 """
 
@@ -136,7 +136,7 @@ def png_bytes(width, height, mode, raw):
     )
 
 
-def _frame_bytes(value):
+def _image_bytes(value):
     """The encoded bytes a bytes-like value holds, or None for any other kind of value."""
     if isinstance(value, bytes):
         return value
@@ -168,24 +168,24 @@ def _transcode(name, data, kind):
         image = image_module.open(io.BytesIO(data))
         image.load()
     except Exception:
-        return wire.FRAME_MESSAGE, (
+        return wire.IMAGE_MESSAGE, (
             "%s holds %d bytes that are not JPEG, PNG, GIF or BMP, nor any image Pillow can read;"
             " waiting" % (name, len(data))
         )
     return encode_pil_image(image)
 
 
-def _encoded_frame(name, data):
+def _encoded_image(name, data):
     """(kind, payload) for encoded bytes: sent as they are when a notebook can show them."""
     if not data:
-        return wire.FRAME_MESSAGE, "%s is empty (0 bytes); waiting for a frame" % name
+        return wire.IMAGE_MESSAGE, "%s is empty (0 bytes); waiting for a frame" % name
     kind = sniff_image_format(data)
     if kind in BROWSER_FORMATS:
         return kind, data
     return _transcode(name, data, kind)
 
 
-def _describe_frame(namespace, name):
+def _describe_image(namespace, name):
     """(digest, a function making (kind, payload)): the digest is cheap, the frame is made if needed.
 
     The digest of bytes is hash(): bytes objects cache it, so an unchanged frame costs no hashing,
@@ -195,10 +195,10 @@ def _describe_frame(namespace, name):
     value = namespace.get(name, _MISSING)
     if value is _MISSING:
         text = "%s is not defined on the board yet; waiting for it" % name
-        return "missing", lambda: (wire.FRAME_MESSAGE, text)
-    data = _frame_bytes(value)
+        return "missing", lambda: (wire.IMAGE_MESSAGE, text)
+    data = _image_bytes(value)
     if data is not None:
-        return "b%d:%x" % (len(data), hash(data)), lambda: _encoded_frame(name, data)
+        return "b%d:%x" % (len(data), hash(data)), lambda: _encoded_image(name, data)
     if _is_pil_image(value):
         raw = value.tobytes()
         digest = "p%s:%s:%x" % (value.mode, value.size, hash(raw))
@@ -213,22 +213,22 @@ def _describe_frame(namespace, name):
             raw = value.tobytes()  # a C-order copy: the cell may change the array meanwhile
             digest = "a%s:%s:%x" % (mode, tuple(value.shape), hash(raw))
             return digest, lambda: encode_array(value, mode, raw)
-    return "type:" + type(value).__name__, lambda: (wire.FRAME_MESSAGE, _wrong_type_message(name, value))
+    return "type:" + type(value).__name__, lambda: (wire.IMAGE_MESSAGE, _wrong_type_message(name, value))
 
 
-def read_frame(namespace, name, last_digest):
-    """(digest, kind, payload) of one board variable; kind wire.FRAME_SAME when it did not change."""
+def read_image(namespace, name, last_digest):
+    """(digest, kind, payload) of one board variable; kind wire.IMAGE_SAME when it did not change."""
     try:
-        digest, make = _describe_frame(namespace, name)
+        digest, make = _describe_image(namespace, name)
         if digest == last_digest:
-            return digest, wire.FRAME_SAME, b""
+            return digest, wire.IMAGE_SAME, b""
         kind, payload = make()
     except Exception as exc:
         text = "reading %s failed: %s: %s; waiting" % (name, type(exc).__name__, exc)
         digest = "error:" + text
         if digest == last_digest:
-            return digest, wire.FRAME_SAME, b""
-        return digest, wire.FRAME_MESSAGE, text
+            return digest, wire.IMAGE_SAME, b""
+        return digest, wire.IMAGE_MESSAGE, text
     return digest, kind, payload
 
 
@@ -341,7 +341,7 @@ class OneCallSocketStream(object):
         self.buffer += chunk
 
 
-def prepare_frame_connection(conn):
+def prepare_image_connection(conn):
     """Tune the board's end of a frames connection: no compression, and one call per request.
 
     conn is this side's rpyc Connection (the kernel passes ``conn.root.getconn()``). Returns what
@@ -381,12 +381,12 @@ def _sent_on(link_id):
     return sent
 
 
-def read_frames(session_id, wanted, link_id=None):
+def read_images(session_id, wanted, link_id=None):
     """The frames of several board variables in one round trip, only those that changed.
 
     wanted is ((name, digest the kernel shows), ...); the answer holds one (digest, kind, payload)
-    per name: kind wire.FRAME_SAME (payload b""), 'jpeg'/'png'/'gif' (the encoded bytes, sent as they
-    are), 'bmp'/'unknown' (bytes for the kernel to transcode: no Pillow here), or wire.FRAME_MESSAGE
+    per name: kind wire.IMAGE_SAME (payload b""), 'jpeg'/'png'/'gif' (the encoded bytes, sent as they
+    are), 'bmp'/'unknown' (bytes for the kernel to transcode: no Pillow here), or wire.IMAGE_MESSAGE
     (payload: one line saying why there is no frame). Only str/bytes/tuples: they cross by value.
 
     With link_id (one per kernel frames link, whose requests are answered in order) a frame already
@@ -400,8 +400,8 @@ def read_frames(session_id, wanted, link_id=None):
     for name, digest in wanted:
         if sent is not None and digest:
             digest = sent.get(name, digest)
-        answer = read_frame(namespace, name, digest)
-        if sent is not None and answer[1] != wire.FRAME_SAME:
+        answer = read_image(namespace, name, digest)
+        if sent is not None and answer[1] != wire.IMAGE_SAME:
             sent[name] = answer[0]
         answers.append(answer)
     return tuple(answers)

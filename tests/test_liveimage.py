@@ -432,16 +432,16 @@ def test_display_without_a_board_is_a_one_line_error(kernelspec_prefix):
 def test_agent_reads_frames_by_digest():
     jpeg = image_bytes("JPEG")
     namespace = {"jpeg": jpeg, "gif": image_bytes("GIF"), "array": [1], "empty": b""}
-    digest, kind, payload = agent.read_frame(namespace, "jpeg", "")
+    digest, kind, payload = agent.read_image(namespace, "jpeg", "")
     assert (kind, payload) == ("jpeg", jpeg)
-    assert agent.read_frame(namespace, "jpeg", digest) == (digest, "same", b"")
-    assert agent.read_frame({"jpeg": bytearray(jpeg)}, "jpeg", digest) == (digest, "same", b"")
-    assert agent.read_frame(namespace, "gif", "")[1] == "gif"
-    digest, kind, text = agent.read_frame(namespace, "array", "")
+    assert agent.read_image(namespace, "jpeg", digest) == (digest, "same", b"")
+    assert agent.read_image({"jpeg": bytearray(jpeg)}, "jpeg", digest) == (digest, "same", b"")
+    assert agent.read_image(namespace, "gif", "")[1] == "gif"
+    digest, kind, text = agent.read_image(namespace, "array", "")
     assert kind == "message" and "holds a list" in text
-    assert agent.read_frame(namespace, "array", digest)[1] == "same"
-    assert "is empty" in agent.read_frame(namespace, "empty", "")[2]
-    assert agent.read_frames("no such session", (("x", ""),))[0][1] == "message"
+    assert agent.read_image(namespace, "array", digest)[1] == "same"
+    assert "is empty" in agent.read_image(namespace, "empty", "")[2]
+    assert agent.read_images("no such session", (("x", ""),))[0][1] == "message"
 
 
 def test_agent_sends_a_frame_once_per_link_to_pipelined_requests():
@@ -452,14 +452,14 @@ def test_agent_sends_a_frame_once_per_link_to_pipelined_requests():
     namespace = {"cam": first}
     agent_session.SESSIONS["pipelined"] = type("Stub", (), {"namespace": namespace})()
     try:
-        shown = agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][0]  # the display's first frame
+        shown = agent.read_images("pipelined", (("cam", ""),), "link-1")[0][0]  # the display's first frame
         namespace["cam"] = second
-        in_flight = [agent.read_frames("pipelined", (("cam", shown),), "link-1")[0] for _ in range(3)]
+        in_flight = [agent.read_images("pipelined", (("cam", shown),), "link-1")[0] for _ in range(3)]
         assert [kind for _, kind, _ in in_flight] == ["png", "same", "same"]  # sent once, not 3 times
         assert in_flight[1][0] == in_flight[0][0]
-        assert agent.read_frames("pipelined", (("cam", shown),), "link-2")[0][1] == "png"  # another link
-        assert agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][1] == "png"  # a new display
-        assert agent.read_frames("pipelined", (("cam", shown),))[0][1] == "png"  # no link id: as asked
+        assert agent.read_images("pipelined", (("cam", shown),), "link-2")[0][1] == "png"  # another link
+        assert agent.read_images("pipelined", (("cam", ""),), "link-1")[0][1] == "png"  # a new display
+        assert agent.read_images("pipelined", (("cam", shown),))[0][1] == "png"  # no link id: as asked
     finally:
         del agent_session.SESSIONS["pipelined"]
 
@@ -629,19 +629,19 @@ def test_a_users_own_sigprof_handler_is_kept_and_frames_still_flow(frontend):
 
 def test_agent_encodes_uint8_arrays_and_explains_other_arrays():
     numpy = pytest.importorskip("numpy")
-    from rpyc_ikernel.agent import frames
+    from rpyc_ikernel.agent import liveimage
 
     array = numpy.zeros((24, 32, 3), numpy.uint8)
     array[:, :, 1] = 200
-    digest, kind, payload = frames.read_frame({"a": array}, "a", "")
+    digest, kind, payload = liveimage.read_image({"a": array}, "a", "")
     assert kind == "jpeg" and Image.open(io.BytesIO(payload)).size == (32, 24)
-    assert frames.read_frame({"a": array}, "a", digest)[1] == agent.wire.FRAME_SAME
+    assert liveimage.read_image({"a": array}, "a", digest)[1] == agent.wire.IMAGE_SAME
     gray = numpy.full((10, 12), 77, numpy.uint8)
-    png = frames.png_bytes(12, 10, "L", gray.tobytes())  # a board without Pillow sends this
+    png = liveimage.png_bytes(12, 10, "L", gray.tobytes())  # a board without Pillow sends this
     image = Image.open(io.BytesIO(png))
     assert (image.mode, image.size, image.getpixel((3, 4))) == ("L", (12, 10), 77)
-    _digest, kind, text = frames.read_frame({"a": array.astype("float32")}, "a", "")
-    assert kind == agent.wire.FRAME_MESSAGE and "float32 array of shape (24, 32, 3)" in text
+    _digest, kind, text = liveimage.read_image({"a": array.astype("float32")}, "a", "")
+    assert kind == agent.wire.IMAGE_MESSAGE and "float32 array of shape (24, 32, 3)" in text
 
 
 def test_a_tick_arriving_during_a_tick_does_nothing():
@@ -681,7 +681,7 @@ class FakeClock:
 def test_one_stall_shrinks_the_window_of_requests_once_and_it_comes_back_at_once():
     """A far link (125 ms round trips, interval 62.5 ms: 3 requests on their way). A stall delays
     all three answers; that is one event, not three, and the window is whole two answers later."""
-    from rpyc_ikernel.frames import FlightWindow
+    from rpyc_ikernel.liveimage import FlightWindow
 
     clock, interval, rtt = FakeClock(), 1 / 16, 1 / 8  # binary fractions: the sums are exact
     window = FlightWindow(clock)
@@ -705,7 +705,7 @@ def test_one_stall_shrinks_the_window_of_requests_once_and_it_comes_back_at_once
 
 
 def test_a_queue_that_persists_shrinks_the_window_each_round_trip():
-    from rpyc_ikernel.frames import FlightWindow
+    from rpyc_ikernel.liveimage import FlightWindow
 
     clock = FakeClock()
     window = FlightWindow(clock)
