@@ -721,3 +721,19 @@ def test_a_queue_that_persists_shrinks_the_window_each_round_trip():
         window.record(1.2, 0.05, sent_at)
         sizes.append(window.size)
     assert sizes == [4, 3, 2, 1, 1, 1]
+
+
+def test_the_cell_gets_its_main_thread_back_only_during_a_long_encode(monkeypatch):
+    """Taking the GIL back after an encode costs a second hand-off: worth it only for a long one."""
+    from rpyc_ikernel.agent import lending, liveimage
+
+    calls = []
+    monkeypatch.setattr(lending, "give_back", lambda: calls.append(1))
+    small = Image.new("RGB", (32, 24), (1, 2, 3))
+    monkeypatch.setattr(liveimage, "_LAST_ENCODE", [0.0001])  # the last encode was short
+    assert liveimage.encode_pil_image(small)[0] == "jpeg"
+    assert calls == []
+    assert liveimage._LAST_ENCODE[0] < liveimage.GIVE_BACK_AFTER  # a 32x24 JPEG is quick
+    liveimage._LAST_ENCODE[0] = 0.05  # the last one took 50 ms of CPU
+    assert liveimage.encode_pil_image(small)[0] == "jpeg"
+    assert calls == [1]
