@@ -733,7 +733,6 @@ def test_the_cell_gets_its_main_thread_back_only_during_a_long_encode(monkeypatc
     monkeypatch.setattr(liveimage, "_LAST_ENCODE", [0.0001])  # the last encode was short
     assert liveimage.encode_pil_image(small)[0] == "jpeg"
     assert calls == []
-    assert liveimage._LAST_ENCODE[0] < liveimage.GIVE_BACK_AFTER  # a 32x24 JPEG is quick
     liveimage._LAST_ENCODE[0] = 0.05  # the last one took 50 ms of CPU
     assert liveimage.encode_pil_image(small)[0] == "jpeg"
     assert calls == [1]
