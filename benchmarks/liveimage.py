@@ -29,6 +29,7 @@ import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,7 +41,8 @@ from rpyc_ikernel.liveimage import ImageLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
-from helpers import install_kernelspec, launch_kernel, start_board  # noqa: E402
+from helpers import KernelSession, install_kernelspec, launch_kernel, start_board  # noqa: E402
+from linkemu import LinkEmulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
@@ -378,6 +380,61 @@ def distinct_per_second(pull, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
+STALL_PRODUCER = """
+import io, time
+from PIL import Image
+frames = []
+for shade in range(30):
+    out = io.BytesIO()
+    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
+    frames.append(out.getvalue())
+end, count = time.monotonic() + {seconds}, 0
+while time.monotonic() < end:
+    count += 1
+    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')
+    time.sleep(1 / 30)
+"""
+
+
+def stalled_link_fps(rtt: float = 0.1, stall: float = 0.15, seconds: float = 10.0) -> float:
+    """Frames/s at interval 0.05 over an emulated `rtt` link that stalls `stall` s every second.
+
+    Each stall delays every request in flight at once; the most a stream can show is about
+    20 * (1 - stall) frames/s. How fast the kernel's window of requests recovers decides the rest.
+    """
+    board = start_board()
+    try:
+        with LinkEmulator(board.port, rtt=rtt) as link:
+            session = KernelSession.start(board_port=link.port, env=link.forward_env)
+            try:
+                session.run("1", timeout=60)
+                stop, started, times = threading.Event(), time.monotonic(), []
+
+                def stalls() -> None:
+                    time.sleep(3)  # past the ramp-up
+                    while not stop.wait(1.0 - stall):
+                        link.stall(stall)
+                        time.sleep(stall)
+
+                threading.Thread(target=stalls, daemon=True).start()
+
+                def keep(msg: dict) -> None:
+                    if msg["msg_type"] == "update_display_data":
+                        times.append(time.monotonic() - started)
+
+                code = '# exec(self.display("img_buffer", interval=0.05))\n'
+                session.client.execute_interactive(
+                    code + STALL_PRODUCER.format(seconds=seconds + 4), timeout=120, output_hook=keep
+                )
+                stop.set()
+                session.run("# exec(self.stop_display())", timeout=60)
+            finally:
+                session.stop()
+    finally:
+        board.stop()
+    return len([t for t in times if 3.5 <= t <= 3.5 + seconds]) / seconds
+
+
 CAMERA_INTERVALS = (0.05, 0.02)
 BASELINE_RUNS = 3  # runs without GIL lending, for comparison
 
@@ -455,7 +512,17 @@ def main() -> int:
     parser.add_argument(
         "--tls", action="store_true", help="a paired board: every link TLS (the kernel's, the baselines')"
     )
+    parser.add_argument(
+        "--stalls", type=int, default=0, help="runs over a 100 ms link that stalls 150 ms every second"
+    )
     args = parser.parse_args()
+    if args.stalls:
+        with tempfile.TemporaryDirectory() as prefix:
+            install_kernelspec(Path(prefix))
+            runs = [stalled_link_fps() for _ in range(args.stalls)]
+        print("100 ms link, 150 ms stall every second, interval 0.05: " + ", ".join(f"{r:.1f}" for r in runs))
+        print("frames/s (at most about 17: each stall holds 3 frames)")
+        return 0
     bench = Bench(args.seconds, tls=args.tls)
     rows, costs, cameras = [], [], []
     try:
