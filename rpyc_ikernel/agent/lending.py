@@ -92,15 +92,24 @@ class Lender(object):
         self.is_parked = False
         self.thread = threading.get_ident()
 
+    def wants_gil(self):
+        """A request waits on the socket, or the thread is in the middle of one."""
+        if self.is_parked:
+            return _ready(self.sock)
+        return _ready(self.sock, write=True)  # else blocked in a send to a slow link: no use waiting
+
     def lend_if_wanted(self):
         """Main thread: wait (GIL released) while this link's thread has a request to answer."""
-        if self.is_parked:
-            if not _ready(self.sock):
-                return
-        elif not _ready(self.sock, write=True):
-            return  # blocked in a send to a slow link: waiting would only stall the cell
+        if not self.wants_gil():
+            return
         self.returned.clear()
         self.lent = True
+        # Look again: the thread may have taken the GIL between two bytecodes of this handler (the
+        # call above is where CPython hands it over) and parked, without a lend to end: the wait
+        # would then last LEND_LIMIT for nothing. From here on, parked() ends the wait.
+        if not self.wants_gil():
+            self.lent = False
+            return
         state = _state()
         state.lends += 1
         started = time.perf_counter()
