@@ -91,7 +91,7 @@ class BoardLike(Protocol):
     Cells: run_cell yields output events (agent/wire.py dicts), Notice, InputRequest, then one
     CellOutcome; answer_input answers an InputRequest; interrupt stops the running cell. Lifecycle:
     connect, close, take_notices. Introspection: complete, inspect, evaluate, debug, status.
-    Live images (frames.py) and file transfers (transfer.py) need one Board: they open side links
+    Live images (liveimage.py) and file transfers (transfer.py) need one Board: they open side links
     to it through its connector.
     """
 

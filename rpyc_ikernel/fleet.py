@@ -10,7 +10,7 @@ name; the others go on. This module holds no state for the one-board path: the k
 
 The Board methods used here are the kernel's own: the constructor, ``connect``, ``close``,
 ``run_cell``, ``interrupt``, ``running_cell_id``, ``evaluate``, ``answer_input``, ``info``,
-``security``, ``address`` and ``trusted``; live images go through frames.FramePump, one per board.
+``security``, ``address`` and ``trusted``; live images go through liveimage.LiveImagePump, one per board.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from .board import Board, CellOutcome, InputRequest, Notice
 from .checks import host_name, port_number
 from .connector import DEFAULT_PORT, Address
 from .errors import BoardError
-from .frames import FramePump, Publisher, frame_interval
 from .handshake import Credentials
 from .ipython_syntax import to_board_code
+from .liveimage import LiveImagePump, Publisher, image_interval
 from .outputs import BadOutput, check_bundle, check_error, check_event
 
 MAGIC = re.compile(r"[ \t]*%%boards(?=[ \t\n]|$)(?P<names>[^\n]*)")
@@ -355,7 +355,7 @@ def _each(members: list[Member], work: Callable[[Member], object]) -> list[tuple
 class ImageGrid:
     """The live images of one board variable on several boards, side by side in one display.
 
-    Each board has its own FramePump (frames.py); their displays are drawn here as cells of one
+    Each board has its own LiveImagePump (liveimage.py); their displays are drawn here as cells of one
     HTML grid, updated in place (at most every GRID_GAP s) under one display id.
     """
 
@@ -373,7 +373,7 @@ class ImageGrid:
         self._lock = threading.Lock()
 
     def publisher(self, label: str) -> Publisher:
-        """What the FramePump of board `label` publishes through: its frames become that cell."""
+        """What the LiveImagePump of board `label` publishes through: its frames become that cell."""
 
         def publish(msg_type: str, content: dict, parent: dict) -> None:
             self.update(label, content.get("data") or {})
@@ -450,7 +450,7 @@ class Fleet:
         self._publish_to_cell = publish_to_cell
         self.group: BoardGroup | None = None  # the group of self.on(...), for the cells after it
         self._running: BoardGroup | None = None  # the group whose cell runs now (for an interrupt)
-        self._pumps: dict[tuple[str, str], FramePump] = {}  # (variable, board label) -> its pump
+        self._pumps: dict[tuple[str, str], LiveImagePump] = {}  # (variable, board label) -> its pump
 
     # ------------------------------------------------------------ the kernel's hooks
     def takes(self, code: str) -> bool:
@@ -708,9 +708,11 @@ class Fleet:
         grid = ImageGrid(name, group.labels, parent, self._publish_to_cell)
 
         def start(member: Member) -> None:
-            pump = FramePump(lambda board=member.board: board, self.session_id, grid.publisher(member.label))
+            pump = LiveImagePump(
+                lambda board=member.board: board, self.session_id, grid.publisher(member.label)
+            )
             self._pumps[(name, member.label)] = pump
-            pump.start(name, frame_interval(interval), parent)
+            pump.start(name, image_interval(interval), parent)
 
         for label, problem, _ in _each(group.members, start):
             if problem is not None:

@@ -30,9 +30,9 @@ from .connector import Address, Connector, MisconfiguredConnector, connect_timeo
 from .debugger import DebugAdapter, advertise
 from .errors import BoardError
 from .fleet import Fleet
-from .frames import DEFAULT_INTERVAL, FramePump, frame_interval
 from .handshake import parse_forward
 from .ipython_syntax import to_board_code
+from .liveimage import DEFAULT_INTERVAL, LiveImagePump, image_interval
 from .outputs import BadOutput, check_bundle, check_error, check_event
 from .status import format_rows, status_lines
 from .transfer import ProgressDisplay, TransferResult, format_size
@@ -92,7 +92,7 @@ class RPycKernel(IPythonKernel):
         # one ends with the request. Raising KeyboardInterrupt there would lose the request's reply.
         self._in_request = threading.Event()
         self._previous_cell_id: str | None = None
-        self.frames = FramePump(lambda: self.board, self.session_id, self._publish_to_cell)
+        self.live_images = LiveImagePump(lambda: self.board, self.session_id, self._publish_to_cell)
         self.fleet = Fleet(  # several boards at once (fleet.py): idle unless a cell names a group
             self.session_id,
             lambda: self.board,
@@ -258,7 +258,7 @@ class RPycKernel(IPythonKernel):
         """Connect `board` and make it the kernel's board from now on, closing the one before.
 
         On failure the previous board stays selected and the new one is closed (with any tunnel made
-        for it). Live images follow on their own: the FramePump reconnects to whatever self.board is.
+        for it). Live images follow on their own: the LiveImagePump reconnects to whatever self.board is.
         route() adds how the board is reached to the "Connected" line (known once it is connected).
         """
         board.warm_side_link = True
@@ -328,13 +328,13 @@ class RPycKernel(IPythonKernel):
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise ValueError(f'display() takes the name of a board variable, e.g. "img_buffer"; got {name!r}')
         if self.fleet.group is not None:  # one image per board of the group, side by side
-            return self.fleet.display(name, frame_interval(interval), self.get_parent())
-        self.frames.start(name, frame_interval(interval), self.get_parent())
+            return self.fleet.display(name, image_interval(interval), self.get_parent())
+        self.live_images.start(name, image_interval(interval), self.get_parent())
 
     def stop_display(self, name: str | None = None) -> None:
         """Stop the live image of `name`, or all of them; each display keeps its last frame."""
-        running = self.frames.names
-        stopped = self.frames.stop(name) + self.fleet.stop_display(name)
+        running = self.live_images.names
+        stopped = self.live_images.stop(name) + self.fleet.stop_display(name)
         if stopped:
             print("Stopped live image" + ("s " if len(stopped) > 1 else " ") + ", ".join(stopped))
         elif name is None:
@@ -349,7 +349,7 @@ class RPycKernel(IPythonKernel):
 
     def _stop_displays_on_sigint(self, signum, frame) -> None:
         def stop() -> None:
-            self.frames.stop()
+            self.live_images.stop()
             self.fleet.stop_display()
 
         threading.Thread(target=stop, name="stop live images", daemon=True).start()
@@ -368,7 +368,7 @@ class RPycKernel(IPythonKernel):
             return  # subshell requests never touched the signal handlers
         self._in_request.clear()
         super().post_handler_hook()
-        if self.frames.names or self.fleet.displaying:
+        if self.live_images.names or self.fleet.displaying:
             signal.signal(signal.SIGINT, self._stop_displays_on_sigint)
 
     def _on_sigint(self, signum, frame) -> None:
@@ -673,7 +673,7 @@ class RPycKernel(IPythonKernel):
             return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
     def do_shutdown(self, restart: bool) -> dict:
-        self.frames.close()
+        self.live_images.close()
         self.fleet.close()
         self.board.close()
         return super().do_shutdown(restart)

@@ -186,7 +186,7 @@ def tune_for_frames(conn: BoardConnection, agent) -> bool:
     read each request in one call; False if the board refused (slower, but frames still flow)."""
     conn.set_compression(False)
     try:
-        agent.prepare_frame_connection(conn.root.getconn())  # the board's end of this same connection
+        agent.prepare_image_connection(conn.root.getconn())  # the board's end of this same connection
     except (AttributeError, TypeError, ValueError):
         return False
     return True

@@ -48,7 +48,7 @@ class SideLink:
 
     @property
     def agent(self):
-        """The agent package on the board (netref): agent.read_frames, agent.open_upload, ..."""
+        """The agent package on the board (netref): agent.read_images, agent.open_upload, ..."""
         return self.attached.agent
 
     @property

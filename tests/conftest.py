@@ -136,7 +136,7 @@ SLOW_FIRST = [
     "test_interactive.py",
     "test_transfer.py",
     "test_transfer_links.py",
-    "test_frames.py",
+    "test_liveimage.py",
     "test_adb.py",
 ]
 TESTS = Path(__file__).parent

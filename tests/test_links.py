@@ -14,8 +14,8 @@ import pytest
 from helpers import KernelSession, interrupt_after, wait_for_iopub
 from linkemu import LinkEmulator
 
-from rpyc_ikernel.frames import MAX_IN_FLIGHT, FlightWindow
 from rpyc_ikernel.handshake import read_token_file
+from rpyc_ikernel.liveimage import MAX_IN_FLIGHT, FlightWindow
 from rpyc_ikernel.server import default_token_path
 
 SLOW_RTT = 0.5

@@ -60,7 +60,7 @@ def test_display_checks_interval_and_name_and_starts_no_thread(kernel):
     for name in ('"class"', '"1abc"', '"a b"', "5", '""'):
         message = one_line_error(kernel, f"self.display({name})")
         assert message.startswith("display() takes the name of a board variable"), message
-    names = kernel.run("# exec(print(self.frames.names, self.frames._thread))").stream()
+    names = kernel.run("# exec(print(self.live_images.names, self.live_images._thread))").stream()
     assert names == "[] None\n"
 
 

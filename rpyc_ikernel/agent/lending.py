@@ -45,6 +45,7 @@ def _state():
         state.last_lend_request = 0.0
         state.in_tick = False  # the tick handler is running (on the main thread)
         state.lends = 0  # times the main thread waited for a frames thread (tests, benchmarks)
+        state.lent_seconds = 0.0  # how long it waited in all
     return state
 
 
@@ -91,20 +92,33 @@ class Lender(object):
         self.is_parked = False
         self.thread = threading.get_ident()
 
+    def wants_gil(self):
+        """A request waits on the socket, or the thread is in the middle of one."""
+        if self.is_parked:
+            return _ready(self.sock)
+        return _ready(self.sock, write=True)  # else blocked in a send to a slow link: no use waiting
+
     def lend_if_wanted(self):
         """Main thread: wait (GIL released) while this link's thread has a request to answer."""
-        if self.is_parked:
-            if not _ready(self.sock):
-                return
-        elif not _ready(self.sock, write=True):
-            return  # blocked in a send to a slow link: waiting would only stall the cell
+        if not self.wants_gil():
+            return
         self.returned.clear()
         self.lent = True
-        _state().lends += 1
+        # Look again: the thread may have taken the GIL between two bytecodes of this handler (the
+        # call above is where CPython hands it over) and parked, without a lend to end: the wait
+        # would then last LEND_LIMIT for nothing. From here on, parked() ends the wait.
+        if not self.wants_gil():
+            self.lent = False
+            return
+        state = _state()
+        state.lends += 1
+        started = time.perf_counter()
         try:
             self.returned.wait(LEND_LIMIT)
         finally:
             self.lent = False
+            # getattr: the state may come from an older agent version of this process
+            state.lent_seconds = getattr(state, "lent_seconds", 0.0) + time.perf_counter() - started
 
 
 def give_back():
@@ -158,16 +172,28 @@ def add(sock):
 
 
 def remove(lender):
+    """A frames link closed: with it the last one, the timer stops now (not IDLE_AFTER later), so
+    no tick reaches a SIGPROF handler the user installs next."""
     lender.parked()
-    _state().lenders.discard(lender)
+    state = _state()
+    state.lenders.discard(lender)
+    if not state.lenders:
+        _stop_ticking()
 
 
 def requested():
     """A frame request arrived: tick while they keep coming (the timer stops IDLE_AFTER later)."""
     state = _state()
     state.last_lend_request = time.monotonic()
-    if state.ticking or state.tick_handler is None or getattr(state, "lending_off", False):
-        return  # lending_off: set by benchmarks/frames.py for its same-run baseline
+    if state.tick_handler is None:
+        return
+    if getattr(state, "lending_off", False) or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
+        # lending_off: set by benchmarks/liveimage.py for its same-run baseline; another handler: a
+        # cell installed its own meanwhile, and our ticks are not for it
+        _stop_ticking()
+        return
+    if state.ticking:
+        return
     with state.lending_lock:
         if state.ticking or signal.getsignal(TICK_SIGNAL) is not state.tick_handler:
             return
@@ -180,8 +206,16 @@ def requested():
 
 def _stop_when_idle():
     state = _state()
-    while time.monotonic() - state.last_lend_request < IDLE_AFTER:
+    while state.ticking and time.monotonic() - state.last_lend_request < IDLE_AFTER:
         state.original_sleep(IDLE_AFTER / 4)
+    _stop_ticking()
+
+
+def _stop_ticking():
+    state = _state()
+    if not state.ticking:
+        return
     with state.lending_lock:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        state.ticking = False
+        if state.ticking:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            state.ticking = False

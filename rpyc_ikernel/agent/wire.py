@@ -36,16 +36,16 @@ ENTRY_POINTS = {
     "finish_download": "transfer",
     "abort_transfer": "transfer",
     "tune_link": "transfer",
-    "read_frames": "frames",
-    "read_frame": "frames",
-    "sniff_image_format": "frames",
-    "prepare_frame_connection": "frames",
+    "read_images": "liveimage",
+    "read_image": "liveimage",
+    "sniff_image_format": "liveimage",
+    "prepare_image_connection": "liveimage",
 }
 
-# Live images: read_frames answers (digest, kind, payload) per variable; kind is one of these or an
+# Live images: read_images answers (digest, kind, payload) per variable; kind is one of these or an
 # image format: a key of IMAGE_MIME (sent as is), "bmp" or "unknown" (for the kernel to transcode).
-FRAME_SAME = "same"  # the kernel already shows this frame; payload b""
-FRAME_MESSAGE = "message"  # no frame; payload is one line saying why
+IMAGE_SAME = "same"  # the kernel already shows this frame; payload b""
+IMAGE_MESSAGE = "message"  # no frame; payload is one line saying why
 IMAGE_MIME = {"jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif"}
 
 # Files: what a transfer reads at most of a file that reports size 0 (/proc, /sys), at either end.

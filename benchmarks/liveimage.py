@@ -1,6 +1,6 @@
 """Live images: frames/s that reach a Jupyter client, against raw rpyc pulls, measured in one run.
 
-    .venv/bin/python benchmarks/frames.py [--seconds 3] [--sizes 320x240,640x480]
+    .venv/bin/python benchmarks/liveimage.py [--seconds 3] [--sizes 320x240,640x480]
 
 Everything runs on this machine, on 127.0.0.1: a board server (``python -m rpyc_ikernel.server``),
 the rpyc kernel started through jupyter_client, and this process as the frontend that counts the
@@ -23,22 +23,26 @@ not counted; the stream never sends one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import rpyc
 
 from rpyc_ikernel.board import Address, Board
-from rpyc_ikernel.frames import FrameLink
+from rpyc_ikernel.handshake import Credentials
+from rpyc_ikernel.liveimage import ImageLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
-from helpers import install_kernelspec, launch_kernel, start_board  # noqa: E402
+from helpers import KernelSession, install_kernelspec, launch_kernel, start_board  # noqa: E402
+from linkemu import LinkEmulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "import _rpyc_ikernel_agent as _a\n_ns = _a.SESSIONS[{session_id!r}].namespace"
@@ -128,23 +132,44 @@ class CpuMeter:
 class Bench:
     """A board server, a kernel driving it, and this process as the frontend."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, tls: bool = False) -> None:
         self.seconds = seconds
         self.tmp = tempfile.TemporaryDirectory()
         prefix = Path(self.tmp.name)
         install_kernelspec(prefix)
-        # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
-        self.board = start_board(
-            [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1", "--no-auth"]
-        )
+        server = [sys.executable, "-m", "rpyc_ikernel.server", "--host", "127.0.0.1"]
+        self.pairing = None
+        if tls:
+            # A paired board, as off loopback: the server's own certificate (made now, in a config
+            # directory of this run) and its token; every link of the run, baselines too, is TLS.
+            config = dict(os.environ, XDG_CONFIG_HOME=str(prefix / "config"))
+            self.board = start_board(server, env=config)
+            self.pairing = next(
+                line.strip() for line in self.board.output().splitlines() if "@sha256:" in line
+            )
+        else:
+            # --no-auth: the raw and naive baselines pull over plain classic rpyc connections
+            self.board = start_board([*server, "--no-auth"])
         self.port = self.board.port
         self.server = self.board.process
         env = dict(os.environ, RPYC_IKERNEL_HOST="127.0.0.1", RPYC_IKERNEL_PORT=str(self.port))
+        if self.pairing:
+            env["RPYC_IKERNEL_TOKEN"] = self.pairing
         self.manager, self.client, self.kernel_log = launch_kernel("rpyc", env)
         self.client.wait_for_ready(timeout=60)
         self.pids = {"board": self.server.pid, "kernel": self.manager.provisioner.pid, "client": os.getpid()}
         self.run(SETUP)
         self.session_id = self.run("# exec(print(self.session_id))").strip()
+
+    def connect(self) -> rpyc.Connection:
+        """A classic connection to the board: plain rpyc, or over TLS with the pairing string."""
+        if self.pairing is None:
+            return rpyc.classic.connect("127.0.0.1", self.port)
+        return self.board_object("bench").open_connection()[0]
+
+    def board_object(self, session_id: str) -> Board:
+        credentials = Credentials(token=self.pairing) if self.pairing else Credentials()
+        return Board(Address("127.0.0.1", self.port), session_id, credentials)
 
     def close(self) -> None:
         self.client.stop_channels()
@@ -224,7 +249,7 @@ class Bench:
         """Distinct frames/s of `pull` evaluated on a raw uncompressed connection against `producer`."""
         msg_id = self.start_cell(producer)
         time.sleep(0.5)
-        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw = self.connect()
         raw._channel.compress = False
         raw.root.getconn()._channel.compress = False
         try:
@@ -237,7 +262,7 @@ class Bench:
 
     def set_lending(self, on: bool) -> None:
         """Turn the agent's GIL lending off (a baseline in the same run) or back on."""
-        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+        with contextlib.closing(self.connect()) as conn:
             conn.execute(NAMESPACE.format(session_id=self.session_id))  # the agent's state exists
             conn.execute(LENDING_SWITCH % (not on))
 
@@ -246,10 +271,10 @@ class Bench:
         self._wait_for_default_switch_interval()
         msg_id = self.start_cell(f"produce(busy={busy})")
         time.sleep(0.5)
-        raw = rpyc.classic.connect("127.0.0.1", self.port)
+        raw = self.connect()
         raw._channel.compress = False
         raw.root.getconn()._channel.compress = False
-        naive = rpyc.classic.connect("127.0.0.1", self.port)
+        naive = self.connect()
         try:
             for conn in (raw, naive):
                 conn.execute(NAMESPACE.format(session_id=self.session_id))
@@ -276,23 +301,27 @@ class Bench:
         Each round has adjacent windows (no reader, then each interval) within one producer run,
         and each reading is divided by its own round's no-reader window: the machine's other load
         drifts slowly, so this cancels most of it. Frames are read through the kernel's own
-        FrameLink (no Jupyter): this measures the board side alone. Also the board's CPU share
+        ImageLink (no Jupyter): this measures the board side alone. Also the board's CPU share
         (1.0 = one core) beyond the no-reader window's, in self.extra_cpu.
         """
-        link = FrameLink(Board(Address("127.0.0.1", self.port), self.session_id))
+        link = ImageLink(self.board_object(self.session_id))
         msg_id = self.start_cell(producer)  # after the link: its tick handler is installed first
         ratios: dict = {interval: [] for interval in intervals}
         extra: dict = {interval: [] for interval in intervals}
+        waits: dict = {interval: [] for interval in intervals}  # the cell's wait per request (lending)
         try:
             for _ in range(rounds):
                 self._wait_for_default_switch_interval()
                 speed, cpu = {}, {}
                 for interval in (None, *intervals):
+                    lent = self._lent_seconds()
                     before, started = self._produced(), time.monotonic()
                     meter = CpuMeter({"board": self.pids["board"]})
-                    read_frames_for(link, self.session_id, interval, window)
+                    read_images_for(link, self.session_id, interval, window)
                     cpu[interval] = meter.shares()["board"]
                     speed[interval] = (self._produced() - before) / (time.monotonic() - started)
+                    if interval:
+                        waits[interval].append((self._lent_seconds() - lent) * interval / window)
                 for interval in ratios:
                     ratios[interval].append(speed[interval] / speed[None])
                     extra[interval].append(cpu[interval] - cpu[None])
@@ -300,15 +329,24 @@ class Bench:
             link.close()
         self.interrupt_and_drain(msg_id)
         self.extra_cpu = {interval: statistics.median(values) for interval, values in extra.items()}
+        self.waits = {
+            interval: statistics.median(values) if values else 0.0 for interval, values in waits.items()
+        }
         return {interval: statistics.median(values) for interval, values in ratios.items()}
 
     def _board_eval(self, expression: str):
-        with rpyc.classic.connect("127.0.0.1", self.port) as conn:
+        with contextlib.closing(self.connect()) as conn:
             conn.execute(NAMESPACE.format(session_id=self.session_id))
             return conn.eval(expression)
 
     def _produced(self) -> int:
         return self._board_eval("_ns.get('produced', 0)")
+
+    def _lent_seconds(self) -> float:
+        """How long the board's main thread has waited for frames threads so far (GIL lending)."""
+        return self._board_eval(
+            "getattr(__import__('sys').modules['_rpyc_ikernel_state'], 'lent_seconds', 0.0)"
+        )
 
     def _wait_for_default_switch_interval(self) -> None:
         """The agent shortens the GIL switch interval while it serves frames; wait until it is back."""
@@ -319,7 +357,7 @@ class Bench:
             time.sleep(0.2)
 
 
-def read_frames_for(link: FrameLink, session_id: str, interval: float | None, seconds: float) -> None:
+def read_images_for(link: ImageLink, session_id: str, interval: float | None, seconds: float) -> None:
     """Read img_buffer every `interval` seconds (None: not at all) for `seconds`."""
     digest, started, due = "", time.monotonic(), time.monotonic()
     while time.monotonic() - started < seconds:
@@ -340,6 +378,61 @@ def distinct_per_second(pull, seconds: float) -> float:
             count += 1
             last = frame
     return count / (time.monotonic() - started)
+
+
+STALL_PRODUCER = """
+import io, time
+from PIL import Image
+frames = []
+for shade in range(30):
+    out = io.BytesIO()
+    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
+    frames.append(out.getvalue())
+end, count = time.monotonic() + {seconds}, 0
+while time.monotonic() < end:
+    count += 1
+    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')
+    time.sleep(1 / 30)
+"""
+
+
+def stalled_link_fps(rtt: float = 0.1, stall: float = 0.15, seconds: float = 10.0) -> float:
+    """Frames/s at interval 0.05 over an emulated `rtt` link that stalls `stall` s every second.
+
+    Each stall delays every request in flight at once; the most a stream can show is about
+    20 * (1 - stall) frames/s. How fast the kernel's window of requests recovers decides the rest.
+    """
+    board = start_board()
+    try:
+        with LinkEmulator(board.port, rtt=rtt) as link:
+            session = KernelSession.start(board_port=link.port, env=link.forward_env)
+            try:
+                session.run("1", timeout=60)
+                stop, started, times = threading.Event(), time.monotonic(), []
+
+                def stalls() -> None:
+                    time.sleep(3)  # past the ramp-up
+                    while not stop.wait(1.0 - stall):
+                        link.stall(stall)
+                        time.sleep(stall)
+
+                threading.Thread(target=stalls, daemon=True).start()
+
+                def keep(msg: dict) -> None:
+                    if msg["msg_type"] == "update_display_data":
+                        times.append(time.monotonic() - started)
+
+                code = '# exec(self.display("img_buffer", interval=0.05))\n'
+                session.client.execute_interactive(
+                    code + STALL_PRODUCER.format(seconds=seconds + 4), timeout=120, output_hook=keep
+                )
+                stop.set()
+                session.run("# exec(self.stop_display())", timeout=60)
+            finally:
+                session.stop()
+    finally:
+        board.stop()
+    return len([t for t in times if 3.5 <= t <= 3.5 + seconds]) / seconds
 
 
 CAMERA_INTERVALS = (0.05, 0.02)
@@ -376,7 +469,8 @@ def measure_camera(bench: Bench, kind: str, runs: int) -> dict | None:
     print(
         f"camera {kind}: raw pull {row['raw']:.0f}/s; loop speed "
         + ", ".join(f"{row['speed'][i]:.0%} at interval {i}" for i in CAMERA_INTERVALS)
-        + f"; board CPU beyond the loop at interval 0.05: {row['cpu'][0.05]:.0%}",
+        + f"; board CPU beyond the loop at interval 0.05: {row['cpu'][0.05]:.0%}; the loop waits "
+        + ", ".join(f"{bench.waits[i] * 1e3:.2f} ms per request at {i}" for i in CAMERA_INTERVALS),
         flush=True,
     )
     return row
@@ -415,8 +509,21 @@ def main() -> int:
     parser.add_argument("--loads", default="idle,busy")
     parser.add_argument("--cameras", default="bytesio,pil,numpy", help="camera-loop variables ('' for none)")
     parser.add_argument("--runs", type=int, default=10, help="stream runs per camera variable and interval")
+    parser.add_argument(
+        "--tls", action="store_true", help="a paired board: every link TLS (the kernel's, the baselines')"
+    )
+    parser.add_argument(
+        "--stalls", type=int, default=0, help="runs over a 100 ms link that stalls 150 ms every second"
+    )
     args = parser.parse_args()
-    bench = Bench(args.seconds)
+    if args.stalls:
+        with tempfile.TemporaryDirectory() as prefix:
+            install_kernelspec(Path(prefix))
+            runs = [stalled_link_fps() for _ in range(args.stalls)]
+        print("100 ms link, 150 ms stall every second, interval 0.05: " + ", ".join(f"{r:.1f}" for r in runs))
+        print("frames/s (at most about 17: each stall holds 3 frames)")
+        return 0
+    bench = Bench(args.seconds, tls=args.tls)
     rows, costs, cameras = [], [], []
     try:
         for kind in filter(None, args.cameras.split(",")):

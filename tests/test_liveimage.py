@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import queue
 import sys
 import time
@@ -431,16 +432,16 @@ def test_display_without_a_board_is_a_one_line_error(kernelspec_prefix):
 def test_agent_reads_frames_by_digest():
     jpeg = image_bytes("JPEG")
     namespace = {"jpeg": jpeg, "gif": image_bytes("GIF"), "array": [1], "empty": b""}
-    digest, kind, payload = agent.read_frame(namespace, "jpeg", "")
+    digest, kind, payload = agent.read_image(namespace, "jpeg", "")
     assert (kind, payload) == ("jpeg", jpeg)
-    assert agent.read_frame(namespace, "jpeg", digest) == (digest, "same", b"")
-    assert agent.read_frame({"jpeg": bytearray(jpeg)}, "jpeg", digest) == (digest, "same", b"")
-    assert agent.read_frame(namespace, "gif", "")[1] == "gif"
-    digest, kind, text = agent.read_frame(namespace, "array", "")
+    assert agent.read_image(namespace, "jpeg", digest) == (digest, "same", b"")
+    assert agent.read_image({"jpeg": bytearray(jpeg)}, "jpeg", digest) == (digest, "same", b"")
+    assert agent.read_image(namespace, "gif", "")[1] == "gif"
+    digest, kind, text = agent.read_image(namespace, "array", "")
     assert kind == "message" and "holds a list" in text
-    assert agent.read_frame(namespace, "array", digest)[1] == "same"
-    assert "is empty" in agent.read_frame(namespace, "empty", "")[2]
-    assert agent.read_frames("no such session", (("x", ""),))[0][1] == "message"
+    assert agent.read_image(namespace, "array", digest)[1] == "same"
+    assert "is empty" in agent.read_image(namespace, "empty", "")[2]
+    assert agent.read_images("no such session", (("x", ""),))[0][1] == "message"
 
 
 def test_agent_sends_a_frame_once_per_link_to_pipelined_requests():
@@ -451,14 +452,14 @@ def test_agent_sends_a_frame_once_per_link_to_pipelined_requests():
     namespace = {"cam": first}
     agent_session.SESSIONS["pipelined"] = type("Stub", (), {"namespace": namespace})()
     try:
-        shown = agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][0]  # the display's first frame
+        shown = agent.read_images("pipelined", (("cam", ""),), "link-1")[0][0]  # the display's first frame
         namespace["cam"] = second
-        in_flight = [agent.read_frames("pipelined", (("cam", shown),), "link-1")[0] for _ in range(3)]
+        in_flight = [agent.read_images("pipelined", (("cam", shown),), "link-1")[0] for _ in range(3)]
         assert [kind for _, kind, _ in in_flight] == ["png", "same", "same"]  # sent once, not 3 times
         assert in_flight[1][0] == in_flight[0][0]
-        assert agent.read_frames("pipelined", (("cam", shown),), "link-2")[0][1] == "png"  # another link
-        assert agent.read_frames("pipelined", (("cam", ""),), "link-1")[0][1] == "png"  # a new display
-        assert agent.read_frames("pipelined", (("cam", shown),))[0][1] == "png"  # no link id: as asked
+        assert agent.read_images("pipelined", (("cam", shown),), "link-2")[0][1] == "png"  # another link
+        assert agent.read_images("pipelined", (("cam", ""),), "link-1")[0][1] == "png"  # a new display
+        assert agent.read_images("pipelined", (("cam", shown),))[0][1] == "png"  # no link id: as asked
     finally:
         del agent_session.SESSIONS["pipelined"]
 
@@ -569,6 +570,49 @@ def test_a_camera_loop_lends_the_frames_thread_the_gil_and_stopping_ends_the_tic
     assert reply["status"] == "ok"
 
 
+def board_lends(port: int, token: str | None = None) -> int:
+    """How many times the board's main thread has lent the GIL to a frames thread so far."""
+    from rpyc_ikernel.board import Address, Board
+    from rpyc_ikernel.handshake import Credentials
+    from rpyc_ikernel.link import close_connection
+
+    credentials = Credentials(token=token) if token else None
+    conn, _ = Board(Address("127.0.0.1", port), "probe", credentials).open_connection()
+    try:
+        conn.execute(BOARD_STATE)
+        return conn.eval("getattr(_state, 'lends', 0)")
+    finally:
+        close_connection(conn)
+
+
+def test_a_camera_loop_over_a_tls_link_lends_the_gil_and_frames_arrive_whole_in_order(
+    kernelspec_prefix, board
+):
+    """A paired kernel (TOKEN@sha256:FINGERPRINT) talks TLS: requests the board has decrypted but not
+    read yet are invisible to poll() on the socket, and the lending must see them all the same."""
+    lines = [line.strip() for line in board.output().splitlines() if "@sha256:" in line]
+    assert lines, board.output()
+    pairing = lines[-1].split()[0]
+    if pairing.startswith("TOKEN@"):  # the token was made earlier: the line names its file
+        token = (Path(os.environ["XDG_CONFIG_HOME"]) / "rpyc_ikernel" / "token").read_text().strip()
+        pairing = token + pairing[len("TOKEN") :]
+    session = KernelSession.start(board_port=board.port, env={"RPYC_IKERNEL_TOKEN": pairing})
+    try:
+        frontend = Frontend(session)
+        frontend.kernel.run("1")
+        security = frontend.kernel.run("# exec(print(self.board.security))").stream()
+        assert "TLS (certificate pinned" in security, security
+        before = board_lends(board.port, pairing)
+        updates = camera_frames(frontend, "bytesio")
+        assert board_lends(board.port, pairing) > before, "the main thread never lent the GIL over TLS"
+        assert len(updates) >= 5, "frames should flow while the camera loop runs"
+        numbers = [int.from_bytes(decoded(data, "image/jpeg")[-4:], "big") for data in updates[:-1]]
+        assert numbers == sorted(set(numbers)), "frames arrive once each, in order"
+        assert counter_of(updates[-1]) == 1234
+    finally:
+        session.stop()
+
+
 def test_a_users_own_sigprof_handler_is_kept_and_frames_still_flow(frontend):
     frontend.run(
         "import signal\nticks = []\nsignal.signal(signal.SIGPROF, lambda *args: ticks.append(1))\n"
@@ -585,19 +629,19 @@ def test_a_users_own_sigprof_handler_is_kept_and_frames_still_flow(frontend):
 
 def test_agent_encodes_uint8_arrays_and_explains_other_arrays():
     numpy = pytest.importorskip("numpy")
-    from rpyc_ikernel.agent import frames
+    from rpyc_ikernel.agent import liveimage
 
     array = numpy.zeros((24, 32, 3), numpy.uint8)
     array[:, :, 1] = 200
-    digest, kind, payload = frames.read_frame({"a": array}, "a", "")
+    digest, kind, payload = liveimage.read_image({"a": array}, "a", "")
     assert kind == "jpeg" and Image.open(io.BytesIO(payload)).size == (32, 24)
-    assert frames.read_frame({"a": array}, "a", digest)[1] == agent.wire.FRAME_SAME
+    assert liveimage.read_image({"a": array}, "a", digest)[1] == agent.wire.IMAGE_SAME
     gray = numpy.full((10, 12), 77, numpy.uint8)
-    png = frames.png_bytes(12, 10, "L", gray.tobytes())  # a board without Pillow sends this
+    png = liveimage.png_bytes(12, 10, "L", gray.tobytes())  # a board without Pillow sends this
     image = Image.open(io.BytesIO(png))
     assert (image.mode, image.size, image.getpixel((3, 4))) == ("L", (12, 10), 77)
-    _digest, kind, text = frames.read_frame({"a": array.astype("float32")}, "a", "")
-    assert kind == agent.wire.FRAME_MESSAGE and "float32 array of shape (24, 32, 3)" in text
+    _digest, kind, text = liveimage.read_image({"a": array.astype("float32")}, "a", "")
+    assert kind == agent.wire.IMAGE_MESSAGE and "float32 array of shape (24, 32, 3)" in text
 
 
 def test_a_tick_arriving_during_a_tick_does_nothing():
@@ -621,3 +665,74 @@ def test_a_tick_arriving_during_a_tick_does_nothing():
         state.lenders.discard(lender)
     assert looks == [1]
     assert not state.in_tick
+
+
+# --------------------------------------------------------------------------- the kernel's window of requests
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_stall_shrinks_the_window_of_requests_once_and_it_comes_back_at_once():
+    """A far link (125 ms round trips, interval 62.5 ms: 3 requests on their way). A stall delays
+    all three answers; that is one event, not three, and the window is whole two answers later."""
+    from rpyc_ikernel.liveimage import FlightWindow
+
+    clock, interval, rtt = FakeClock(), 1 / 16, 1 / 8  # binary fractions: the sums are exact
+    window = FlightWindow(clock)
+    sent = []
+    for step in range(40):  # steady: a request every interval, each answered one round trip later
+        sent.append(clock.now)
+        clock.now += interval
+        if step >= 1:
+            window.record(clock.now - sent[-2], interval, sent[-2])
+    assert window.size == 3  # ceil(rtt / interval) + 1
+    in_flight = [clock.now - 2 * interval, clock.now - interval, clock.now]
+    clock.now += rtt + 0.25  # the stall: the three answers come together, 250 ms late
+    for when in in_flight:
+        window.record(clock.now - when, interval, when)
+    assert window.size == 2, "one stall shrinks the window by one"
+    for _ in range(2):  # the link is quick again
+        sent_at = clock.now
+        clock.now += rtt
+        window.record(rtt, interval, sent_at)
+    assert window.size == 3
+
+
+def test_a_queue_that_persists_shrinks_the_window_each_round_trip():
+    from rpyc_ikernel.liveimage import FlightWindow
+
+    clock = FakeClock()
+    window = FlightWindow(clock)
+    for _ in range(20):
+        sent_at = clock.now
+        clock.now += 0.2
+        window.record(0.2, 0.05, sent_at)
+    assert window.size == 5
+    sizes = []
+    for _ in range(6):  # every answer late by a whole second: the link is far slower than the camera
+        sent_at = clock.now
+        clock.now += 1.2
+        window.record(1.2, 0.05, sent_at)
+        sizes.append(window.size)
+    assert sizes == [4, 3, 2, 1, 1, 1]
+
+
+def test_the_cell_gets_its_main_thread_back_only_during_a_long_encode(monkeypatch):
+    """Taking the GIL back after an encode costs a second hand-off: worth it only for a long one."""
+    from rpyc_ikernel.agent import lending, liveimage
+
+    calls = []
+    monkeypatch.setattr(lending, "give_back", lambda: calls.append(1))
+    small = Image.new("RGB", (32, 24), (1, 2, 3))
+    monkeypatch.setattr(liveimage, "_LAST_ENCODE", [0.0001])  # the last encode was short
+    assert liveimage.encode_pil_image(small)[0] == "jpeg"
+    assert calls == []
+    liveimage._LAST_ENCODE[0] = 0.05  # the last one took 50 ms of CPU
+    assert liveimage.encode_pil_image(small)[0] == "jpeg"
+    assert calls == [1]

@@ -1,7 +1,7 @@
 """Live images: board variables shown in the notebook as displays that update in place.
 
-``self.display("img_buffer", interval=0.05)`` adds a :class:`FrameStream`. One :class:`FramePump` per
-kernel serves every stream: a background thread with its own board connection (:class:`FrameLink`, a
+``self.display("img_buffer", interval=0.05)`` adds a :class:`LiveImage`. One :class:`LiveImagePump` per
+kernel serves every stream: a background thread with its own board connection (:class:`ImageLink`, a
 :class:`~rpyc_ikernel.sidelink.SideLink`), so frames flow while a cell runs and neither waits for the
 other. Each round trip asks the board's agent for all the streams that are due, with the digest of what
 the notebook shows; the agent answers with raw encoded bytes only for frames that changed.
@@ -41,7 +41,7 @@ QUICKEST_TURN_MEMORY = 10.0  # seconds over which the quickest request->answer t
 Publisher = Callable[[str, dict, dict], None]  # (msg_type, content, parent header of the display)
 
 
-def frame_interval(value: object) -> float:
+def image_interval(value: object) -> float:
     """display()'s interval, checked: a NaN or infinite one would make the pump thread spin or stall."""
     return seconds(value, "interval", example=DEFAULT_INTERVAL)
 
@@ -51,7 +51,7 @@ def message_bundle(name: str, text: str) -> dict:
     return {"text/plain": f"[live image {name}] {text}"}
 
 
-def frame_bundle(name: str, kind: str, payload: bytes) -> dict:
+def image_bundle(name: str, kind: str, payload: bytes) -> dict:
     """The display content for a frame: the image itself, transcoded to PNG here when it must be."""
     if kind not in wire.IMAGE_MIME:
         try:
@@ -85,7 +85,7 @@ def transcode_to_png(data: bytes) -> tuple[str, bytes]:
     return "png", out.getvalue()
 
 
-class FrameLink(SideLink):
+class ImageLink(SideLink):
     """The side connection that carries live images: one round trip per batch of frames.
 
     It is a connection of its own, so frames flow while a cell runs on the main link, and it is
@@ -96,16 +96,16 @@ class FrameLink(SideLink):
         super().__init__(board, for_frames=True)
 
     def prepare(self) -> None:
-        self._read_frames = self.agent.read_frames  # a netref fetched once: each request is one round trip
+        self._read_images = self.agent.read_images  # a netref fetched once: each request is one round trip
         self.link_id = uuid.uuid4().hex  # the agent remembers what it sent on this link (pipelining)
 
     def request(self, session_id: str, wanted: tuple) -> PendingCall:
         """Ask for the frames of ((name, digest), ...); the answer comes from PendingCall.result."""
-        return PendingCall(self.conn, self._read_frames, session_id, wanted, self.link_id)
+        return PendingCall(self.conn, self._read_images, session_id, wanted, self.link_id)
 
 
 @dataclass(eq=False)
-class FrameStream:
+class LiveImage:
     """One board variable shown live in one display."""
 
     name: str
@@ -129,7 +129,7 @@ class Flight:
     """One frame request on its way: what it asked for and when it left."""
 
     call: PendingCall
-    asked: list  # the FrameStreams it asked for, in order
+    asked: list  # the LiveImages it asked for, in order
     sent: float = field(default_factory=time.monotonic)
 
 
@@ -142,22 +142,31 @@ class FlightWindow:
     the quickest one lately), the window shrinks at once, and grows again only after answers came
     back without queueing (one per step until the first queueing, then two): the lag stays near one
     round trip plus one frame's transfer, no queue grows, and the latest frame wins.
+
+    One stall (a Wi-Fi hiccup, a board busy for a moment) delays every request on its way at once:
+    it shrinks the window by one, not once per late answer (that took it to 1 from any size, and
+    back up took seconds on a far link). Answers to requests sent before the last shrink are
+    explained by it; a queue that persists shrinks the window again one round trip later.
     """
 
     CALM_ANSWERS = 2  # answers without queueing before the window grows by one
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = 1
+        self.clock = clock
         self._turns: deque = deque()  # (when, seconds from request to answer)
         self._calm = 0
         self._queued_once = False
+        self._shrunk_at = -math.inf  # when the window last shrank
 
     @property
     def quickest(self) -> float:
         return min(turn for _, turn in self._turns) if self._turns else 0.0
 
-    def record(self, turn: float, interval: float) -> None:
-        now = time.monotonic()
+    def record(self, turn: float, interval: float, sent: float | None = None) -> None:
+        """An answer came `turn` seconds after its request left at `sent` (None: not known, and
+        then a late answer always counts as queueing of its own)."""
+        now = self.clock()
         self._turns.append((now, turn))
         while len(self._turns) > 1 and self._turns[0][0] < now - QUICKEST_TURN_MEMORY:
             self._turns.popleft()
@@ -167,8 +176,9 @@ class FlightWindow:
         wanted = min(MAX_IN_FLIGHT, math.ceil(self.quickest / interval) + 1)
         excess = turn - self.quickest
         if excess > interval:
-            self.size, self._calm = max(1, self.size - 1), 0  # answers are queueing: ask less at once
-            self._queued_once = True
+            self._calm = 0
+            if sent is None or sent >= self._shrunk_at:  # answers are queueing: ask less at once
+                self.size, self._shrunk_at, self._queued_once = max(1, self.size - 1), now, True
         elif excess <= interval / 2:
             self._calm += 1
             if self._calm >= (self.CALM_ANSWERS if self._queued_once else 1):  # a quick start
@@ -176,7 +186,7 @@ class FlightWindow:
         self.size = max(1, min(self.size, wanted))
 
 
-class FramePump:
+class LiveImagePump:
     """Serves all live images of one kernel: one thread, one board connection, batched requests.
 
     Requests are pipelined: as many are on their way as the round trip needs at the streams' pace
@@ -187,7 +197,7 @@ class FramePump:
         self._get_board = get_board
         self._session_id = session_id
         self._publish = publish
-        self._streams: dict[str, FrameStream] = {}
+        self._streams: dict[str, LiveImage] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -197,12 +207,12 @@ class FramePump:
         with self._cond:
             return list(self._streams)
 
-    def start(self, name: str, interval: float, parent: dict) -> FrameStream:
+    def start(self, name: str, interval: float, parent: dict) -> LiveImage:
         """Stream `name` into a new display of the cell `parent`; returns once that display exists.
 
         Raises BoardError (one line) when the board cannot be reached for the first frame.
         """
-        stream = FrameStream(name=name, interval=frame_interval(interval), parent=parent)
+        stream = LiveImage(name=name, interval=image_interval(interval), parent=parent)
         with self._cond:
             old = self._streams.pop(name, None)
             if old is not None:
@@ -235,7 +245,7 @@ class FramePump:
             self._cond.notify_all()
         return names
 
-    def _discard(self, stream: FrameStream) -> None:
+    def _discard(self, stream: LiveImage) -> None:
         with self._cond:
             stream.stopped = True
             if self._streams.get(stream.name) is stream:
@@ -251,7 +261,7 @@ class FramePump:
 
     # ------------------------------------------------------------ the pump thread
     def _run(self) -> None:
-        link: FrameLink | None = None
+        link: ImageLink | None = None
         flights: deque[Flight] = deque()
         window = FlightWindow()
         try:
@@ -268,7 +278,7 @@ class FramePump:
                         if link is not None:
                             link.close()
                         link, flights, window = None, deque(), FlightWindow()
-                        link = FrameLink(board)
+                        link = ImageLink(board)
                     self._send_due(link, streams, flights, window)
                     if not flights:
                         self._sleep_until_due(streams)
@@ -295,14 +305,14 @@ class FramePump:
                 if self._thread is threading.current_thread():
                     self._thread = None
 
-    def _send_due(self, link: FrameLink, streams: list, flights: deque, window: FlightWindow) -> None:
+    def _send_due(self, link: ImageLink, streams: list, flights: deque, window: FlightWindow) -> None:
         while len(flights) < window.size:
             request = self._request_due(link, streams)
             if request is None:
                 return
             flights.append(Flight(*request))
 
-    def _next_due(self, streams: list[FrameStream]) -> float:
+    def _next_due(self, streams: list[LiveImage]) -> float:
         return min((s.next_due for s in streams if not s.stopped), default=time.monotonic() + RETRY_DELAY)
 
     def _await_answer(self, flight: Flight, wake: float | None) -> bool:
@@ -327,15 +337,15 @@ class FramePump:
         newest = {}
         for flight in answered:
             answers = flight.call.result(CALL_TIMEOUT)  # already in: returns at once
-            window.record(now - flight.sent, min(s.interval for s in flight.asked))
+            window.record(now - flight.sent, min(s.interval for s in flight.asked), flight.sent)
 
             for stream, answer in zip(flight.asked, answers):
                 self._note(stream, answer)
-                if answer[1] != wire.FRAME_SAME:
+                if answer[1] != wire.IMAGE_SAME:
                     newest[stream] = answer
         return newest
 
-    def _request_due(self, link: FrameLink, streams: list[FrameStream]):
+    def _request_due(self, link: ImageLink, streams: list[LiveImage]):
         """Send one request for every stream that is due; None when none is."""
         now = time.monotonic()
         due = [s for s in streams if s.next_due <= now and not s.stopped]
@@ -351,31 +361,31 @@ class FramePump:
         wanted = tuple((s.name, s.digest) for s in due)
         return link.request(self._session_id, wanted), due
 
-    def _sleep_until_due(self, streams: list[FrameStream]) -> None:
+    def _sleep_until_due(self, streams: list[LiveImage]) -> None:
         wake = min(s.next_due for s in streams)
         with self._cond:
             delay = wake - time.monotonic()
             if delay > 0:
                 self._cond.wait(delay)  # start() and stop() wake us up early
 
-    def _note(self, stream: FrameStream, answer: tuple) -> None:
+    def _note(self, stream: LiveImage, answer: tuple) -> None:
         """Record what the board answered before anything is published, so the next request is right."""
         digest, kind, _payload = answer
-        if kind != wire.FRAME_SAME:
+        if kind != wire.IMAGE_SAME:
             stream.digest = digest
 
-    def _deliver(self, stream: FrameStream, answer: tuple) -> None:
+    def _deliver(self, stream: LiveImage, answer: tuple) -> None:
         digest, kind, payload = answer
-        if kind == wire.FRAME_SAME or digest == stream.published:
+        if kind == wire.IMAGE_SAME or digest == stream.published:
             return  # requests in flight together may bring the same frame twice
         stream.published = digest
-        if kind == wire.FRAME_MESSAGE:
+        if kind == wire.IMAGE_MESSAGE:
             content = message_bundle(stream.name, payload)
         else:
-            content = frame_bundle(stream.name, kind, payload)
+            content = image_bundle(stream.name, kind, payload)
         self._show(stream, content)
 
-    def _show(self, stream: FrameStream, content: dict) -> None:
+    def _show(self, stream: LiveImage, content: dict) -> None:
         with stream.lock:
             if stream.stopped:
                 return
@@ -385,12 +395,12 @@ class FramePump:
                 return
         self._send(stream, "update_display_data", content)
 
-    def _send(self, stream: FrameStream, msg_type: str, data: dict) -> None:
+    def _send(self, stream: LiveImage, msg_type: str, data: dict) -> None:
         content = {"data": data, "metadata": {}, "transient": {"display_id": stream.display_id}}
         self._publish(msg_type, content, stream.parent)
         stream.frames += 1
 
-    def _link_failed(self, streams: list[FrameStream], exc: Exception) -> None:
+    def _link_failed(self, streams: list[LiveImage], exc: Exception) -> None:
         """Show the problem in every display (once), then wait a little before trying again."""
         if isinstance(exc, BoardError):
             problem = f"board link lost: {exc}"

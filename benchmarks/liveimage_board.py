@@ -1,6 +1,6 @@
 """Live images from a camera-like loop on a test board: the stream at interval 0.05 against a raw pull.
 
-    .venv/bin/python benchmarks/frames_board.py [--board bookworm-armhf|host] [--seconds 8]
+    .venv/bin/python benchmarks/liveimage_board.py [--board bookworm-armhf|host] [--seconds 8]
 
 The board (see scripts/boards.py; ``host`` is this machine's Python) runs our server.py and a cell that
 never sleeps: each iteration does C work that releases the GIL (zlib over a 320x240 RGB buffer, as
