@@ -41,7 +41,13 @@ from rpyc_ikernel.liveimage import ImageLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import MAKE_FRAMES  # noqa: E402
-from helpers import KernelSession, install_kernelspec, launch_kernel, start_board  # noqa: E402
+from helpers import (  # noqa: E402
+    LIVE_PRODUCER_CELL,
+    KernelSession,
+    install_kernelspec,
+    launch_kernel,
+    start_board,
+)
 from linkemu import LinkEmulator  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -380,22 +386,6 @@ def distinct_per_second(pull, seconds: float) -> float:
     return count / (time.monotonic() - started)
 
 
-STALL_PRODUCER = """
-import io, time
-from PIL import Image
-frames = []
-for shade in range(30):
-    out = io.BytesIO()
-    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
-    frames.append(out.getvalue())
-end, count = time.monotonic() + {seconds}, 0
-while time.monotonic() < end:
-    count += 1
-    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')
-    time.sleep(1 / 30)
-"""
-
-
 def stalled_link_fps(rtt: float = 0.1, stall: float = 0.15, seconds: float = 10.0) -> float:
     """Frames/s at interval 0.05 over an emulated `rtt` link that stalls `stall` s every second.
 
@@ -424,7 +414,7 @@ def stalled_link_fps(rtt: float = 0.1, stall: float = 0.15, seconds: float = 10.
 
                 code = '# exec(self.display("img_buffer", interval=0.05))\n'
                 session.client.execute_interactive(
-                    code + STALL_PRODUCER.format(seconds=seconds + 4), timeout=120, output_hook=keep
+                    code + LIVE_PRODUCER_CELL.format(seconds=seconds + 4), timeout=120, output_hook=keep
                 )
                 stop.set()
                 session.run("# exec(self.stop_display())", timeout=60)

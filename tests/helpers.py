@@ -306,3 +306,21 @@ def stop_process(process: subprocess.Popen, grace: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+# A board cell that changes `img_buffer` 30 times a second for {seconds} s (small JPEGs, each one
+# different): a live image's producer for link tests and benchmarks.
+LIVE_PRODUCER_CELL = """
+import io, time
+from PIL import Image
+frames = []
+for shade in range(30):
+    out = io.BytesIO()
+    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
+    frames.append(out.getvalue())
+end, count = time.monotonic() + {seconds}, 0
+while time.monotonic() < end:
+    count += 1
+    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')  # every frame differs
+    time.sleep(1 / 30)
+"""

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from helpers import KernelSession, interrupt_after, wait_for_iopub
+from helpers import LIVE_PRODUCER_CELL, KernelSession, interrupt_after, wait_for_iopub
 from linkemu import LinkEmulator
 
 from rpyc_ikernel.handshake import read_token_file
@@ -214,22 +214,6 @@ def test_repeated_drops_mid_cell_lose_no_output(kernelspec_prefix, board):
             session.stop()
 
 
-PRODUCER_CELL = """
-import io, time
-from PIL import Image
-frames = []
-for shade in range(30):
-    out = io.BytesIO()
-    Image.new('RGB', (64, 48), (8 * shade, 100, 30)).save(out, 'JPEG')
-    frames.append(out.getvalue())
-end, count = time.monotonic() + {seconds}, 0
-while time.monotonic() < end:
-    count += 1
-    img_buffer = frames[count % 30] + count.to_bytes(4, 'big')  # every frame differs
-    time.sleep(1 / 30)
-"""
-
-
 @pytest.mark.timeout(180)
 def test_live_images_get_more_than_one_frame_per_round_trip(kernelspec_prefix, board):
     """Over a 200 ms RTT link one request per look gives at most 5 frames/s; pipelined, about 20."""
@@ -238,7 +222,9 @@ def test_live_images_get_more_than_one_frame_per_round_trip(kernelspec_prefix, b
         session = KernelSession.start(board_port=link.port, env=link.forward_env)
         try:
             assert session.run("1", timeout=60).status == "ok"
-            code = '# exec(self.display("img_buffer", interval=0.05))\n' + PRODUCER_CELL.format(seconds=12)
+            code = '# exec(self.display("img_buffer", interval=0.05))\n' + LIVE_PRODUCER_CELL.format(
+                seconds=12
+            )
             reply, outputs = run_timed(session, code, timeout=120)
             assert reply["status"] == "ok", reply
             updates = [t for t, m in outputs if m["msg_type"] == "update_display_data"]
