@@ -425,7 +425,11 @@ class RPycKernel(IPythonKernel):
             elif _EXIT_REQUEST.match(code):
                 reply = {"status": "ok", "payload": [{"source": "ask_exit", "keepkernel": False}]}
             elif self.fleet.takes(code):  # %%boards, or a group of self.on(...): fleet.py
-                reply = self.fleet.run_cell(code, count, silent, store_history)
+                self._cell_running.set()  # the kernel's own board may be in the group: ask beside it
+                try:
+                    reply = self.fleet.run_cell(code, count, silent, store_history)
+                finally:
+                    self._cell_running.clear()
             elif has_board_code(code):
                 board_code = to_board_code(code)
                 # while debugging, cells get the file names the front end maps breakpoints with
