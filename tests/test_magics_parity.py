@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import KernelSession
 
 
 def both(ours, stock, code: str, **kwargs):
@@ -98,3 +99,20 @@ def test_a_magic_the_board_lacks_says_so_in_one_line(ours):
     assert result.status == "error"
     assert len(result.reply["traceback"]) == 1
     assert "%gui is not available on the board" in result.reply["traceback"][0]
+
+
+def test_reset_empties_the_namespace_and_the_output_cache_but_keeps_in(kernelspec_prefix, board):
+    """%reset -f in kernels of their own (it would empty the module's shared kernels too)."""
+    sessions = [KernelSession.start(board_port=board.port), KernelSession.start(kernel_name="python3")]
+    try:
+        for session in sessions:
+            session.run("kept_value = 1")
+            session.run("'shown'")
+            assert session.run("%reset -f").status == "ok"
+            seen = session.run("print(len(Out), '_' in dir(), 'kept_value' in dir(), len(In) > 3)").stream()
+            assert seen == "0 False False True\n", (session.manager.kernel_name, seen)
+            assert session.run("'again'\n").result == {"text/plain": "'again'"}
+            assert session.run("print(_, len(Out))").stream() == "again 1\n"
+    finally:
+        for session in sessions:
+            session.stop()

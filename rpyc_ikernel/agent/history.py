@@ -42,6 +42,13 @@ class CellHistory(object):
             self.outputs[count] = value
             namespace["_%d" % count] = value
 
+    def flush_outputs(self, namespace):
+        """%reset: Out empties and _, __, ___ are gone until the next result, as in IPython; In stays."""
+        self.outputs.clear()
+        self.unders = ["", "", ""]
+        for name in ("_", "__", "___"):
+            namespace.pop(name, None)
+
     def entries(self, raw=True):
         """(count, source) of the stored cells, as typed (raw) or as run."""
         for count in range(1, len(self.inputs)):

@@ -55,6 +55,7 @@ class NamespaceMagics(Magics):
         for name in list(self.user_ns):
             if name not in self.session.hidden_names:
                 del self.user_ns[name]
+        self.session.history.flush_outputs(self.user_ns)
 
     def line_pinfo(self, line, detail_level=0):
         """`obj?` inside a cell: print the board object's help."""
