@@ -18,7 +18,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from . import settings
 from .checks import host_name, port_number
-from .server import TokenError, check_token
+from .server import TokenError, check_token, read_token_from_stdin
 
 RESOURCES = Path(__file__).with_name("resources")
 DEFAULT_NAME = "rpyc"
@@ -149,13 +149,7 @@ def read_token_argument(value: str | None) -> tuple[str | None, str]:
     """--token's value and where it came from: "-" reads stdin (typed without echo on a terminal)."""
     if value != "-":
         return value, "given to --token"
-    if sys.stdin is None:
-        return "", "read from stdin"
-    if sys.stdin.isatty():
-        import getpass
-
-        return getpass.getpass("token: ").strip(), "read from stdin"
-    return sys.stdin.readline().strip(), "read from stdin"
+    return read_token_from_stdin(), "read from stdin"
 
 
 def presets(args: argparse.Namespace) -> list[dict]:

@@ -1265,7 +1265,7 @@ def _token_for(args: types.SimpleNamespace) -> tuple:
                 "--token VALUE would show the token to every user of this machine (ps); use --token -"
                 " (reads it from stdin), RPYC_IKERNEL_TOKEN or --token-file"
             )
-        token = check_token(_read_token_from_stdin(), "read from stdin")
+        token = check_token(read_token_from_stdin(), "read from stdin")
         print("rpyc_ikernel server: kernels must give the token read from stdin", flush=True)
     elif os.environ.get("RPYC_IKERNEL_TOKEN"):
         token = check_token(os.environ["RPYC_IKERNEL_TOKEN"].strip(), "in RPYC_IKERNEL_TOKEN")
@@ -1318,7 +1318,8 @@ def describe_security(authenticator: BoardAuthenticator | None) -> str:
     return what + ", no TLS"
 
 
-def _read_token_from_stdin() -> str:
+def read_token_from_stdin() -> str:
+    """A token from stdin (typed without echo on a terminal): keeps it out of ps and shell history."""
     if sys.stdin is not None and sys.stdin.isatty():
         import getpass  # a person typing: do not echo the token
 
