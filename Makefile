@@ -39,7 +39,7 @@ test: $(VENV)/.installed
 	@if [ "$$(id -u)" = 0 ]; then export RPYC_IKERNEL_BOARDS_REQUIRED=1; fi; $(PY) -m pytest $(PYTEST_PARALLEL)
 
 ## test-boards: build the test boards (cached in .boards/; needs root: debootstrap, chroot, qemu-user) and
-## run tests/boards on each: Debian armhf (rpyc 5.3) and arm64 (rpyc 6.0), bullseye (3.9), pyenv 3.7 and 3.8
+## run tests/boards on each: Debian armhf (rpyc 5.3) and arm64 (rpyc 6.0), bullseye (3.9), pyenv 3.7, 3.8, 3.12
 test-boards: $(VENV)/.installed
 	$(PY) scripts/boards.py build
 	RPYC_IKERNEL_BOARDS_REQUIRED=1 $(PY) -m pytest $(PYTEST_PARALLEL) -m boards tests/boards
