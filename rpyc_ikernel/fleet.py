@@ -231,17 +231,21 @@ class BoardGroup:
         for thread in threads:
             thread.start()
         left = len(threads)
-        while left:
-            try:
-                label, item = out.get(timeout=TICK)
-            except queue.Empty:
-                yield "", None  # a tick: the caller may flush lines that wait for their end
-                continue
-            if isinstance(item, _Finished):
-                left -= 1
-                with self._lock:
-                    self._running.pop(label, None)
-            yield label, item
+        try:
+            while left:
+                try:
+                    label, item = out.get(timeout=TICK)
+                except queue.Empty:
+                    yield "", None  # a tick: the caller may flush lines that wait for their end
+                    continue
+                if isinstance(item, _Finished):
+                    left -= 1
+                    with self._lock:
+                        self._running.pop(label, None)
+                yield label, item
+        finally:  # the caller stopped early: no interrupt thread may wait for these boards forever
+            with self._lock:
+                self._running = {}
 
     def _run_one(self, member: Member, code, filename, silent, count, raw, out: queue.Queue) -> None:
         board = member.board
@@ -467,11 +471,12 @@ class Fleet:
         """Ctrl-C during a request: stop the running group cell on every board (from a signal handler)."""
         group = self._running
         if group is not None:
-            group.interrupt()
+            # not here: the signal may have landed while this thread holds the group's lock
+            threading.Thread(target=group.interrupt, name="interrupt group", daemon=True).start()
 
     @property
     def displaying(self) -> bool:
-        return any(pump.names for pump in self._pumps.values())
+        return any(pump.names for pump in list(self._pumps.values()))
 
     def close(self) -> None:
         self.stop_display()
@@ -726,6 +731,6 @@ class Fleet:
             if name is None or variable == name:
                 if pump.stop(variable):
                     stopped.setdefault(variable, []).append(label)
-                del self._pumps[(variable, label)]
+                self._pumps.pop((variable, label), None)
                 threading.Thread(target=pump.close, daemon=True).start()
         return [f"{variable} on {', '.join(labels)}" for variable, labels in stopped.items()]

@@ -428,6 +428,8 @@ class RPycKernel(IPythonKernel):
                 self._cell_running.set()  # the kernel's own board may be in the group: ask beside it
                 try:
                     reply = self.fleet.run_cell(code, count, silent, store_history)
+                except BoardError as exc:  # a setting that does not parse: one line, as for one board
+                    reply = self._error_reply(type(exc).__name__, str(exc), [f"{type(exc).__name__}: {exc}"])
                 finally:
                     self._cell_running.clear()
             elif has_board_code(code):

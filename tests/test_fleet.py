@@ -306,3 +306,15 @@ def test_the_fleet_benchmark_runs_in_a_tiny_size():
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: the goal missed (a loaded machine)
     assert "all 2 at once:" in done.stdout and "| 2 | " in done.stdout, done.stdout
+
+
+def test_a_setting_that_does_not_parse_ends_a_group_cell_in_one_line(kernelspec_prefix, boards):
+    """The kernel's credentials are read for each group cell: a bad one is the cell's error, not a hang."""
+    session = KernelSession.start(env={"RPYC_IKERNEL_TLS": "perhaps"})
+    try:
+        cell = session.run(f"%%boards {names(boards[:1])}\n1", timeout=60)
+        assert cell.status == "error"
+        assert "RPYC_IKERNEL_TLS" in cell.reply["evalue"], cell.reply
+        assert session.run('# exec(print("alive"))').stream() == "alive\n"
+    finally:
+        session.stop()
