@@ -1750,9 +1750,8 @@ def load_announcer() -> bool:
     """Define the announcer: run the source between the marks above (a string, so a server on
     loopback neither compiles nor keeps it), read again from this file.
 
-    Line by line and one def or class at a time, as the lean start does: holding the whole file or
-    compiling ~300 lines at once would leave its peak in a small board's memory. False when this
-    file cannot be read again.
+    Line by line and one def or class at a time: holding the whole file or compiling ~300 lines at
+    once would leave its peak in a small board's memory. False when this file cannot be read again.
     """
     if "Announcer" in globals():
         return True

@@ -4,10 +4,10 @@ The kernel sends these modules' sources to the board on connect (``rpyc_ikernel.
 ``boot.py`` serves them from memory as the package ``_rpyc_ikernel_agent`` in the rpyc server's
 process. So every module here uses only the standard library and runs on Python 3.7+.
 
-Only the core loads at connect (boot, wire, session, iostream, formatters, shim); the rest loads on
-first use. The kernel reaches the agent through the names in ``wire.ENTRY_POINTS``, which this
-package provides on first access. Importing it has no side effects: the kernel imports ``wire``
-from here.
+Only the core loads at connect (boot, wire, session, compiling, errors, history, iostream, formatters,
+shim); the rest loads on first use. The kernel reaches the agent through the names in
+``wire.ENTRY_POINTS``, which this package provides on first access. Importing it has no side effects:
+the kernel imports ``wire`` from here.
 """
 
 

@@ -129,7 +129,7 @@ class BoardDebugger(bdb.Bdb):
 
     # ------------------------------------------------------------ the cell's thread
     def run(self, cell, frame, execute):
-        """Call `execute` (runs a compiled part of `cell`, see session.run_compiled: top-level await
+        """Call `execute` (runs a compiled part of `cell`, see compiling.run_compiled: top-level await
         included) under this debugger; frame: the caller, where tracing ends."""
         self.cell = cell
         self.reset()
