@@ -644,6 +644,26 @@ def test_agent_encodes_uint8_arrays_and_explains_other_arrays():
     assert kind == agent.wire.IMAGE_MESSAGE and "float32 array of shape (24, 32, 3)" in text
 
 
+def test_agent_sends_a_pil_image_once_and_again_when_drawn_on():
+    """An RGB image is digested by its JPEG: unchanged (even as a new object) it is "same", drawn on
+    in place it is sent again; other modes keep their pixel digest."""
+    from rpyc_ikernel.agent import liveimage
+
+    image = Image.new("RGB", (32, 24), (10, 200, 30))
+    digest, kind, payload = liveimage.read_image({"a": image}, "a", "")
+    assert kind == "jpeg" and Image.open(io.BytesIO(payload)).size == (32, 24)
+    assert liveimage.read_image({"a": image}, "a", digest)[1] == agent.wire.IMAGE_SAME
+    assert liveimage.read_image({"a": image.copy()}, "a", digest)[1] == agent.wire.IMAGE_SAME
+    image.putpixel((5, 5), (255, 255, 255))
+    image.paste((0, 0, 0), (0, 0, 16, 12))
+    drawn, kind, payload = liveimage.read_image({"a": image}, "a", digest)
+    assert drawn != digest and kind == "jpeg"
+    assert Image.open(io.BytesIO(payload)).convert("RGB").getpixel((2, 2))[0] < 40  # the pasted black
+    rgba = Image.new("RGBA", (8, 8), (1, 2, 3, 4))
+    digest, kind, _payload = liveimage.read_image({"a": rgba}, "a", "")
+    assert kind == "png" and liveimage.read_image({"a": rgba}, "a", digest)[1] == agent.wire.IMAGE_SAME
+
+
 def test_a_tick_arriving_during_a_tick_does_nothing():
     """The main thread's tick handler can be entered again between two of its own bytecodes (the
     next tick): it must not wait for a lock its outer self holds (that hung a camera cell for good)."""
