@@ -200,6 +200,7 @@ def requested():
         if signal.getitimer(signal.ITIMER_PROF) != (0.0, 0.0):
             return  # someone else's timer
         signal.setitimer(signal.ITIMER_PROF, LEND_TICK, LEND_TICK)
+        state.tick_interval = signal.getitimer(signal.ITIMER_PROF)[1]  # as the system rounded it
         state.ticking = True
     threading.Thread(target=_stop_when_idle, name="rpyc_ikernel lending", daemon=True).start()
 
@@ -217,5 +218,7 @@ def _stop_ticking():
         return
     with state.lending_lock:
         if state.ticking:
-            signal.setitimer(signal.ITIMER_PROF, 0)
+            # our timer, unless a cell set its own since (a profiler): that one is left running
+            if signal.getitimer(signal.ITIMER_PROF)[1] == getattr(state, "tick_interval", LEND_TICK):
+                signal.setitimer(signal.ITIMER_PROF, 0)
             state.ticking = False
