@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -81,6 +82,18 @@ class BoardServer:
         return self.log.read_text(errors="replace")
 
 
+_STARTED_BOARDS: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_leftover_boards() -> None:
+    """A test that failed between starting a board and its try/finally leaves no server running."""
+    for process in _STARTED_BOARDS:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def start_board(
     command: list[str] | None = None,
     port: int | None = None,
@@ -102,6 +115,7 @@ def start_board(
         )
     record.alive = lambda: process.poll() is None
     server = BoardServer(process, port, record.path)
+    _STARTED_BOARDS.append(process)
     try:
         wait_for_port(port)
     except TimeoutError:
