@@ -278,6 +278,15 @@ class KernelSession:
         )
         return CellResult(reply["content"], outputs)
 
+    def run_after_error(self, code: str, timeout: float = 60) -> CellResult:
+        """run(), for the first cell after a cell that ended in an error: ipykernel aborts requests that
+        reach it before it has finished aborting after an error reply (its shell thread posts the end
+        of the abort behind them), which a client that sends at once can hit on a busy machine."""
+        result = self.run(code, timeout=timeout)
+        if result.reply["status"] == "aborted":
+            result = self.run(code, timeout=timeout)
+        return result
+
     def request(self, method: str, *args, **kwargs) -> dict:
         """Send a shell request (complete, inspect, ...) and return its reply content."""
         msg_id = getattr(self.client, method)(*args, **kwargs)
